@@ -1,0 +1,139 @@
+"""The `smplus` command line: parse options, call one library function, report.
+
+Library errors become one-line messages: SmplusError exits 1, UsageError 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+from .errors import SmplusError, UsageError
+
+
+def library_errors(fn):
+    """Turn library exceptions into clear messages and exit codes, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as e:
+            raise click.UsageError(str(e)) from None
+        except SmplusError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted") from None
+
+    return wrapper
+
+
+def _categories(value):
+    return [v for v in value.split(",") if v.strip()] if value else None
+
+
+@click.group()
+@click.version_option(package_name="smplus")
+def main():
+    """SM+ (Refined Scale Match): make a COCO pre-training set match a tiny-object target's sizes."""
+
+
+@main.command()
+@click.option("--source", required=True, type=click.Path(dir_okay=False), help="COCO instances JSON with masks.")
+@click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder the source file_names are relative to.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: images/, annotations.json, report.json.")
+@click.option("--target", type=click.Path(dir_okay=False), default=None,
+              help="Target annotations (COCO or TinyPerson layout) or a `smplus histogram` file. "
+                   "Default: the bundled TinyPerson prior.")
+@click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True,
+              help="MSM+: monotone quantile mapping; RSM+: random size from the target histogram.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@click.option("--psi-p", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+              help="PSI: probability of inpainting the image's own background (else a new one).")
+@click.option("--bins", type=click.IntRange(min=3), default=100, show_default=True,
+              help="Bins of the target histogram.")
+@click.option("--except-rate", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="Fraction of target sizes put into the head and tail bins. Default: 2/bins.")
+@click.option("--log-bins", is_flag=True, help="Equal bins in log size.")
+@click.option("--categories", default=None, help="Comma-separated category names (or ids) to scale-match. Default: all.")
+@click.option("--dry-run", is_flag=True, help="Plan only: planned boxes and report.json, no pixels.")
+@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (same inputs and options).")
+@click.option("--allow-skips", is_flag=True,
+              help="Write the dataset even if some images cannot be read (they are listed in report.json).")
+@library_errors
+def transform(source, images_dir, out_dir, target, mode, seed, workers, psi_p, bins, except_rate, log_bins,
+              categories, dry_run, overwrite, resume, allow_skips):
+    """Scale-match a COCO dataset instance by instance (SM+)."""
+    from .pipeline import RunOptions, transform as run_transform
+    from .plan import TransformOptions
+
+    result = run_transform(
+        source, images_dir, out_dir, target=target,
+        options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p),
+        bins=bins, except_rate=except_rate, log_bins=log_bins, categories=_categories(categories),
+        run=RunOptions(workers=workers, dry_run=dry_run, overwrite=overwrite, resume=resume,
+                       allow_skips=allow_skips))
+    _summary(result.report, out_dir)
+
+
+def _summary(report: dict, out_dir: str) -> None:
+    c, j = report["counts"], report["jsd"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    click.echo(f"{'planned' if report['parameters']['dry_run'] else 'wrote'} {c['images']} images, "
+               f"{c['instances_out']} instances ({sum(c['dropped'].values())} dropped) to {out_dir}; "
+               f"JSD to target {fmt(j['before'])} -> {fmt(j['after'])} "
+               f"(noise of random draws {fmt(j['sampling_noise'])})")
+    if report["skipped"]:
+        click.echo(f"skipped {len(report['skipped'])} image(s), listed in report.json", err=True)
+
+
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Histogram JSON to write.")
+@click.option("--bins", type=click.IntRange(min=3), default=100, show_default=True)
+@click.option("--except-rate", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="Fraction of sizes put into the head and tail bins. Default: 2/bins.")
+@click.option("--log-bins", is_flag=True, help="Equal bins in log size.")
+@library_errors
+def histogram(target, output, bins, except_rate, log_bins):
+    """Build the target size histogram from TARGET annotations (COCO or TinyPerson layout)."""
+    from .coco import write_json_atomic
+    from .histogram import build_histogram, target_sizes
+    from .coco import read_json
+
+    if os.path.abspath(output) == os.path.abspath(target):
+        raise SmplusError(f"-o {output} would overwrite the target annotations; write the histogram elsewhere")
+    hist = build_histogram(target_sizes(read_json(target, "target"), target), bins, except_rate, log_bins,
+                           source=target)
+    write_json_atomic(output, hist.to_json(), indent=1)
+    click.echo(f"wrote {hist.bins}-bin histogram of {hist.count} boxes to {output}")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT_DIR.")
+@library_errors
+def demo(out_dir, mode, seed, overwrite):
+    """Run SM+ on the bundled sample COCO images into OUT_DIR."""
+    from .pipeline import RunOptions, transform as run_transform
+    from .plan import TransformOptions
+    from .sample import SAMPLE_ANNOTATIONS, SAMPLE_IMAGES
+
+    result = run_transform(SAMPLE_ANNOTATIONS, SAMPLE_IMAGES, out_dir,
+                           options=TransformOptions(mode=mode, seed=seed),
+                           run=RunOptions(overwrite=overwrite))
+    _summary(result.report, out_dir)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

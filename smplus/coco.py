@@ -1,0 +1,218 @@
+"""Load, validate, index and write COCO datasets; masks in one representation.
+
+The raw dataset dict is kept as read; indexes are built once. Every mask
+(polygons, uncompressed RLE, compressed RLE) goes through `ann_to_rle`, and
+area is computed from the mask, never from the box.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .errors import SmplusError
+
+JPEG_QUALITY = 95
+
+
+# ---------------------------------------------------------------- loading
+
+def read_json(path: str, what: str) -> Any:
+    """Read a JSON file, turning every failure into one clear line."""
+    if not os.path.exists(path):
+        raise SmplusError(f"{what} not found: {path} (check the path)")
+    if os.path.isdir(path):
+        raise SmplusError(f"{what} is a directory, not a JSON file: {path}")
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except PermissionError:
+        raise SmplusError(f"{what} is not readable: {path} (check its permissions)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise SmplusError(f"{what} is not valid JSON{where}: {path} (is it a COCO annotation file?)") from None
+    except OSError as e:
+        raise SmplusError(f"{what} could not be read: {path} ({e.strerror})") from None
+
+
+def check_file_name(file_name: Any, where: str) -> str:
+    """A file_name must be a relative path that stays inside the images folder."""
+    if not isinstance(file_name, str) or not file_name:
+        raise SmplusError(f"{where}: file_name must be a non-empty string, got {file_name!r}")
+    norm = file_name.replace("\\", "/")
+    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in norm.split("/"):
+        raise SmplusError(
+            f"{where}: file_name {file_name!r} is absolute or contains '..'; "
+            "file names must be relative to --images and stay inside it")
+    return posixpath.normpath(norm)
+
+
+@dataclass
+class CocoDataset:
+    """A COCO instances dataset: the raw dict plus lookup indexes."""
+
+    raw: Dict[str, Any]
+    path: str = ""
+    images: Dict[int, dict] = field(default_factory=dict)
+    anns_by_image: Dict[int, List[dict]] = field(default_factory=dict)
+    categories: Dict[int, dict] = field(default_factory=dict)
+
+    @property
+    def image_ids(self) -> List[int]:
+        return list(self.images)
+
+
+def load_coco(path: str, what: str = "source annotations") -> CocoDataset:
+    raw = read_json(path, what)
+    return index_coco(raw, path, what)
+
+
+def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations") -> CocoDataset:
+    """Validate the structure a transform relies on and build the indexes."""
+    if not isinstance(raw, dict):
+        raise SmplusError(f"{what} {path}: top level must be a JSON object with images, annotations, categories")
+    for key in ("images", "annotations", "categories"):
+        if key not in raw:
+            raise SmplusError(f"{what} {path}: missing '{key}' (a COCO instances file needs images, annotations and categories)")
+        if not isinstance(raw[key], list):
+            raise SmplusError(f"{what} {path}: '{key}' must be a list, got {type(raw[key]).__name__}")
+    ds = CocoDataset(raw=raw, path=path)
+    for i, c in enumerate(raw["categories"]):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
+            raise SmplusError(f"{what} {path}: categories[{i}] needs an integer 'id' and a 'name'")
+        ds.categories[c["id"]] = c
+    for i, im in enumerate(raw["images"]):
+        where = f"{what} {path}: images[{i}]"
+        if not isinstance(im, dict) or not isinstance(im.get("id"), int):
+            raise SmplusError(f"{where} needs an integer 'id'")
+        for key in ("width", "height"):
+            v = im.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise SmplusError(f"{where} (id {im['id']}): '{key}' must be a positive integer, got {v!r}")
+        check_file_name(im.get("file_name"), f"{where} (id {im['id']})")
+        if im["id"] in ds.images:
+            raise SmplusError(f"{where}: duplicate image id {im['id']}")
+        ds.images[im["id"]] = im
+        ds.anns_by_image[im["id"]] = []
+    seen = set()
+    for i, a in enumerate(raw["annotations"]):
+        where = f"{what} {path}: annotations[{i}]"
+        if not isinstance(a, dict) or not isinstance(a.get("id"), int):
+            raise SmplusError(f"{where} needs an integer 'id'")
+        if a["id"] in seen:
+            raise SmplusError(f"{where}: duplicate annotation id {a['id']}")
+        seen.add(a["id"])
+        if a.get("image_id") not in ds.images:
+            raise SmplusError(f"{where} (id {a['id']}) points to unknown image_id {a.get('image_id')!r}")
+        if a.get("category_id") not in ds.categories:
+            raise SmplusError(f"{where} (id {a['id']}) has unknown category_id {a.get('category_id')!r}")
+        ds.anns_by_image[a["image_id"]].append(a)
+    return ds
+
+
+# ---------------------------------------------------------------- masks
+
+def ann_to_rle(segm: Any, height: int, width: int) -> dict | None:
+    """Polygons, uncompressed RLE or compressed RLE -> one compressed RLE.
+
+    Returns None when the segmentation cannot describe a mask (no polygon
+    with at least 3 points, malformed RLE, RLE of another image size).
+    """
+    if isinstance(segm, list):
+        polys = [p for p in segm if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+                 and all(isinstance(v, (int, float)) and np.isfinite(v) for v in p)]
+        if not polys:
+            return None
+        return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+    if isinstance(segm, dict) and "counts" in segm and "size" in segm:
+        if list(segm["size"]) != [height, width]:
+            return None
+        counts = segm["counts"]
+        try:
+            if isinstance(counts, list):
+                return mask_utils.frPyObjects(segm, height, width)
+            if isinstance(counts, str):
+                return {"size": [height, width], "counts": counts.encode("ascii")}
+            if isinstance(counts, bytes):
+                return {"size": [height, width], "counts": counts}
+        except Exception:  # pycocotools raises bare Exceptions on malformed RLE
+            return None
+    return None
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    return mask_utils.decode(rle)
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """Binary mask -> compressed RLE with a JSON-ready string `counts`."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def instance_size(w: float, h: float) -> float:
+    """The paper's object size: s = sqrt(w * h) of the box."""
+    return float(np.sqrt(max(w, 0.0) * max(h, 0.0)))
+
+
+# ---------------------------------------------------------------- writing
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Write to a temporary file beside `path` and rename: never a truncated file."""
+    d = os.path.dirname(path) or "."
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path)[-16:])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str, obj: Any, indent: int | None = None) -> None:
+    _atomic_write(path, json.dumps(obj, indent=indent, ensure_ascii=False).encode("utf-8"))
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    _atomic_write(path, data)
+
+
+def encode_image(image_bgr: np.ndarray, file_name: str) -> bytes:
+    import cv2
+
+    ext = os.path.splitext(file_name)[1].lower() or ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, image_bgr, params)
+    if not ok:
+        raise SmplusError(f"cannot encode an image as {ext!r} for {file_name} (use .jpg or .png file names)")
+    return buf.tobytes()
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image as 8-bit BGR in its stored pixel order.
+
+    EXIF orientation is ignored: COCO annotations refer to the stored pixels.
+    Grayscale, CMYK, RGBA and 16-bit files all come out as 8-bit BGR.
+    """
+    import cv2
+
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise SmplusError(f"image not found: {path}") from None
+    except OSError as e:
+        raise SmplusError(f"image could not be read: {path} ({e.strerror})") from None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    if img is None:
+        raise SmplusError(f"image is corrupt or not an image: {path}")
+    return img

@@ -1,0 +1,236 @@
+"""Object sizes, the target size histogram, the RSM+/MSM+ samplers and JSD.
+
+Size is the paper's s = sqrt(w * h) of a box. The histogram follows Scale
+Match (Yu et al. 2020): K bins over the target sizes, with the long tail
+rectified -- the smallest and the largest except_rate/2 of the sizes each go
+into one head and one tail bin, the K-2 bins between are equal (in size, or
+in log size with log_bins).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from .coco import instance_size, read_json
+from .errors import SmplusError, UsageError
+
+HISTOGRAM_FORMAT = "smplus-histogram"
+
+# TinyPerson's published statistics of absolute size (Yu et al., WACV 2020):
+# 18.0 +- 17.4 px. The bundled prior is the log-normal law with these moments.
+TINYPERSON_MEAN = 18.0
+TINYPERSON_STD = 17.4
+
+
+@dataclass(frozen=True)
+class SizeHistogram:
+    edges: tuple  # K+1 strictly increasing sizes in px
+    probs: tuple  # K probabilities, summing to 1
+    log_bins: bool = False
+    source: str = ""
+    count: int = 0  # boxes it was built from (0 for an analytic prior)
+
+    def __post_init__(self):
+        e, p = np.asarray(self.edges, float), np.asarray(self.probs, float)
+        if e.ndim != 1 or len(e) < 2 or len(p) != len(e) - 1:
+            raise SmplusError(f"histogram {self.source}: needs K+1 edges and K probabilities, got {len(e)} and {len(p)}")
+        if not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0) or e[0] <= 0:
+            raise SmplusError(f"histogram {self.source}: edges must be positive and strictly increasing")
+        if np.any(p < 0) or not np.isclose(p.sum(), 1.0, atol=1e-6):
+            raise SmplusError(f"histogram {self.source}: probabilities must be >= 0 and sum to 1 (sum {p.sum():.6g})")
+
+    @property
+    def bins(self) -> int:
+        return len(self.probs)
+
+    # Sampling happens in "bin space": size, or log size with log_bins.
+    def _to_space(self, s):
+        return np.log(s) if self.log_bins else np.asarray(s, float)
+
+    def _from_space(self, v):
+        return np.exp(v) if self.log_bins else v
+
+    def bin_index(self, sizes: Iterable[float]) -> np.ndarray:
+        """Bin of each size; sizes outside the range count in the end bins."""
+        idx = np.searchsorted(np.asarray(self.edges), np.asarray(list(sizes), float), side="right") - 1
+        return np.clip(idx, 0, self.bins - 1)
+
+    def frequencies(self, sizes: Iterable[float]) -> np.ndarray:
+        counts = np.bincount(self.bin_index(sizes), minlength=self.bins).astype(float)
+        return counts / counts.sum() if counts.sum() else counts
+
+    def sample_rsm(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """RSM+: a bin by its probability, then a size uniformly in the bin."""
+        k = rng.choice(self.bins, size=n, p=np.asarray(self.probs))
+        lo, hi = self._to_space(np.asarray(self.edges)[k]), self._to_space(np.asarray(self.edges)[k + 1])
+        return self._from_space(lo + rng.random(n) * (hi - lo))
+
+    def quantile(self, q: Sequence[float]) -> np.ndarray:
+        """Inverse CDF, linear inside each bin (in bin space)."""
+        q = np.clip(np.asarray(q, float), 0.0, 1.0)
+        p = np.asarray(self.probs)
+        cdf = np.concatenate([[0.0], np.cumsum(p)])
+        cdf[-1] = 1.0
+        k = np.clip(np.searchsorted(cdf, q, side="right") - 1, 0, self.bins - 1)
+        # Skip empty bins so a quantile never lands inside a zero-probability bin.
+        nz = np.flatnonzero(p > 0)
+        k = nz[np.clip(np.searchsorted(nz, k, side="left"), 0, len(nz) - 1)]
+        frac = np.where(p[k] > 0, (q - cdf[k]) / np.where(p[k] > 0, p[k], 1.0), 0.0)
+        e = self._to_space(np.asarray(self.edges))
+        return self._from_space(e[k] + np.clip(frac, 0.0, 1.0) * (e[k + 1] - e[k]))
+
+    def to_json(self) -> dict:
+        return {"format": HISTOGRAM_FORMAT, "version": 1, "bins": self.bins, "log_bins": self.log_bins,
+                "count": self.count, "source": self.source,
+                "edges": [float(x) for x in self.edges], "probs": [float(x) for x in self.probs]}
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str = "") -> "SizeHistogram":
+        try:
+            return cls(edges=tuple(float(x) for x in obj["edges"]), probs=tuple(float(x) for x in obj["probs"]),
+                       log_bins=bool(obj.get("log_bins", False)), source=str(obj.get("source", where)),
+                       count=int(obj.get("count", 0)))
+        except (KeyError, TypeError, ValueError):
+            raise SmplusError(f"histogram file {where}: needs numeric 'edges' and 'probs' lists "
+                              "(write one with `smplus histogram`)") from None
+
+
+def check_histogram_options(bins: int, except_rate: Optional[float]) -> float:
+    """Validate bins / except_rate; return the except rate (default 2/bins)."""
+    if not isinstance(bins, int) or bins < 3:
+        raise UsageError(f"--bins must be an integer >= 3, got {bins!r}")
+    if except_rate is None:
+        return 2.0 / bins
+    if not (0.0 <= except_rate < 1.0):
+        raise UsageError(f"--except-rate must be in [0, 1), got {except_rate!r}")
+    return float(except_rate)
+
+
+def build_histogram(sizes: Sequence[float], bins: int = 100, except_rate: Optional[float] = None,
+                    log_bins: bool = False, source: str = "") -> SizeHistogram:
+    """The Scale Match histogram of `sizes` with a rectified long tail."""
+    except_rate = check_histogram_options(bins, except_rate)
+    s = np.sort(np.asarray([x for x in sizes if x > 0 and math.isfinite(x)], float))
+    n = len(s)
+    if n < 2 or s[0] == s[-1]:
+        raise SmplusError(f"target {source}: needs at least two boxes of different sizes to build a histogram, "
+                          f"found {n} usable boxes")
+    c = int(n * except_rate / 2)
+    space = np.log if log_bins else (lambda v: v)
+    unspace = np.exp if log_bins else (lambda v: v)
+    if c >= 1 and s[0] < s[c] < s[n - 1 - c] < s[-1]:
+        middle = unspace(np.linspace(space(s[c]), space(s[n - 1 - c]), bins - 1))
+        edges = np.concatenate([[s[0]], middle, [s[-1]]])
+    else:  # too few boxes to rectify the tail: K equal bins over the whole range
+        edges = unspace(np.linspace(space(s[0]), space(s[-1]), bins + 1))
+    edges[0], edges[-1] = s[0], s[-1]
+    counts = np.bincount(np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1), minlength=bins)
+    return SizeHistogram(edges=tuple(map(float, edges)), probs=tuple(map(float, counts / n)),
+                         log_bins=log_bins, source=source, count=n)
+
+
+def tinyperson_histogram(bins: int = 100, except_rate: Optional[float] = None,
+                         log_bins: bool = False) -> SizeHistogram:
+    """The bundled TinyPerson prior: log-normal with TinyPerson's mean and std of size.
+
+    An approximation of the real `tiny_set_train.json` histogram (see README):
+    the same construction as `build_histogram`, with the sample's order
+    statistics replaced by the law's quantiles.
+    """
+    from scipy.stats import lognorm
+
+    except_rate = check_histogram_options(bins, except_rate)
+    sigma = math.sqrt(math.log(1.0 + (TINYPERSON_STD / TINYPERSON_MEAN) ** 2))
+    law = lognorm(s=sigma, scale=TINYPERSON_MEAN * math.exp(-sigma ** 2 / 2))
+    ends = law.ppf([1e-5, 1 - 1e-5])  # the range of a large sample
+    space, unspace = (np.log, np.exp) if log_bins else ((lambda v: v), (lambda v: v))
+    if except_rate > 0:
+        middle = unspace(np.linspace(*space(law.ppf([except_rate / 2, 1 - except_rate / 2])), bins - 1))
+        edges = np.concatenate([[ends[0]], middle, [ends[1]]])
+    else:
+        edges = unspace(np.linspace(*space(ends), bins + 1))
+    probs = np.diff(np.concatenate([[0.0], law.cdf(edges[1:-1]), [1.0]]))
+    return SizeHistogram(edges=tuple(map(float, edges)), probs=tuple(map(float, probs / probs.sum())),
+                         log_bins=log_bins, source=f"bundled TinyPerson prior (log-normal, {TINYPERSON_MEAN} +- {TINYPERSON_STD} px)")
+
+
+def target_sizes(raw: Any, where: str) -> list:
+    """Box sizes of a COCO or TinyPerson-layout target, iscrowd/ignore/uncertain left out."""
+    anns = raw.get("annotations") if isinstance(raw, dict) else None
+    if not isinstance(anns, list):
+        raise SmplusError(f"target {where}: not a histogram file and has no 'annotations' list "
+                          "(give a COCO/TinyPerson annotation file or a `smplus histogram` output)")
+    sizes = []
+    for a in anns:
+        if not isinstance(a, dict) or a.get("iscrowd") or a.get("ignore") or a.get("uncertain"):
+            continue
+        box = a.get("bbox")
+        if isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+            s = instance_size(box[2], box[3])
+            if s > 0 and math.isfinite(s):
+                sizes.append(s)
+    if not sizes:
+        raise SmplusError(f"target {where}: no usable boxes (all are iscrowd/ignore/uncertain or have no size)")
+    return sizes
+
+
+def load_target(path: Optional[str], bins: int = 100, except_rate: Optional[float] = None,
+                log_bins: bool = False) -> SizeHistogram:
+    """The target histogram: from a histogram file, an annotation file, or the bundled prior."""
+    if path is None:
+        return tinyperson_histogram(bins, except_rate, log_bins)
+    raw = read_json(path, "target")
+    if isinstance(raw, dict) and raw.get("format") == HISTOGRAM_FORMAT:
+        return SizeHistogram.from_json(raw, path)
+    return build_histogram(target_sizes(raw, path), bins, except_rate, log_bins, source=path)
+
+
+# ---------------------------------------------------------------- samplers
+
+def msm_sizes(source_sizes: Sequence[float], hist: SizeHistogram) -> np.ndarray:
+    """MSM+: each size's mid-rank quantile in the source maps to the same target quantile.
+
+    Monotone (a larger source object never gets a smaller size); ties are
+    broken by order of appearance, so equal sizes spread over their quantiles.
+    """
+    s = np.asarray(source_sizes, float)
+    n = len(s)
+    if n == 0:
+        return s
+    rank = np.empty(n, int)
+    rank[np.argsort(s, kind="stable")] = np.arange(n)
+    return hist.quantile((rank + 0.5) / n)
+
+
+# ---------------------------------------------------------------- measures
+
+def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
+    """Jensen-Shannon divergence in nats between two discrete distributions."""
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl(a, b):
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log(a[nz] / b[nz])))
+
+    return max(0.0, 0.5 * kl(p, m) + 0.5 * kl(q, m))
+
+
+def size_jsd(sizes: Sequence[float], hist: SizeHistogram) -> Optional[float]:
+    """JSD between the histogram of `sizes` on the target's bins and the target."""
+    if len(sizes) == 0:
+        return None
+    return jensen_shannon(hist.frequencies(sizes), hist.probs)
+
+
+def sampling_noise(hist: SizeHistogram, n: int, trials: int = 200, seed: int = 0) -> Optional[float]:
+    """Mean JSD to the target of n independent random draws from it: the noise floor at n."""
+    if n <= 0:
+        return None
+    counts = np.random.default_rng(seed).multinomial(n, np.asarray(hist.probs), size=trials)
+    return float(np.mean([jensen_shannon(c, hist.probs) for c in counts]))

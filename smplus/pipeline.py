@@ -1,0 +1,382 @@
+"""Run SM+ over a dataset: plan, render in workers, journal, assemble, report.
+
+Every rendered image is written atomically with a small journal entry (its
+annotations) in OUT/.smplus/parts; `annotations.json` and `report.json` are
+assembled from the journal at the end, in source order, with annotation ids
+numbered then. So the output is the same whatever the worker count, and a
+killed run resumes where it stopped (`resume=True`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+from .coco import (CocoDataset, encode_image, instance_size, load_coco, read_image, write_bytes_atomic,
+                   write_json_atomic)
+from .errors import SmplusError, UsageError
+from .histogram import SizeHistogram, load_target, sampling_noise, size_jsd
+from .plan import DatasetPlan, ImagePlan, TransformOptions, plan_dataset
+
+STATE_DIR = ".smplus"
+OUTPUTS = ("images", "annotations.json", "report.json", STATE_DIR)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how to run; none of these change the output."""
+
+    workers: int = 1
+    dry_run: bool = False
+    overwrite: bool = False
+    resume: bool = False
+    allow_skips: bool = False
+    progress: Optional[bool] = None  # None: a bar only on a terminal
+
+    def __post_init__(self):
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise UsageError(f"--workers must be an integer >= 1, got {self.workers!r}")
+        if self.overwrite and self.resume:
+            raise UsageError("--overwrite and --resume exclude each other: resume keeps OUT, overwrite clears it")
+
+
+@dataclass
+class TransformResult:
+    report: dict
+    out_dir: str
+
+
+# ---------------------------------------------------------------- categories
+
+def resolve_categories(ds: CocoDataset, names: Optional[Sequence[str]]) -> Optional[tuple]:
+    """Category names (or ids) -> sorted ids; None means all."""
+    if not names:
+        return None
+    by_name = {c["name"]: cid for cid, c in ds.categories.items()}
+    ids = set()
+    for n in names:
+        n = n.strip()
+        if n in by_name:
+            ids.add(by_name[n])
+        elif n.isdigit() and int(n) in ds.categories:
+            ids.add(int(n))
+        else:
+            known = ", ".join(sorted(by_name)[:12]) + (", ..." if len(by_name) > 12 else "")
+            raise UsageError(f"--categories: unknown category {n!r} in {ds.path} (known: {known})")
+    return tuple(sorted(ids))
+
+
+# ---------------------------------------------------------------- output folder
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def prepare_out(out_dir: str, inputs: Iterable[str], run: RunOptions) -> None:
+    """Refuse an OUT that holds inputs or another run's output; clear it with overwrite."""
+    for p in inputs:
+        if p and (_inside(p, out_dir) or _inside(out_dir, p) and os.path.isdir(p)):
+            raise SmplusError(f"--out {out_dir} overlaps the input {p}; choose an output folder apart from the inputs")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise SmplusError(f"--out {out_dir} exists and is not a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not run.resume:
+        if not run.overwrite:
+            raise SmplusError(f"output folder {out_dir} is not empty; pass --overwrite to replace it "
+                              "or --resume to continue an interrupted run")
+        for name in OUTPUTS:
+            p = os.path.join(out_dir, name)
+            if os.path.isdir(p):
+                shutil.rmtree(p)
+            elif os.path.exists(p):
+                os.unlink(p)
+    os.makedirs(os.path.join(out_dir, STATE_DIR, "parts"), exist_ok=True)
+
+
+def _file_digest(path: Optional[str]) -> Optional[str]:
+    if path is None:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_resume(out_dir: str, fingerprint: dict, run: RunOptions) -> None:
+    path = os.path.join(out_dir, STATE_DIR, "run.json")
+    if run.resume and os.path.exists(path):
+        with open(path) as f:
+            before = json.load(f)
+        if before != fingerprint:
+            diff = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
+            raise SmplusError(f"--resume: {out_dir} was started with other inputs or options ({', '.join(diff)} "
+                              "differ); rerun with the same ones, or use --overwrite to start again")
+    elif run.resume and os.listdir(out_dir) != [STATE_DIR]:
+        raise SmplusError(f"--resume: {out_dir} holds no smplus run to resume; use --overwrite to replace it")
+    write_json_atomic(path, fingerprint)
+
+
+# ---------------------------------------------------------------- rendering one image (worker side)
+
+@dataclass
+class ImageTask:
+    plan: ImagePlan
+    image: dict                       # source image entry
+    anns: Dict[int, dict]             # this image's annotations used by the plan
+    images_dir: str
+    out_dir: str
+    background: Optional[dict] = None         # new background's image entry
+    background_crowd: List[dict] = field(default_factory=list)
+
+
+def _part_path(out_dir: str, image_id: int) -> str:
+    return os.path.join(out_dir, STATE_DIR, "parts", f"{image_id}.json")
+
+
+def _decode_checked(images_dir: str, image: dict) -> np.ndarray:
+    path = os.path.join(images_dir, image["file_name"])
+    pixels = read_image(path)
+    if pixels.shape[:2] != (image["height"], image["width"]):
+        raise SmplusError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]} but the annotations say "
+                          f"{image['width']}x{image['height']}")
+    return pixels
+
+
+def render_task(task: ImageTask) -> dict:
+    """Render (or copy) one image, write it and its journal entry; return the entry."""
+    from .render import render_image
+
+    plan = task.plan
+    src_path = os.path.join(task.images_dir, task.image["file_name"])
+    dst_path = os.path.join(task.out_dir, "images", task.image["file_name"])
+    part = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
+            "background": plan.background, "annotations": [], "dropped": [], "skipped": None}
+    try:
+        if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
+            try:
+                with open(src_path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise SmplusError(f"image could not be read: {src_path} ({e.strerror})") from None
+            write_bytes_atomic(dst_path, data)
+        else:
+            pixels = _decode_checked(task.images_dir, task.image)
+            bg_pixels = None
+            if plan.background == "new":
+                try:
+                    bg_pixels = _decode_checked(task.images_dir, task.background)
+                except SmplusError:
+                    bg_pixels = None
+                if bg_pixels is None:  # an unreadable background falls back to inpainting
+                    plan = ImagePlan(plan.image_id, "inpaint", plan.image_id, task.image["width"],
+                                     task.image["height"], plan.instances, plan.erased, plan.dropped)
+                    part.update(background="inpaint", width=plan.width, height=plan.height)
+            result = render_image(plan, pixels, task.anns, bg_pixels, task.background_crowd)
+            write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"]))
+            part["annotations"] = result.annotations
+            part["dropped"] = [list(d) for d in result.dropped]
+    except SmplusError as e:
+        part["skipped"] = str(e)
+    if part["skipped"] is None:
+        write_json_atomic(_part_path(task.out_dir, plan.image_id), part)
+    return part
+
+
+def _worker_init():
+    import cv2
+
+    cv2.setNumThreads(1)  # one image per process; threads would only contend
+
+
+# ---------------------------------------------------------------- the run
+
+def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] = None,
+              options: TransformOptions = TransformOptions(), bins: int = 100,
+              except_rate: Optional[float] = None, log_bins: bool = False,
+              categories: Optional[Sequence[str]] = None, run: RunOptions = RunOptions()) -> TransformResult:
+    """SM+ on a COCO dataset: the library entry point behind `smplus transform`."""
+    if not os.path.isdir(images_dir):
+        raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
+    ds = load_coco(source)
+    hist = load_target(target, bins, except_rate, log_bins)
+    cat_ids = resolve_categories(ds, categories)
+    if cat_ids is not None:
+        options = TransformOptions(**{**asdict(options), "categories": cat_ids})
+    prepare_out(out_dir, [source, images_dir, target], run)
+    dplan = plan_dataset(ds, hist, options)
+
+    parameters = {"mode": options.mode, "level": "instance", "seed": options.seed, "psi_p": options.psi_p,
+                  "bins": hist.bins, "except_rate": except_rate, "log_bins": log_bins,
+                  "categories": [ds.categories[c]["name"] for c in cat_ids] if cat_ids else None,
+                  "source": os.path.abspath(source), "images": os.path.abspath(images_dir),
+                  "target": os.path.abspath(target) if target else None, "dry_run": run.dry_run}
+    fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
+                   "version": __version__}
+    _check_resume(out_dir, fingerprint, run)
+
+    if run.dry_run:
+        parts = {p.image_id: _planned_part(p, ds) for p in dplan.images}
+    else:
+        parts = _render_all(ds, dplan, images_dir, out_dir, run)
+    report = _assemble(ds, dplan, hist, parts, parameters, out_dir, run)
+    return TransformResult(report, out_dir)
+
+
+def _planned_part(plan: ImagePlan, ds: CocoDataset) -> dict:
+    """A dry run's journal entry: the planned boxes as annotations."""
+    anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id]}
+    out = []
+    for ip in plan.instances:
+        x, y, w, h = ip.box
+        out.append({"image_id": plan.image_id, "category_id": anns[ip.ann_id]["category_id"],
+                    "bbox": [round(v, 3) for v in ip.box], "area": round(w * h, 3),
+                    "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
+                    "iscrowd": 0, "source_ann_id": ip.ann_id})
+    return {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
+            "background": plan.background, "annotations": out, "dropped": [list(d) for d in plan.dropped],
+            "skipped": None}
+
+
+def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir: str):
+    for plan in plans:
+        used = set(plan.erased) | {ip.ann_id for ip in plan.instances}
+        anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
+        bg = ds.images[plan.background_image_id] if plan.background == "new" else None
+        bg_crowd = [a for a in ds.anns_by_image[plan.background_image_id] if a.get("iscrowd")] if bg else []
+        yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_crowd)
+
+
+def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: str,
+                run: RunOptions) -> Dict[int, dict]:
+    from tqdm import tqdm
+
+    parts: Dict[int, dict] = {}
+    todo = []
+    for plan in dplan.images:
+        path = _part_path(out_dir, plan.image_id)
+        if run.resume and os.path.exists(path):
+            with open(path) as f:
+                parts[plan.image_id] = json.load(f)
+        else:
+            todo.append(plan)
+    disable = None if run.progress is None else not run.progress
+    bar = tqdm(total=len(dplan.images), initial=len(parts), desc="SM+", unit="img", disable=disable)
+    tasks = _tasks(ds, todo, images_dir, out_dir)
+    pool = None
+    try:
+        if run.workers > 1 and len(todo) > 1:
+            _warm_up_matting()  # compile/load numba once, before forking
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+            pool = ctx.Pool(run.workers, initializer=_worker_init)
+            results = pool.imap_unordered(render_task, tasks, chunksize=1)
+        else:
+            results = map(render_task, tasks)
+        for part in results:
+            parts[part["image_id"]] = part
+            bar.update(1)
+    except KeyboardInterrupt:
+        if pool is not None:
+            pool.terminate()
+        done = sum(1 for p in parts.values() if p["skipped"] is None)
+        raise SmplusError(f"interrupted after {done} of {len(dplan.images)} images; "
+                          f"rerun the same command with --resume to continue") from None
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return parts
+
+
+def _warm_up_matting():
+    import pymatting  # noqa: F401  (numba functions load from their on-disk cache)
+
+
+def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: Dict[int, dict],
+              parameters: dict, out_dir: str, run: RunOptions) -> dict:
+    """annotations.json and report.json from the journal, in source order."""
+    matched = set(ann_id for ann_id in _matched_ids(dplan))
+    images, annotations, skipped = [], [], []
+    dropped: Counter = Counter()
+    backgrounds: Counter = Counter()
+    crowd_erased = crowd_kept = 0
+    next_id = 1
+    for plan in dplan.images:
+        im, part = ds.images[plan.image_id], parts[plan.image_id]
+        if part["skipped"] is not None:
+            skipped.append({"image_id": plan.image_id, "file_name": im["file_name"], "reason": part["skipped"]})
+            continue
+        images.append({**im, "width": part["width"], "height": part["height"]})
+        dropped.update(reason for _, reason in part["dropped"])
+        if plan.transformed:
+            backgrounds[part["background"]] += 1
+            crowd_erased += len(plan.erased)
+            new = part["annotations"]
+        else:  # copied image: its annotations as they were, less degenerate ones
+            bad = {ann_id for ann_id, _ in plan.dropped}
+            new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
+            crowd_kept += sum(1 for a in new if a.get("iscrowd"))
+        for a in new:
+            annotations.append({**a, "id": next_id})
+            next_id += 1
+
+    after = [instance_size(*a["bbox"][2:]) for a in annotations if a["source_ann_id"] in matched and not a.get("iscrowd")]
+    n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))
+    report = {
+        "smplus_version": __version__,
+        **{k: parameters[k] for k in ("mode", "level", "seed")},
+        "parameters": parameters,
+        "target": {"source": hist.source, "bins": hist.bins, "boxes": hist.count},
+        "counts": {
+            "images": len(images),
+            "images_transformed": sum(backgrounds.values()),
+            "instances_in": n_src_instances,
+            "instances_out": sum(1 for a in annotations if not a.get("iscrowd")),
+            "scale_matched_in": len(dplan.source_sizes),
+            "scale_matched_out": len(after),
+            "crowd_erased": crowd_erased,
+            "crowd_kept": crowd_kept,
+            "dropped": dict(sorted(dropped.items())),
+        },
+        "backgrounds": {"inpaint": backgrounds["inpaint"], "new": backgrounds["new"]},
+        "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
+                "sampling_noise": sampling_noise(hist, len(after))},
+        "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},
+        "skipped": skipped,
+    }
+    if skipped and not run.allow_skips:
+        write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
+        first = skipped[0]
+        raise SmplusError(f"{len(skipped)} image(s) could not be transformed, first {first['reason']}; "
+                          f"see {out_dir}/report.json. Fix them and rerun with --resume, "
+                          "or pass --allow-skips to write the dataset without them")
+    dataset = {k: v for k, v in ds.raw.items() if k not in ("images", "annotations")}
+    dataset.update(images=images, annotations=annotations)
+    write_json_atomic(os.path.join(out_dir, "annotations.json"), dataset)
+    write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
+    return report
+
+
+def _matched_ids(dplan: DatasetPlan):
+    for plan in dplan.images:
+        for ip in plan.instances:
+            if ip.matched:
+                yield ip.ann_id
+
+
+def _size_stats(sizes: Sequence[float]) -> Optional[dict]:
+    if not len(sizes):
+        return None
+    s = np.asarray(sizes, float)
+    return {"mean": round(float(s.mean()), 3), "std": round(float(s.std()), 3),
+            "median": round(float(np.median(s)), 3)}
