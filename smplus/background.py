@@ -7,24 +7,31 @@ the fill only inside the hole, feathered at its edge so no seam shows.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 INPAINT_RADIUS = 3
 INPAINT_SCALE = 0.25   # inpaint at this fraction of the image size
-HOLE_DILATE = 3        # px around each mask: matting halos and jagged polygons
+HOLE_DILATE = (3, 12)  # px around the masks, min and max: matting halos, jagged polygons
+HOLE_DILATE_REL = 0.03  # ...growing with the largest instance's size
 
 
-def hole_mask(masks: Iterable[np.ndarray], shape, dilate: int = HOLE_DILATE) -> np.ndarray:
-    """Union of the masks, dilated so no rim of the removed object stays behind."""
+def hole_mask(masks: Sequence[np.ndarray], shape) -> np.ndarray:
+    """Union of the masks, dilated so no rim of a removed object stays behind.
+
+    COCO polygons miss a few per cent of an object's outline; a rim left in
+    the hole's border would be smeared across it by the inpainting.
+    """
     hole = np.zeros(shape[:2], np.uint8)
+    largest = 0.0
     for m in masks:
         hole |= m.astype(np.uint8)
-    if dilate > 0 and hole.any():
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
-        hole = cv2.dilate(hole, k)
+        largest = max(largest, float(np.sqrt(m.sum())))
+    if hole.any():
+        r = int(round(min(max(HOLE_DILATE_REL * largest, HOLE_DILATE[0]), HOLE_DILATE[1])))
+        hole = cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     return hole
 
 

@@ -196,6 +196,7 @@ def _worker_init():
     import cv2
 
     cv2.setNumThreads(1)  # one image per process; threads would only contend
+    _warm_up_matting()
 
 
 # ---------------------------------------------------------------- the run
@@ -275,9 +276,9 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
     pool = None
     try:
         if run.workers > 1 and len(todo) > 1:
-            _warm_up_matting()  # compile/load numba once, before forking
-            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-            pool = ctx.Pool(run.workers, initializer=_worker_init)
+            _warm_up_matting()  # compile numba once into its on-disk cache; workers load it
+            # Not fork: libgomp (used by numba/OpenCV) aborts in a forked child.
+            pool = multiprocessing.get_context("spawn").Pool(run.workers, initializer=_worker_init)
             results = pool.imap_unordered(render_task, tasks, chunksize=1)
         else:
             results = map(render_task, tasks)

@@ -19,6 +19,11 @@ from .plan import MIN_SIDE, ImagePlan, clipped_box
 from .separate import PastedInstance, separate_and_place
 
 ALPHA_MASK_THRESHOLD = 0.5  # segmentation = pixels at least half covered
+# Box edges: where the coverage profile crosses this. Below 1/2 because the
+# anti-alias filter lowers the peak coverage of convex tips (heads, feet):
+# at 0.4 the box of a 10-30 px instance is unbiased (median -1 % against the
+# planned size on COCO val2017; -4 % at 0.5, +2 % at 0.3).
+BOX_THRESHOLD = 0.4
 
 
 @dataclass
@@ -42,7 +47,7 @@ def edge_crossings(profile: np.ndarray) -> Optional[Tuple[float, float]]:
     Whole-pixel boxes of 10-20 px objects are off by several per cent; the
     crossing, interpolated between pixel centres, recovers the pasted extent.
     """
-    t = ALPHA_MASK_THRESHOLD
+    t = BOX_THRESHOLD
     idx = np.flatnonzero(profile >= t)
     if idx.size == 0:
         return None
