@@ -53,7 +53,8 @@ def main():
                    "Default: the bundled TinyPerson prior.")
 @click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True,
               help="MSM+: monotone quantile mapping; RSM+: random size from the target histogram.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Same seed, same output, whatever the number of workers.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
 @click.option("--psi-p", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
               help="PSI: probability of inpainting the image's own background (else a new one).")
@@ -98,7 +99,7 @@ def _summary(report: dict, out_dir: str) -> None:
 @main.command()
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Histogram JSON to write.")
-@click.option("--bins", type=click.IntRange(min=3), default=100, show_default=True)
+@click.option("--bins", type=click.IntRange(min=3), default=100, show_default=True, help="Bins of the histogram.")
 @click.option("--except-rate", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
               help="Fraction of sizes put into the head and tail bins. Default: 2/bins.")
 @click.option("--log-bins", is_flag=True, help="Equal bins in log size.")
@@ -119,8 +120,9 @@ def histogram(target, output, bins, except_rate, log_bins):
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True,
+              help="MSM+ or RSM+.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
 @click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT_DIR.")
 @library_errors
 def demo(out_dir, mode, seed, overwrite):

@@ -122,8 +122,11 @@ def build_histogram(sizes: Sequence[float], bins: int = 100, except_rate: Option
     c = int(n * except_rate / 2)
     space = np.log if log_bins else (lambda v: v)
     unspace = np.exp if log_bins else (lambda v: v)
-    if c >= 1 and s[0] < s[c] < s[n - 1 - c] < s[-1]:
-        middle = unspace(np.linspace(space(s[c]), space(s[n - 1 - c]), bins - 1))
+    # Head bin: the c smallest sizes, tail bin: the c largest (inner edges halfway between).
+    lo = (s[c - 1] + s[c]) / 2 if c >= 1 else s[0]
+    hi = (s[n - c - 1] + s[n - c]) / 2 if c >= 1 else s[-1]
+    if s[0] < lo < hi < s[-1]:
+        middle = unspace(np.linspace(space(lo), space(hi), bins - 1))
         edges = np.concatenate([[s[0]], middle, [s[-1]]])
     else:  # too few boxes to rectify the tail: K equal bins over the whole range
         edges = unspace(np.linspace(space(s[0]), space(s[-1]), bins + 1))

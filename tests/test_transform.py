@@ -1,0 +1,189 @@
+"""SM+ end to end on real COCO images: the output is valid COCO, agrees with
+the pixels written, follows the plan, and is the same whatever the workers."""
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+from smplus.coco import ann_to_rle, instance_size
+from smplus.pipeline import RunOptions, transform
+from smplus.plan import TransformOptions
+
+
+def run(out, workers=1, dry_run=False, **options):
+    return transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(out), options=TransformOptions(**options),
+                     run=RunOptions(workers=workers, dry_run=dry_run, progress=False)).report
+
+
+@pytest.fixture(scope="module")
+def msm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("msm")
+    return out, run(out, seed=0)
+
+
+def load(out):
+    with open(os.path.join(out, "annotations.json")) as f:
+        return json.load(f)
+
+
+def test_output_is_valid_coco(msm):
+    out, report = msm
+    coco = COCO(os.path.join(out, "annotations.json"))
+    src = COCO(FIXTURE_ANNOTATIONS)
+    assert coco.dataset["categories"] == src.dataset["categories"]
+    assert len(coco.getImgIds()) == len(src.getImgIds()) == report["counts"]["images"]
+    for im in coco.dataset["images"]:
+        pixels = cv2.imread(os.path.join(out, "images", im["file_name"]))
+        assert pixels.shape[:2] == (im["height"], im["width"])
+    ids = [a["id"] for a in coco.dataset["annotations"]]
+    assert len(set(ids)) == len(ids)
+    src_ids = {a["id"] for a in src.dataset["annotations"]}
+    assert all(a["source_ann_id"] in src_ids for a in coco.dataset["annotations"])
+
+
+def test_annotations_agree_with_the_pixels(msm):
+    out, _ = msm
+    data = load(out)
+    images = {im["id"]: im for im in data["images"]}
+    assert data["annotations"]
+    for a in data["annotations"]:
+        im = images[a["image_id"]]
+        rle = ann_to_rle(a["segmentation"], im["height"], im["width"])
+        assert rle is not None, "segmentation must be an RLE of the image's size"
+        m = mask_utils.decode(rle)
+        assert a["area"] == int(m.sum()) > 0
+        ys, xs = np.nonzero(m)
+        x, y, w, h = a["bbox"]
+        # box inside the image and around its mask (to a pixel: the box is sub-pixel)
+        assert 0 <= x and 0 <= y and x + w <= im["width"] + 1e-6 and y + h <= im["height"] + 1e-6
+        assert x <= xs.min() + 1 and xs.max() + 1 <= x + w + 1
+        assert y <= ys.min() + 1 and ys.max() + 1 <= y + h + 1
+        assert w >= 2 and h >= 2
+
+
+def test_pasted_pixels_are_the_instance(msm):
+    """Inside each output mask the pixels are the source instance, scaled."""
+    out, _ = msm
+    data = load(out)
+    src = {a["id"]: a for a in json.load(open(FIXTURE_ANNOTATIONS))["annotations"]}
+    src_images = {im["id"]: im for im in json.load(open(FIXTURE_ANNOTATIONS))["images"]}
+    images = {im["id"]: im for im in data["images"]}
+    errors = []
+    for a in data["annotations"]:
+        if a["area"] < 150:
+            continue
+        s = src[a["source_ann_id"]]
+        sim, oim = src_images[s["image_id"]], images[a["image_id"]]
+        source = cv2.imread(os.path.join(FIXTURE_IMAGES, sim["file_name"])).astype(np.float32)
+        output = cv2.imread(os.path.join(out, "images", oim["file_name"])).astype(np.float32)
+        sx, sy, sw, sh = s["bbox"]
+        x, y, w, h = a["bbox"]
+        # the source box, resized to the output box, against the output box
+        crop = source[int(sy):int(sy + sh), int(sx):int(sx + sw)]
+        xi, yi, wi, hi = int(round(x)), int(round(y)), int(round(w)), int(round(h))
+        expected = cv2.resize(crop, (wi, hi), interpolation=cv2.INTER_AREA)
+        got = output[yi:yi + hi, xi:xi + wi]
+        m = mask_utils.decode(ann_to_rle(a["segmentation"], oim["height"], oim["width"]))[yi:yi + hi, xi:xi + wi]
+        # only the solid interior (the rim is blended with the new background)
+        inner = cv2.erode(m, np.ones((3, 3), np.uint8)).astype(bool)
+        if got.shape != expected.shape or inner.sum() < 20:
+            continue
+        errors.append(np.abs(got[inner] - expected[inner]).mean())
+    assert len(errors) >= 5
+    assert np.median(errors) < 20  # of 255; a wrong crop or place gives 50+
+
+
+def test_rendered_sizes_follow_the_plan(msm, tmp_path):
+    out, report = msm
+    run(tmp_path / "dry", seed=0, dry_run=True)
+    planned = {a["source_ann_id"]: instance_size(*a["bbox"][2:]) for a in load(tmp_path / "dry")["annotations"]}
+    diffs = [instance_size(*a["bbox"][2:]) - planned[a["source_ann_id"]] for a in load(out)["annotations"]
+             if a["source_ann_id"] in planned]
+    assert len(diffs) > 0.9 * len(planned)
+    assert np.median(np.abs(diffs)) < 1.0
+    assert abs(np.median(diffs)) < 0.5  # no systematic shrink or growth
+
+
+def test_report_counts_add_up(msm):
+    out, report = msm
+    c = report["counts"]
+    assert c["instances_in"] == c["instances_out"] + sum(c["dropped"].values())
+    assert c["instances_out"] == len([a for a in load(out)["annotations"] if not a["iscrowd"]])
+    assert report["backgrounds"]["inpaint"] + report["backgrounds"]["new"] == c["images_transformed"]
+    assert report["jsd"]["after"] < report["jsd"]["before"]
+    assert set(report["parameters"]) >= {"mode", "seed", "psi_p", "bins", "except_rate", "categories"}
+    assert report["smplus_version"]
+
+
+def test_crowd_regions_are_erased_not_kept(msm):
+    out, report = msm
+    crowd = {a["id"] for a in json.load(open(FIXTURE_ANNOTATIONS))["annotations"] if a["iscrowd"]}
+    assert crowd and report["counts"]["crowd_erased"] == len(crowd)
+    assert not crowd & {a["source_ann_id"] for a in load(out)["annotations"]}
+
+
+def test_compressed_rle_instance_is_transformed(msm):
+    out, _ = msm
+    rle_ids = {a["id"] for a in json.load(open(FIXTURE_ANNOTATIONS))["annotations"]
+               if isinstance(a["segmentation"], dict) and isinstance(a["segmentation"]["counts"], str)}
+    assert rle_ids and rle_ids <= {a["source_ann_id"] for a in load(out)["annotations"]}
+
+
+def test_same_seed_same_output_whatever_the_workers(msm, tmp_path):
+    out, _ = msm
+    run(tmp_path / "w2", workers=2, seed=0)
+    a = open(os.path.join(out, "annotations.json"), "rb").read()
+    b = open(tmp_path / "w2" / "annotations.json", "rb").read()
+    assert a == b
+    for name in os.listdir(os.path.join(out, "images")):
+        assert open(os.path.join(out, "images", name), "rb").read() == \
+               open(tmp_path / "w2" / "images" / name, "rb").read(), name
+
+
+def test_another_seed_gives_another_dataset(msm, tmp_path):
+    out, _ = msm
+    run(tmp_path / "s1", seed=1, mode="rsm")
+    assert load(out)["annotations"] != load(tmp_path / "s1")["annotations"]
+
+
+def test_psi_p_one_always_inpaints_zero_always_changes(tmp_path):
+    r1 = run(tmp_path / "p1", psi_p=1.0, dry_run=True)
+    r0 = run(tmp_path / "p0", psi_p=0.0, dry_run=True)
+    n = r1["counts"]["images_transformed"]
+    assert n > 0 and r1["backgrounds"] == {"inpaint": n, "new": 0}
+    assert r0["backgrounds"] == {"inpaint": 0, "new": n}
+
+
+def test_new_background_takes_its_size_and_maps_centres(tmp_path):
+    run(tmp_path / "p0", psi_p=0.0, seed=0)
+    data = load(tmp_path / "p0")
+    src = json.load(open(FIXTURE_ANNOTATIONS))
+    sizes = {(im["width"], im["height"]) for im in src["images"]}
+    for im in data["images"]:
+        assert (im["width"], im["height"]) in sizes
+        assert cv2.imread(str(tmp_path / "p0" / "images" / im["file_name"])).shape[:2] == (im["height"], im["width"])
+
+
+def test_categories_other_than_selected_keep_their_size(tmp_path):
+    run(tmp_path / "cat", categories=(1,), psi_p=1.0, seed=0)
+    src = {a["id"]: a for a in json.load(open(FIXTURE_ANNOTATIONS))["annotations"]}
+    kept = [a for a in load(tmp_path / "cat")["annotations"] if src[a["source_ann_id"]]["category_id"] != 1]
+    assert kept
+    for a in kept:
+        s = src[a["source_ann_id"]]
+        assert a["category_id"] == s["category_id"]
+        if s["area"] > 400 and not s["iscrowd"]:
+            assert instance_size(*a["bbox"][2:]) == pytest.approx(instance_size(*s["bbox"][2:]), rel=0.15)
+
+
+def test_dry_run_plans_without_pixels(tmp_path):
+    report = run(tmp_path / "dry", dry_run=True)
+    assert not os.path.exists(tmp_path / "dry" / "images")
+    assert report["parameters"]["dry_run"] and report["jsd"]["after"] is not None
+    assert COCO(str(tmp_path / "dry" / "annotations.json")).getAnnIds()
