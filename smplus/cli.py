@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 
 import click
@@ -15,11 +16,16 @@ import click
 from .errors import SmplusError, UsageError
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def library_errors(fn):
     """Turn library exceptions into clear messages and exit codes, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        signal.signal(signal.SIGTERM, _interrupt)  # a batch scheduler's stop: like Ctrl-C
         try:
             return fn(*args, **kwargs)
         except UsageError as e:

@@ -20,6 +20,9 @@ from pycocotools import mask as mask_utils
 from .errors import SmplusError
 
 JPEG_QUALITY = 95
+TMP_PREFIX = ".tmp-"  # atomic writes go through such files, renamed into place
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 # ---------------------------------------------------------------- loading
@@ -168,10 +171,11 @@ def _atomic_write(path: str, data: bytes) -> None:
     """Write to a temporary file beside `path` and rename: never a truncated file."""
     d = os.path.dirname(path) or "."
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path)[-16:])
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=TMP_PREFIX, suffix=os.path.basename(path)[-16:])
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual rights
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -9,6 +9,7 @@ killed run resumes where it stopped (`resume=True`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -21,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from . import __version__
-from .coco import (CocoDataset, encode_image, instance_size, load_coco, read_image, write_bytes_atomic,
+from .coco import (TMP_PREFIX, CocoDataset, encode_image, instance_size, load_coco, read_image, write_bytes_atomic,
                    write_json_atomic)
 from .errors import SmplusError, UsageError
 from .histogram import SizeHistogram, load_target, sampling_noise, size_jsd
@@ -192,8 +193,33 @@ def render_task(task: ImageTask) -> dict:
     return part
 
 
+# Thread pools of the libraries under each worker. Every process gets one
+# thread: N processes x default threads oversubscribe the cores, and OpenMP's
+# spinning threads then make 2 workers 15x slower than 1.
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Spawned children read these at import, before any initializer runs."""
+    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+    os.environ.update({k: "1" for k in _THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _worker_init():
+    import signal
+
     import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C for the pool
 
     cv2.setNumThreads(1)  # one image per process; threads would only contend
     _warm_up_matting()
@@ -261,6 +287,8 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
                 run: RunOptions) -> Dict[int, dict]:
     from tqdm import tqdm
 
+    if run.resume:
+        _remove_partial_writes(out_dir)
     parts: Dict[int, dict] = {}
     todo = []
     for plan in dplan.images:
@@ -278,7 +306,8 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
         if run.workers > 1 and len(todo) > 1:
             _warm_up_matting()  # compile numba once into its on-disk cache; workers load it
             # Not fork: libgomp (used by numba/OpenCV) aborts in a forked child.
-            pool = multiprocessing.get_context("spawn").Pool(run.workers, initializer=_worker_init)
+            with _single_threaded_children():
+                pool = multiprocessing.get_context("spawn").Pool(run.workers, initializer=_worker_init)
             results = pool.imap_unordered(render_task, tasks, chunksize=1)
         else:
             results = map(render_task, tasks)
@@ -288,7 +317,7 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
     except KeyboardInterrupt:
         if pool is not None:
             pool.terminate()
-        done = sum(1 for p in parts.values() if p["skipped"] is None)
+        done = len(os.listdir(os.path.dirname(_part_path(out_dir, 0))))
         raise SmplusError(f"interrupted after {done} of {len(dplan.images)} images; "
                           f"rerun the same command with --resume to continue") from None
     finally:
@@ -297,6 +326,14 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
             pool.close()
             pool.join()
     return parts
+
+
+def _remove_partial_writes(out_dir: str) -> None:
+    """Temporary files of writes a killed run never renamed into place."""
+    for root, _, files in os.walk(out_dir):
+        for name in files:
+            if name.startswith(TMP_PREFIX):
+                os.unlink(os.path.join(root, name))
 
 
 def _warm_up_matting():
