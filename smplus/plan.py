@@ -93,10 +93,12 @@ def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)):
         return "bad_box"
     x, y, w, h = box
-    if w <= 0 or h <= 0:
+    if w < 0.01 or h < 0.01:  # a hundredth of a pixel is no object (and no scale)
         return "zero_size_box"
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         return "outside_image"
+    if min(width, x + w) - max(0, x) < 0.01 or min(height, y + h) - max(0, y) < 0.01:
+        return "outside_image"  # only a sliver inside
     seg = ann.get("segmentation")
     if isinstance(seg, list):
         if not any(isinstance(p, list) and len(p) >= 6 for p in seg):

@@ -1,0 +1,97 @@
+"""Property-based tests (hypothesis) of the planner and the mask/box geometry."""
+
+import json
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smplus.coco import index_coco
+from smplus.histogram import build_histogram
+from smplus.plan import MIN_SIDE, ImagePlan, TransformOptions, plan_dataset
+from smplus.render import alpha_box
+from smplus.separate import separate_and_place
+
+HIST = build_histogram(np.random.default_rng(0).lognormal(2.56, 0.81, 5000), bins=30)
+
+
+@st.composite
+def datasets(draw):
+    n_images = draw(st.integers(1, 4))
+    images, anns = [], []
+    for i in range(n_images):
+        W, H = draw(st.integers(20, 800)), draw(st.integers(20, 800))
+        images.append({"id": i + 1, "file_name": f"{i}.jpg", "width": W, "height": H})
+        for _ in range(draw(st.integers(0, 5))):
+            x, y = draw(st.floats(-50, W)), draw(st.floats(-50, H))
+            w, h = draw(st.floats(0, W)), draw(st.floats(0, H))
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": draw(st.sampled_from([1, 2])),
+                         "iscrowd": draw(st.sampled_from([0, 0, 0, 1])), "bbox": [x, y, w, h], "area": w * h,
+                         "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}
+
+
+options = st.builds(TransformOptions, mode=st.sampled_from(["msm", "rsm"]), seed=st.integers(0, 2**31),
+                    psi_p=st.floats(0, 1), categories=st.sampled_from([None, (1,)]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets(), options)
+def test_plan_is_deterministic_and_boxes_are_sane(raw, opts):
+    ds = index_coco(raw)
+    a = plan_dataset(ds, HIST, opts)
+    b = plan_dataset(index_coco(json.loads(json.dumps(raw))), HIST, opts)
+    assert [p.to_json() for p in a.images] == [p.to_json() for p in b.images]
+    for plan in a.images:
+        assert ImagePlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+        bg = ds.images[plan.background_image_id]
+        assert (plan.width, plan.height) == (bg["width"], bg["height"])
+        for ip in plan.instances:
+            x, y, w, h = ip.box
+            cx, cy = ip.center
+            assert 0 <= cx <= plan.width and 0 <= cy <= plan.height  # centre stays in the image
+            if ip.matched:
+                assert w >= MIN_SIDE and h >= MIN_SIDE
+                assert HIST.edges[0] - 1e-9 <= ip.size <= HIST.edges[-1] + 1e-9
+            else:
+                assert ip.scale == 1.0
+        # every non-crowd annotation is either planned or dropped with a reason
+        planned = {ip.ann_id for ip in plan.instances} | {i for i, _ in plan.dropped}
+        own = {x["id"] for x in ds.anns_by_image[plan.image_id] if not x["iscrowd"]}
+        if plan.background != "none":
+            assert planned == own
+            assert set(plan.erased) == {x["id"] for x in ds.anns_by_image[plan.image_id] if x["iscrowd"]}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 60), st.floats(0, 1), st.floats(0, 1))
+def test_alpha_box_is_inside_the_patch_and_around_the_mask(w, h, fx, fy):
+    alpha = np.zeros((h + 4, w + 4), np.float32)
+    alpha[2:2 + h, 2:2 + w] = 1.0
+    alpha[2:2 + h, 1] = fx          # a partly covered column on the left
+    alpha[1, 2:2 + w] = fy          # and row on top
+    box = alpha_box(alpha)
+    x, y, bw, bh = box
+    assert 0 <= x and 0 <= y and x + bw <= alpha.shape[1] and y + bh <= alpha.shape[0]
+    assert bw > 0 and bh > 0
+    assert abs(bw - (w + (fx if fx >= 0.4 else 0))) <= 1.0  # sub-pixel width of the covered run
+    assert abs(bh - (h + (fy if fy >= 0.4 else 0))) <= 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(6, 120), st.integers(6, 120), st.floats(0.05, 2.0), st.floats(0, 300), st.floats(0, 300))
+def test_separated_instance_lands_at_the_planned_box(w, h, scale, cx, cy):
+    # a textured object on a textured background of other colours: matting must follow the mask
+    rng = np.random.default_rng(w * 1000 + h)
+    image = rng.integers(150, 255, (240, 240, 3), dtype=np.uint8)
+    mask = np.zeros((240, 240), np.uint8)
+    mask[50:50 + h, 60:60 + w] = 1
+    image[mask > 0] = rng.integers(0, 90, (int(mask.sum()), 3), dtype=np.uint8)
+    p = separate_and_place(image, mask, (60, 50, w, h), scale, (cx, cy))
+    assert p is not None and p.alpha.shape == p.color.shape[:2]
+    assert np.all((p.alpha >= 0) & (p.alpha <= 1))
+    if w * scale >= 3 and h * scale >= 3:
+        x, y, bw, bh = alpha_box(p.alpha)
+        assert abs(bw - w * scale) <= 1.0 and abs(bh - h * scale) <= 1.0
+        assert abs(p.x0 + x + bw / 2 - cx) <= 0.75 and abs(p.y0 + y + bh / 2 - cy) <= 0.75
