@@ -243,6 +243,7 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     dplan = plan_dataset(ds, hist, options)
 
     parameters = {"mode": options.mode, "level": "instance", "seed": options.seed, "psi_p": options.psi_p,
+                  "background": options.background,
                   "bins": hist.bins, "except_rate": except_rate, "log_bins": log_bins,
                   "categories": [ds.categories[c]["name"] for c in cat_ids] if cat_ids else None,
                   "source": os.path.abspath(source), "images": os.path.abspath(images_dir),

@@ -22,6 +22,7 @@ from .errors import UsageError
 from .histogram import SizeHistogram, msm_sizes
 
 MODES = ("msm", "rsm")
+BACKGROUNDS = ("psi", "inpaint", "new")  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
 MIN_SIDE = 2.0  # instances that end under 2 px wide or tall are dropped
 
 
@@ -31,6 +32,7 @@ class TransformOptions:
     seed: int = 0
     psi_p: float = 0.4
     categories: Optional[Tuple[int, ...]] = None  # scale-matched category ids; None = all
+    background: str = "psi"
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -39,6 +41,8 @@ class TransformOptions:
             raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if not (isinstance(self.psi_p, (int, float)) and 0.0 <= self.psi_p <= 1.0):
             raise UsageError(f"--psi-p must be in [0, 1], got {self.psi_p!r}")
+        if self.background not in BACKGROUNDS:
+            raise UsageError(f"--background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
 
 
 @dataclass(frozen=True)
@@ -163,9 +167,10 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     rng = np.random.default_rng([options.seed, image_id])
     # Draw order is fixed (PSI first, then sizes) so a plan never depends on other images.
     u = rng.random()
+    new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
     others = [i for i in all_ids if i != image_id]
     bg_id = image_id
-    if u > options.psi_p and others:
+    if new_background and others:
         bg_id = others[int(rng.integers(len(others)))]
     bg = ds.images[bg_id]
     if options.mode == "rsm":

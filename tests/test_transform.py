@@ -160,6 +160,19 @@ def test_psi_p_one_always_inpaints_zero_always_changes(tmp_path):
     assert r0["backgrounds"] == {"inpaint": 0, "new": n}
 
 
+@pytest.mark.parametrize("background, expect", [("inpaint", "inpaint"), ("new", "new")])
+def test_background_option_forces_one_kind(tmp_path, background, expect):
+    report = run(tmp_path / background, background=background, psi_p=0.4, seed=0)
+    n = report["counts"]["images_transformed"]
+    assert n > 0 and report["backgrounds"][expect] == n
+    assert report["parameters"]["background"] == background
+    # inpaint never changes an image's size or scene; the image ids stay in place
+    if background == "inpaint":
+        src = {im["id"]: im for im in json.load(open(FIXTURE_ANNOTATIONS))["images"]}
+        assert all((im["width"], im["height"]) == (src[im["id"]]["width"], src[im["id"]]["height"])
+                   for im in load(tmp_path / background)["images"])
+
+
 def test_new_background_takes_its_size_and_maps_centres(tmp_path):
     run(tmp_path / "p0", psi_p=0.0, seed=0)
     data = load(tmp_path / "p0")
