@@ -128,6 +128,38 @@ def histogram(target, output, bins, except_rate, log_bins):
 
 
 @main.command()
+@click.argument("annotations", type=click.Path(dir_okay=False))
+@click.option("--target", type=click.Path(dir_okay=False), default=None,
+              help="Target annotations or histogram to compare with (default: the bundled TinyPerson prior).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG of the size histograms (dataset and target overlaid, log size axis).")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@library_errors
+def stats(annotations, target, plot, as_json):
+    """Box count, size statistics and JSD to the target of a COCO annotation file."""
+    from .histogram import load_target
+    from .stats import dataset_sizes, plot_sizes, size_stats
+
+    hist = load_target(target)
+    sizes = dataset_sizes(annotations)
+    st = size_stats(sizes, hist)
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        click.echo(f"boxes: {st['boxes']}")
+        if st["boxes"]:
+            p = st["percentiles"]
+            click.echo(f"size sqrt(w*h): mean {st['mean']:.2f} std {st['std']:.2f} px; "
+                       f"percentiles 5/25/50/75/95: {p['5']:.1f} / {p['25']:.1f} / {p['50']:.1f} / "
+                       f"{p['75']:.1f} / {p['95']:.1f} px")
+            click.echo(f"JSD to target: {st['jsd']:.4f} (noise of {st['boxes']} random draws: "
+                       f"{st['sampling_noise']:.4f})")
+    if plot:
+        plot_sizes(sizes, hist, plot, label=os.path.basename(annotations))
+        click.echo(f"wrote {plot}")
+
+
+@main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True,
               help="MSM+ or RSM+.")

@@ -76,3 +76,19 @@ def test_demo_runs_on_bundled_sample(tmp_path):
     assert r.exit_code == 0, r.output
     assert len(os.listdir(tmp_path / "demo" / "images")) == 4
     assert json.loads((tmp_path / "demo" / "annotations.json").read_text())["annotations"]
+
+
+def test_stats_prints_sizes_jsd_and_writes_a_png(tmp_path, tinyperson_target):
+    target, _ = tinyperson_target
+    png = tmp_path / "sizes.png"
+    r = invoke("stats", FIXTURE_ANNOTATIONS, "--target", target, "--plot", png)
+    assert r.exit_code == 0, r.output
+    raw = json.load(open(FIXTURE_ANNOTATIONS))
+    n = sum(1 for a in raw["annotations"] if not a["iscrowd"])
+    assert f"boxes: {n}" in r.output and "JSD to target" in r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+    assert matplotlib.image.imread(str(png)).shape[0] > 100
+    r = invoke("stats", FIXTURE_ANNOTATIONS, "--target", target, "--json")
+    st = json.loads(r.output)
+    assert st["boxes"] == n and 0 < st["jsd"] <= 0.7 and st["percentiles"]["50"] > 20  # COCO: large objects
