@@ -64,6 +64,10 @@ def main():
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
 @click.option("--psi-p", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
               help="PSI: probability of inpainting the image's own background (else a new one).")
+@click.option("--level", type=click.Choice(["instance", "image"]), default="instance", show_default=True,
+              help="instance: SM+; image: the original Scale Match, one scale per image.")
+@click.option("--scale-range", type=(float, float), default=(0.1, 1.0), show_default=True,
+              help="Image level: the allowed image scales (RSM draws up to 5 times to land inside, then clips).")
 @click.option("--background", type=click.Choice(["psi", "inpaint", "new"]), default="psi", show_default=True,
               help="psi: PSI with --psi-p; inpaint: always the image's own, inpainted (SM+ w/o PSI); "
                    "new: always another image.")
@@ -79,7 +83,7 @@ def main():
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")
 @library_errors
-def transform(source, images_dir, out_dir, target, mode, seed, workers, psi_p, background, bins, except_rate, log_bins,
+def transform(source, images_dir, out_dir, target, mode, seed, workers, psi_p, level, scale_range, background, bins, except_rate, log_bins,
               categories, dry_run, overwrite, resume, allow_skips):
     """Scale-match a COCO dataset instance by instance (SM+)."""
     from .pipeline import RunOptions, transform as run_transform
@@ -87,7 +91,8 @@ def transform(source, images_dir, out_dir, target, mode, seed, workers, psi_p, b
 
     result = run_transform(
         source, images_dir, out_dir, target=target,
-        options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p, background=background),
+        options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p, background=background, level=level,
+                                 scale_range=tuple(scale_range)),
         bins=bins, except_rate=except_rate, log_bins=log_bins, categories=_categories(categories),
         run=RunOptions(workers=workers, dry_run=dry_run, overwrite=overwrite, resume=resume,
                        allow_skips=allow_skips))

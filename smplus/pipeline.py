@@ -155,7 +155,7 @@ def _decode_checked(images_dir: str, image: dict) -> np.ndarray:
 
 def render_task(task: ImageTask) -> dict:
     """Render (or copy) one image, write it and its journal entry; return the entry."""
-    from .render import render_image
+    from .render import render_image, render_resized
 
     plan = task.plan
     src_path = os.path.join(task.images_dir, task.image["file_name"])
@@ -180,9 +180,12 @@ def render_task(task: ImageTask) -> dict:
                     bg_pixels = None
                 if bg_pixels is None:  # an unreadable background falls back to inpainting
                     plan = ImagePlan(plan.image_id, "inpaint", plan.image_id, task.image["width"],
-                                     task.image["height"], plan.instances, plan.erased, plan.dropped)
+                                     task.image["height"], plan.instances, plan.crowd, plan.dropped)
                     part.update(background="inpaint", width=plan.width, height=plan.height)
-            result = render_image(plan, pixels, task.anns, bg_pixels, task.background_crowd)
+            if plan.background == "resize":
+                result = render_resized(plan, pixels, task.anns)
+            else:
+                result = render_image(plan, pixels, task.anns, bg_pixels, task.background_crowd)
             write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"]))
             part["annotations"] = result.annotations
             part["dropped"] = [list(d) for d in result.dropped]
@@ -242,7 +245,7 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     prepare_out(out_dir, [source, images_dir, target], run)
     dplan = plan_dataset(ds, hist, options)
 
-    parameters = {"mode": options.mode, "level": "instance", "seed": options.seed, "psi_p": options.psi_p,
+    parameters = {"mode": options.mode, "level": options.level, "scale_range": list(options.scale_range), "seed": options.seed, "psi_p": options.psi_p,
                   "background": options.background,
                   "bins": hist.bins, "except_rate": except_rate, "log_bins": log_bins,
                   "categories": [ds.categories[c]["name"] for c in cat_ids] if cat_ids else None,
@@ -277,7 +280,7 @@ def _planned_part(plan: ImagePlan, ds: CocoDataset) -> dict:
 
 def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir: str):
     for plan in plans:
-        used = set(plan.erased) | {ip.ann_id for ip in plan.instances}
+        used = set(plan.crowd) | {ip.ann_id for ip in plan.instances}
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
         bg = ds.images[plan.background_image_id] if plan.background == "new" else None
         bg_crowd = [a for a in ds.anns_by_image[plan.background_image_id] if a.get("iscrowd")] if bg else []
@@ -312,9 +315,12 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
             results = pool.imap_unordered(render_task, tasks, chunksize=1)
         else:
             results = map(render_task, tasks)
-        for part in results:
-            parts[part["image_id"]] = part
-            bar.update(1)
+        with _stop_requests() as stop:
+            for part in results:
+                parts[part["image_id"]] = part
+                bar.update(1)
+                if stop:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         if pool is not None:
             pool.terminate()
@@ -327,6 +333,35 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
             pool.close()
             pool.join()
     return parts
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """Ctrl-C / SIGTERM while rendering: finish the image at hand, then stop.
+
+    Raising inside native code (pycocotools, OpenCV) can surface as another
+    error, so the first signal only sets a flag checked between images; a
+    second one stops at once.
+    """
+    import signal
+    import threading
+
+    requested: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def handler(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
+    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for sig, h in saved.items():
+            signal.signal(sig, h)
 
 
 def _remove_partial_writes(out_dir: str) -> None:
@@ -359,7 +394,10 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
         dropped.update(reason for _, reason in part["dropped"])
         if plan.transformed:
             backgrounds[part["background"]] += 1
-            crowd_erased += len(plan.erased)
+            if plan.background == "resize":
+                crowd_kept += len(plan.crowd)
+            else:
+                crowd_erased += len(plan.crowd)
             new = part["annotations"]
         else:  # copied image: its annotations as they were, less degenerate ones
             bad = {ann_id for ann_id, _ in plan.dropped}

@@ -22,7 +22,10 @@ from .errors import UsageError
 from .histogram import SizeHistogram, msm_sizes
 
 MODES = ("msm", "rsm")
-BACKGROUNDS = ("psi", "inpaint", "new")  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
+BACKGROUNDS = ("psi", "inpaint", "new")
+LEVELS = ("instance", "image")  # image: the original Scale Match (Yu et al., WACV 2020)
+IMAGE_LEVEL_TRIES = 5             # RSM draws until the scale lands in scale_range
+DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
 MIN_SIDE = 2.0  # instances that end under 2 px wide or tall are dropped
 
 
@@ -33,6 +36,8 @@ class TransformOptions:
     psi_p: float = 0.4
     categories: Optional[Tuple[int, ...]] = None  # scale-matched category ids; None = all
     background: str = "psi"
+    level: str = "instance"
+    scale_range: Tuple[float, float] = (0.1, 1.0)  # image level: allowed image scales
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -41,6 +46,11 @@ class TransformOptions:
             raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if not (isinstance(self.psi_p, (int, float)) and 0.0 <= self.psi_p <= 1.0):
             raise UsageError(f"--psi-p must be in [0, 1], got {self.psi_p!r}")
+        if self.level not in LEVELS:
+            raise UsageError(f"--level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        lo, hi = self.scale_range
+        if not (0 < lo <= hi):
+            raise UsageError(f"--scale-range must be two numbers 0 < LOW <= HIGH, got {lo!r} {hi!r}")
         if self.background not in BACKGROUNDS:
             raise UsageError(f"--background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
 
@@ -63,11 +73,13 @@ class ImagePlan:
     image_id: int
     background: str                     # "inpaint" (holes of this image) | "new" (another image)
                                         # | "none" (nothing to scale: copied as is)
+                                        # | "resize" (image level: the whole image scaled)
     background_image_id: int            # the image whose pixels are the background
     width: int                          # output size: the background image's
     height: int
     instances: Tuple[InstancePlan, ...] = ()
-    erased: Tuple[int, ...] = ()        # crowd regions removed from the background
+    crowd: Tuple[int, ...] = ()         # crowd regions: erased from the background (instance
+                                        # level), or scaled with the image and kept (image level)
     dropped: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason) decided at plan time
 
     @property
@@ -85,7 +97,7 @@ class ImagePlan:
                    instances=tuple(InstancePlan(ann_id=i["ann_id"], scale=i["scale"], size=i["size"],
                                                 box=tuple(i["box"]), matched=i["matched"])
                                    for i in d["instances"]),
-                   erased=tuple(d["erased"]), dropped=tuple(tuple(x) for x in d["dropped"]))
+                   crowd=tuple(d["crowd"]), dropped=tuple(tuple(x) for x in d["dropped"]))
 
 
 # ---------------------------------------------------------------- annotation checks
@@ -146,15 +158,19 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
             if not a.get("iscrowd") and degenerate_reason(a, im["width"], im["height"]) is None
             and (selected is None or a["category_id"] in selected)]
     msm_new: Dict[int, float] = {}
-    if options.mode == "msm":
+    if options.mode == "msm" and options.level == "instance":
         flat = [c for cs in candidates.values() for c in cs]
         for c, s in zip(flat, msm_sizes([c.size for c in flat], hist)):
             msm_new[c.ann["id"]] = float(s)
 
     all_ids = sorted(ds.images)
+    source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
     for image_id in ds.images:
-        plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, all_ids)
+        if options.level == "image":
+            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted)
+        else:
+            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, all_ids)
         plans.append(plan)
         before.extend(c.size for c in candidates[image_id])
         after.extend(i.size for i in plan.instances if i.matched)
@@ -206,3 +222,50 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         return ImagePlan(image_id, "none", image_id, im["width"], im["height"], dropped=tuple(dropped))
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
                      tuple(instances), tuple(erased), tuple(dropped))
+
+
+def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
+                     options: TransformOptions, source_sorted: np.ndarray) -> ImagePlan:
+    """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
+
+    RSM draws a target size (up to 5 tries to land the scale in scale_range);
+    MSM maps the image's mean size through the quantiles of all source object
+    sizes. The scale is then clipped to scale_range.
+    """
+    im = ds.images[image_id]
+    rng = np.random.default_rng([options.seed, image_id])
+    lo, hi = options.scale_range
+    if not matched:
+        scale = DEFAULT_IMAGE_SCALE
+    else:
+        mean = float(np.exp(np.mean(np.log([c.size for c in matched]))))  # geometric mean
+        if options.mode == "rsm":
+            for _ in range(IMAGE_LEVEL_TRIES):
+                scale = float(hist.sample_rsm(rng, 1)[0]) / mean
+                if lo <= scale <= hi:
+                    break
+        else:
+            below = np.searchsorted(source_sorted, mean, side="left")
+            equal = np.searchsorted(source_sorted, mean, side="right") - below
+            q = (below + 0.5 * equal) / len(source_sorted)
+            scale = float(hist.quantile([q])[0]) / mean
+        scale = min(max(scale, lo), hi)
+    W, H = max(1, int(round(im["width"] * scale))), max(1, int(round(im["height"] * scale)))
+    sx, sy = W / im["width"], H / im["height"]  # exact per-axis scales of the resized image
+    selected = {c.ann["id"] for c in matched}
+    instances, kept, dropped = [], [], []
+    for a in ds.anns_by_image[image_id]:
+        reason = degenerate_reason(a, im["width"], im["height"])
+        if reason is not None:
+            dropped.append((a["id"], reason))
+            continue
+        if a.get("iscrowd"):
+            kept.append(a["id"])  # the whole image is scaled: a crowd stays a labelled crowd
+            continue
+        x, y, w, h = clipped_box(a, im["width"], im["height"])
+        if w * sx < MIN_SIDE or h * sy < MIN_SIDE:
+            dropped.append((a["id"], "too_small"))
+            continue
+        box = (x * sx, y * sy, w * sx, h * sy)
+        instances.append(InstancePlan(a["id"], scale, instance_size(box[2], box[3]), box, a["id"] in selected))
+    return ImagePlan(image_id, "resize", image_id, W, H, tuple(instances), tuple(kept), tuple(dropped))

@@ -14,6 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .background import hole_mask, inpaint_holes
+from pycocotools import mask as mask_utils
+
 from .coco import ann_to_rle, decode_rle, mask_to_rle
 from .plan import MIN_SIDE, ImagePlan, clipped_box
 from .separate import PastedInstance, separate_and_place
@@ -93,7 +95,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             dropped.append((ip.ann_id, "empty_mask"))
         else:
             masks[ip.ann_id] = m
-    crowd = [m for m in (decode_mask(anns[i], H, W) for i in plan.erased) if m is not None]
+    crowd = [m for m in (decode_mask(anns[i], H, W) for i in plan.crowd) if m is not None]
 
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
     if plan.background == "new":
@@ -166,3 +168,42 @@ def _measure(src: dict, p: PastedInstance, width: int, height: int, image_id: in
         "iscrowd": 0,
         "source_ann_id": src["id"],
     }
+
+
+def render_resized(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict]) -> RenderResult:
+    """Image-level Scale Match: the whole image and its annotations scaled by one factor."""
+    import cv2
+
+    H, W = image.shape[:2]
+    sx, sy = plan.width / W, plan.height / H
+    out = cv2.resize(image, (plan.width, plan.height), interpolation=cv2.INTER_AREA)
+    dropped: List[Tuple[int, str]] = list(plan.dropped)
+    annotations = []
+    for ann_id in [ip.ann_id for ip in plan.instances] + list(plan.crowd):
+        a = anns[ann_id]
+        seg = _scale_segmentation(a.get("segmentation"), H, W, plan.height, plan.width, sx, sy)
+        if seg is None:
+            dropped.append((ann_id, "empty_mask"))
+            continue
+        x, y, w, h = clipped_box(a, W, H)
+        area = int(mask_utils.area(ann_to_rle(seg, plan.height, plan.width)))
+        annotations.append({"image_id": plan.image_id, "category_id": a["category_id"],
+                            "bbox": [round(x * sx, 3), round(y * sy, 3), round(w * sx, 3), round(h * sy, 3)],
+                            "area": area if area > 0 else round(w * sx * h * sy, 3),
+                            "segmentation": seg, "iscrowd": int(bool(a.get("iscrowd"))), "source_ann_id": ann_id})
+    return RenderResult(out, annotations, dropped)
+
+
+def _scale_segmentation(seg, H, W, out_h, out_w, sx, sy):
+    """Polygons keep their float coordinates, scaled; masks (RLE) are resampled."""
+    import cv2
+
+    if isinstance(seg, list):
+        polys = [[round(v * (sx if i % 2 == 0 else sy), 3) for i, v in enumerate(p)]
+                 for p in seg if isinstance(p, list) and len(p) >= 6]
+        return polys or None
+    mask = decode_mask({"segmentation": seg}, H, W)
+    if mask is None:
+        return None
+    small = cv2.resize(mask.astype(np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA) >= 0.5
+    return mask_to_rle(small) if small.any() else None

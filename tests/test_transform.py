@@ -200,3 +200,30 @@ def test_dry_run_plans_without_pixels(tmp_path):
     assert not os.path.exists(tmp_path / "dry" / "images")
     assert report["parameters"]["dry_run"] and report["jsd"]["after"] is not None
     assert COCO(str(tmp_path / "dry" / "annotations.json")).getAnnIds()
+
+
+@pytest.mark.parametrize("mode", ["msm", "rsm"])
+def test_image_level_resizes_image_and_boxes_by_one_factor(tmp_path, mode):
+    report = run(tmp_path / mode, level="image", mode=mode, seed=0)
+    assert report["level"] == "image"
+    src = json.load(open(FIXTURE_ANNOTATIONS))
+    src_images = {im["id"]: im for im in src["images"]}
+    src_anns = {a["id"]: a for a in src["annotations"]}
+    data = load(tmp_path / mode)
+    for im in data["images"]:
+        s_im = src_images[im["id"]]
+        sx, sy = im["width"] / s_im["width"], im["height"] / s_im["height"]
+        assert sx == pytest.approx(sy, rel=0.02) and 0.1 - 0.01 <= sx <= 1.0 + 1e-9
+        out = cv2.imread(str(tmp_path / mode / "images" / im["file_name"]))
+        expected = cv2.resize(cv2.imread(os.path.join(FIXTURE_IMAGES, s_im["file_name"])),
+                              (im["width"], im["height"]), interpolation=cv2.INTER_AREA)
+        # JPEG re-encoding only (a wrong factor or a shift of one pixel gives 10+)
+        assert np.abs(out.astype(float) - expected).mean() < 6
+        for a in (a for a in data["annotations"] if a["image_id"] == im["id"]):
+            b = src_anns[a["source_ann_id"]]["bbox"]
+            assert a["bbox"][2] == pytest.approx(b[2] * sx, abs=0.01)
+            assert a["bbox"][0] == pytest.approx(max(0, b[0]) * sx, abs=0.01)
+            assert a["bbox"][2] >= 2 and a["bbox"][3] >= 2
+    c = report["counts"]
+    assert c["crowd_kept"] > 0 and c["crowd_erased"] == 0
+    assert c["instances_in"] == c["instances_out"] + sum(c["dropped"].values())
