@@ -57,8 +57,10 @@ def main():
 @click.option("--target", type=click.Path(dir_okay=False), default=None,
               help="Target annotations (COCO or TinyPerson layout) or a `smplus histogram` file. "
                    "Default: the bundled TinyPerson prior.")
-@click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True,
-              help="MSM+: monotone quantile mapping; RSM+: random size from the target histogram.")
+@click.option("--mode", type=click.Choice(["msm", "rsm", "cp", "cp+"]), default="msm", show_default=True,
+              help="MSM+: monotone quantile mapping; RSM+: random size from the target histogram; "
+                   "cp / cp+: copy-paste baselines, instances unscaled onto a new background "
+                   "(cp+ keeps the background's labels, updated for occlusion).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Same seed, same output, whatever the number of workers.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")

@@ -137,7 +137,7 @@ class ImageTask:
     images_dir: str
     out_dir: str
     background: Optional[dict] = None         # new background's image entry
-    background_crowd: List[dict] = field(default_factory=list)
+    background_anns: List[dict] = field(default_factory=list)
 
 
 def _part_path(out_dir: str, image_id: int) -> str:
@@ -185,7 +185,7 @@ def render_task(task: ImageTask) -> dict:
             if plan.background == "resize":
                 result = render_resized(plan, pixels, task.anns)
             else:
-                result = render_image(plan, pixels, task.anns, bg_pixels, task.background_crowd)
+                result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns)
             write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"]))
             part["annotations"] = result.annotations
             part["dropped"] = [list(d) for d in result.dropped]
@@ -283,8 +283,9 @@ def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir
         used = set(plan.crowd) | {ip.ann_id for ip in plan.instances}
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
         bg = ds.images[plan.background_image_id] if plan.background == "new" else None
-        bg_crowd = [a for a in ds.anns_by_image[plan.background_image_id] if a.get("iscrowd")] if bg else []
-        yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_crowd)
+        bg_anns = [a for a in ds.anns_by_image[plan.background_image_id]
+                   if a.get("iscrowd") or a["id"] in plan.background_labels] if bg else []
+        yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns)
 
 
 def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: str,
@@ -407,7 +408,8 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
             annotations.append({**a, "id": next_id})
             next_id += 1
 
-    after = [instance_size(*a["bbox"][2:]) for a in annotations if a["source_ann_id"] in matched and not a.get("iscrowd")]
+    after = [instance_size(*a["bbox"][2:]) for a in annotations
+             if a["source_ann_id"] in matched and not a.get("iscrowd") and not a.get("from_background")]
     n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))
     report = {
         "smplus_version": __version__,
@@ -421,6 +423,7 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
             "instances_out": sum(1 for a in annotations if not a.get("iscrowd")),
             "scale_matched_in": len(dplan.source_sizes),
             "scale_matched_out": len(after),
+            "background_labels_kept": sum(1 for a in annotations if a.get("from_background")),
             "crowd_erased": crowd_erased,
             "crowd_kept": crowd_kept,
             "dropped": dict(sorted(dropped.items())),

@@ -21,7 +21,8 @@ from .coco import CocoDataset, instance_size
 from .errors import UsageError
 from .histogram import SizeHistogram, msm_sizes
 
-MODES = ("msm", "rsm")
+MODES = ("msm", "rsm", "cp", "cp+")
+COPY_PASTE = ("cp", "cp+")  # paper Table 6: instances pasted unscaled onto a new background
 BACKGROUNDS = ("psi", "inpaint", "new")
 LEVELS = ("instance", "image")  # image: the original Scale Match (Yu et al., WACV 2020)
 IMAGE_LEVEL_TRIES = 5             # RSM draws until the scale lands in scale_range
@@ -48,6 +49,8 @@ class TransformOptions:
             raise UsageError(f"--psi-p must be in [0, 1], got {self.psi_p!r}")
         if self.level not in LEVELS:
             raise UsageError(f"--level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.level == "image" and self.mode in COPY_PASTE:
+            raise UsageError(f"--level image goes with --mode msm or rsm, not {self.mode}")
         lo, hi = self.scale_range
         if not (0 < lo <= hi):
             raise UsageError(f"--scale-range must be two numbers 0 < LOW <= HIGH, got {lo!r} {hi!r}")
@@ -81,6 +84,7 @@ class ImagePlan:
     crowd: Tuple[int, ...] = ()         # crowd regions: erased from the background (instance
                                         # level), or scaled with the image and kept (image level)
     dropped: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason) decided at plan time
+    background_labels: Tuple[int, ...] = ()  # cp+: the new background's own annotations, kept
 
     @property
     def transformed(self) -> bool:
@@ -97,7 +101,8 @@ class ImagePlan:
                    instances=tuple(InstancePlan(ann_id=i["ann_id"], scale=i["scale"], size=i["size"],
                                                 box=tuple(i["box"]), matched=i["matched"])
                                    for i in d["instances"]),
-                   crowd=tuple(d["crowd"]), dropped=tuple(tuple(x) for x in d["dropped"]))
+                   crowd=tuple(d["crowd"]), dropped=tuple(tuple(x) for x in d["dropped"]),
+                   background_labels=tuple(d.get("background_labels", ())))
 
 
 # ---------------------------------------------------------------- annotation checks
@@ -184,6 +189,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     # Draw order is fixed (PSI first, then sizes) so a plan never depends on other images.
     u = rng.random()
     new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
+    new_background = new_background or options.mode in COPY_PASTE
     others = [i for i in all_ids if i != image_id]
     bg_id = image_id
     if new_background and others:
@@ -191,6 +197,8 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     bg = ds.images[bg_id]
     if options.mode == "rsm":
         new_sizes = dict(zip((c.ann["id"] for c in matched), map(float, hist.sample_rsm(rng, len(matched)))))
+    elif options.mode in COPY_PASTE:
+        new_sizes = {c.ann["id"]: c.size for c in matched}
     else:
         new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in matched}
 
@@ -220,8 +228,12 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         instances.append(InstancePlan(a["id"], float(scale), float(size), box, a["id"] in new_sizes))
     if not matched:  # nothing to scale: copied as is, only degenerate annotations dropped
         return ImagePlan(image_id, "none", image_id, im["width"], im["height"], dropped=tuple(dropped))
+    labels = ()
+    if options.mode == "cp+" and bg_id != image_id:
+        labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
+                       if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
-                     tuple(instances), tuple(erased), tuple(dropped))
+                     tuple(instances), tuple(erased), tuple(dropped), labels)
 
 
 def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,

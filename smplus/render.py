@@ -80,11 +80,12 @@ def _clip_to_canvas(p: PastedInstance, width: int, height: int) -> Optional[Past
 
 def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
                  background: Optional[np.ndarray] = None,
-                 background_crowd: Sequence[dict] = ()) -> RenderResult:
+                 background_anns: Sequence[dict] = ()) -> RenderResult:
     """SM+ on one image: separate, scale, fill the background (PSI), paste, measure.
 
     `background` is the new background's pixels when plan.background == "new";
-    `background_crowd` its crowd annotations, erased like this image's own.
+    `background_anns` its annotations: crowds are erased like this image's own,
+    and those in plan.background_labels (cp+) are kept, less what the pastes cover.
     """
     H, W = image.shape[:2]
     dropped: List[Tuple[int, str]] = list(plan.dropped)
@@ -100,7 +101,8 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
     if plan.background == "new":
         bh, bw = background.shape[:2]
-        bg_crowd = [m for m in (decode_mask(a, bh, bw) for a in background_crowd) if m is not None]
+        bg_crowd = [m for m in (decode_mask(a, bh, bw) for a in background_anns if a.get("iscrowd"))
+                    if m is not None]
         canvas = inpaint_holes(background, hole_mask(bg_crowd, background.shape)) if bg_crowd else background
     else:
         canvas = inpaint_holes(image, hole_mask(list(masks.values()) + crowd, image.shape))
@@ -124,6 +126,8 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             _occlude(q, p)
         pasted.append((ip.ann_id, p))
 
+    if plan.background_labels:
+        annotations_bg = _occluded_labels(plan, background_anns, pasted, out_w, out_h)
     rank = {ip.ann_id: k for k, ip in enumerate(plan.instances)}  # output in source order
     annotations = []
     for ann_id, p in sorted(pasted, key=lambda t: rank[t[0]]):
@@ -132,7 +136,35 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             dropped.append((ann_id, ann))
         else:
             annotations.append(ann)
+    if plan.background_labels:
+        annotations = annotations_bg + annotations
     return RenderResult(np.clip(canvas + 0.5, 0, 255).astype(np.uint8), annotations, dropped)
+
+
+def _occluded_labels(plan: ImagePlan, background_anns: Sequence[dict], pasted, width: int, height: int):
+    """CP+: the background's own labels, less the pixels the pasted instances cover."""
+    covered = np.zeros((height, width), np.float32)
+    for _, p in pasted:
+        h, w = p.alpha.shape
+        roi = covered[p.y0:p.y0 + h, p.x0:p.x0 + w]
+        roi += p.alpha * (1.0 - roi)
+    keep = set(plan.background_labels)
+    out = []
+    for a in background_anns:
+        if a["id"] not in keep:
+            continue
+        m = decode_mask(a, height, width)
+        if m is None:
+            continue
+        visible = (m > 0) & (covered < ALPHA_MASK_THRESHOLD)
+        if not visible.any():
+            continue  # fully covered: dropped
+        ys, xs = np.nonzero(visible)
+        out.append({"image_id": plan.image_id, "category_id": a["category_id"],
+                    "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+                    "area": int(visible.sum()), "segmentation": mask_to_rle(visible), "iscrowd": 0,
+                    "source_ann_id": a["id"], "from_background": True})
+    return out
 
 
 def _occlude(below: PastedInstance, above: PastedInstance) -> None:

@@ -227,3 +227,35 @@ def test_image_level_resizes_image_and_boxes_by_one_factor(tmp_path, mode):
     c = report["counts"]
     assert c["crowd_kept"] > 0 and c["crowd_erased"] == 0
     assert c["instances_in"] == c["instances_out"] + sum(c["dropped"].values())
+
+
+@pytest.mark.parametrize("mode", ["cp", "cp+"])
+def test_copy_paste_keeps_instance_sizes_on_new_backgrounds(tmp_path, mode):
+    report = run(tmp_path / mode, mode=mode, seed=0)
+    n = report["counts"]["images_transformed"]
+    assert report["backgrounds"] == {"inpaint": 0, "new": n}
+    src = {a["id"]: a for a in json.load(open(FIXTURE_ANNOTATIONS))["annotations"]}
+    data = load(tmp_path / mode)
+    pasted = [a for a in data["annotations"] if not a.get("from_background")]
+    kept = [a for a in data["annotations"] if a.get("from_background")]
+    big = [a for a in pasted if src[a["source_ann_id"]]["area"] > 500]
+    assert big
+    ratios = [instance_size(*a["bbox"][2:]) / instance_size(*src[a["source_ann_id"]]["bbox"][2:]) for a in big]
+    assert np.median(ratios) == pytest.approx(1.0, abs=0.05)
+    c = report["counts"]
+    assert c["background_labels_kept"] == len(kept)
+    assert c["instances_in"] == c["instances_out"] - c["background_labels_kept"] + sum(c["dropped"].values())
+    if mode == "cp":
+        assert not kept
+    else:
+        assert kept
+        images = {im["id"]: im for im in data["images"]}
+        for a in kept:
+            s = src[a["source_ann_id"]]
+            im = images[a["image_id"]]
+            m = mask_utils.decode(ann_to_rle(a["segmentation"], im["height"], im["width"]))
+            assert 0 < a["area"] == m.sum() <= s["area"] * 1.05  # only loses pixels to the pastes
+            ys, xs = np.nonzero(m)
+            assert a["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        # at least one background label lost pixels under a pasted instance
+        assert any(a["area"] < 0.98 * src[a["source_ann_id"]]["area"] for a in kept)
