@@ -48,7 +48,25 @@ def main():
     """SM+ (Refined Scale Match): make a COCO pre-training set match a tiny-object target's sizes."""
 
 
+def _load_config(ctx, param, path):
+    """--config FILE: option values from a JSON or TOML file; flags on the command line win."""
+    if path is None:
+        return None
+    from .config import read_config
+
+    try:
+        values = read_config(path, {p.name: p for p in ctx.command.params if isinstance(p, click.Option)})
+    except SmplusError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return path
+
+
 @main.command()
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_load_config,
+              help="JSON or TOML file of option values (names as the flags, e.g. \"psi-p\": 0.4); "
+                   "flags given on the command line override it. configs/ has the paper's setups.")
 @click.option("--source", required=True, type=click.Path(dir_okay=False), help="COCO instances JSON with masks.")
 @click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False),
               help="Folder the source file_names are relative to.")

@@ -92,3 +92,54 @@ def test_stats_prints_sizes_jsd_and_writes_a_png(tmp_path, tinyperson_target):
     r = invoke("stats", FIXTURE_ANNOTATIONS, "--target", target, "--json")
     st = json.loads(r.output)
     assert st["boxes"] == n and 0 < st["jsd"] <= 0.7 and st["percentiles"]["50"] > 20  # COCO: large objects
+
+
+def test_config_file_sets_options_and_flags_override(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"mode": "rsm", "seed": 7, "psi-p": 0.9, "level": "image"}))
+    base = ["transform", "--source", FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES, "--dry-run"]
+    r = invoke(*base, "--out", tmp_path / "a", "--config", cfg)
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert (rep["mode"], rep["seed"], rep["parameters"]["psi_p"], rep["level"]) == ("rsm", 7, 0.9, "image")
+    r = invoke(*base, "--out", tmp_path / "b", "--seed", "8", "--config", cfg, "--level", "instance")
+    rep = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert (rep["mode"], rep["seed"], rep["level"]) == ("rsm", 8, "instance")
+
+
+def test_every_paper_config_runs():
+    configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    names = sorted(os.listdir(configs))
+    assert {"rsm.json", "msm.json", "rsm+.json", "msm+.json", "rsm+_wo_psi.json", "msm+_wo_psi.json",
+            "cp.json", "cp+.json"} <= set(names)
+    for name in names:
+        with CliRunner().isolated_filesystem():
+            r = invoke("transform", "--config", os.path.join(configs, name), "--source", FIXTURE_ANNOTATIONS,
+                       "--images", FIXTURE_IMAGES, "--out", "o", "--dry-run")
+            assert r.exit_code == 0, (name, r.output)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"psi-p": 0.4, "colour": 1}', "unknown option 'colour'"),
+    ("{not json", "is not valid JSON"),
+    ('{"psi-p": 3}', "Invalid value for '--psi-p'"),
+])
+def test_bad_config_is_a_usage_error(tmp_path, content, message):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(content)
+    r = invoke("transform", "--config", cfg, "--source", FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES,
+               "--out", tmp_path / "o", "--dry-run")
+    assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_jsd_table_script_prints_the_four_rows():
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, os.path.join(root, "scripts", "jsd_table.py"), "--source",
+                        FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|")[1].strip() for line in r.stdout.splitlines()[2:]]
+    assert rows == ["RSM", "RSM+", "MSM", "MSM+"]
+    after = {line.split("|")[1].strip(): float(line.split("|")[4]) for line in r.stdout.splitlines()[2:]}
+    assert after["MSM+"] < after["MSM"]  # instance level matches better than image level
