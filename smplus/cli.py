@@ -186,6 +186,19 @@ def stats(annotations, target, plot, as_json):
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("-n", "count", type=click.IntRange(min=1), default=8, show_default=True, help="Images to show.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@library_errors
+def preview(out_dir, count, output):
+    """A grid of source images beside their outputs in OUT_DIR, output boxes drawn."""
+    from .preview import write_preview
+
+    write_preview(out_dir, output, count)
+    click.echo(f"wrote {output}")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True,
               help="MSM+ or RSM+.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")

@@ -143,3 +143,20 @@ def test_jsd_table_script_prints_the_four_rows():
     assert rows == ["RSM", "RSM+", "MSM", "MSM+"]
     after = {line.split("|")[1].strip(): float(line.split("|")[4]) for line in r.stdout.splitlines()[2:]}
     assert after["MSM+"] < after["MSM"]  # instance level matches better than image level
+
+
+def test_preview_writes_a_grid_png(tmp_path):
+    out = tmp_path / "out"
+    assert invoke("transform", "--source", FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES, "--out", out,
+                  "--mode", "cp").exit_code == 0
+    png = tmp_path / "p.png"
+    r = invoke("preview", out, "-n", "3", "-o", png)
+    assert r.exit_code == 0, r.output
+    import cv2
+    grid = cv2.imread(str(png))
+    assert grid is not None and grid.shape[0] == 3 * (320 + 8) and grid.shape[1] == 2 * 320 + 8
+    # the right half has green box lines drawn
+    right = grid[:, 328:]
+    assert ((right[..., 1] == 255) & (right[..., 0] == 0) & (right[..., 2] == 0)).sum() > 100
+    r = invoke("preview", tmp_path / "nothing", "-o", png)
+    assert r.exit_code == 1 and "report not found" in r.output
