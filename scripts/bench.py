@@ -94,12 +94,10 @@ def quality(ann, folder, target, tmp, n=40):
     saved = separate.WORK_FACTOR, separate.WORK_MAX, background.INPAINT_SCALE
     separate.WORK_FACTOR, separate.WORK_MAX = 8.0, 1e9
     background.INPAINT_SCALE = 1.0
-    background.inpaint_holes.__defaults__ = (1.0,)
     try:
         t_ref = smplus_ms(small, folder, target, ref)
     finally:
         separate.WORK_FACTOR, separate.WORK_MAX, background.INPAINT_SCALE = saved
-        background.inpaint_holes.__defaults__ = (saved[2],)
     data = json.load(open(os.path.join(fast, "annotations.json")))
     inside, whole = [], []
     for im in data["images"]:

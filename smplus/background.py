@@ -7,7 +7,7 @@ the fill only inside the hole, feathered at its edge so no seam shows.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -35,8 +35,9 @@ def hole_mask(masks: Sequence[np.ndarray], shape) -> np.ndarray:
     return hole
 
 
-def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: float = INPAINT_SCALE) -> np.ndarray:
-    """Fill `hole` (uint8, 1 = missing) by Telea inpainting at `scale` resolution."""
+def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = None) -> np.ndarray:
+    """Fill `hole` (uint8, 1 = missing) by Telea inpainting at `scale` resolution (default INPAINT_SCALE)."""
+    scale = INPAINT_SCALE if scale is None else scale  # read at call time, so the setting can be changed
     if not hole.any():
         return image.copy()
     H, W = hole.shape
