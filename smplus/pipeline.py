@@ -380,7 +380,7 @@ def _warm_up_matting():
 def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: Dict[int, dict],
               parameters: dict, out_dir: str, run: RunOptions) -> dict:
     """annotations.json and report.json from the journal, in source order."""
-    matched = set(ann_id for ann_id in _matched_ids(dplan))
+    matched = set(_matched_ids(dplan))
     images, annotations, skipped = [], [], []
     dropped: Counter = Counter()
     backgrounds: Counter = Counter()
