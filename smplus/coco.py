@@ -154,10 +154,66 @@ def decode_rle(rle: dict) -> np.ndarray:
     return mask_utils.decode(rle)
 
 
+def window_mask(segm: Any, window: tuple, height: int, width: int) -> np.ndarray | None:
+    """The mask of a segmentation inside `window` = (x0, y0, x1, y1) of its image.
+
+    Polygons are rasterized in the window only, so an instance costs its own
+    size, not the image's. RLE masks are decoded whole, then cut.
+    """
+    x0, y0, x1, y1 = window
+    if isinstance(segm, list):
+        rle = ann_to_rle([_shift_polygon(p, x0, y0) for p in segm], y1 - y0, x1 - x0)
+        return None if rle is None else decode_rle(rle)
+    rle = ann_to_rle(segm, height, width)
+    return None if rle is None else decode_rle(rle)[y0:y1, x0:x1]
+
+
 def mask_to_rle(mask: np.ndarray) -> dict:
     """Binary mask -> compressed RLE with a JSON-ready string `counts`."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def _shift_polygon(poly: Any, dx: int, dy: int) -> Any:
+    """A polygon moved by whole pixels, rasterized by pycocotools on the same grid.
+
+    pycocotools snaps each vertex to a 1/5-pixel grid, k = (int)(5 v + .5);
+    COCO's two-decimal coordinates often sit exactly on a rounding tie, so
+    subtracting the shift first would flip some ties. Snap at the original
+    coordinates, shift the grid index, and hand back a value that snaps to it.
+    """
+    if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0
+            and all(isinstance(v, (int, float)) for v in poly)):
+        return poly  # ann_to_rle rejects it as it would unshifted
+    v = np.asarray(poly, np.float64)
+    if not np.all(np.isfinite(v)):
+        return poly
+    k = np.trunc(5.0 * v + 0.5) - 5.0 * np.tile([dx, dy], len(poly) // 2)
+    return ((k - (k < 0)) / 5.0).tolist()  # (int) truncates toward zero: aim below negative ticks
+
+
+def patch_to_rle(patch: np.ndarray, x0: int, y0: int, height: int, width: int) -> dict:
+    """Compressed RLE of a height x width mask that is zero outside `patch` at (x0, y0).
+
+    COCO's RLE runs down columns, so only the columns the patch spans need
+    encoding: the columns left and right of it just lengthen the first and last
+    runs of zeros. (Encoding the whole image per instance cost ~0.2 ms.)
+    """
+    h, w = patch.shape
+    strip = np.zeros((height, w), np.uint8)
+    strip[y0:y0 + h] = patch
+    flat = strip.ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate(([0], change, [flat.size])))
+    counts = ([0] if flat[0] else []) + runs.tolist()  # runs start with zeros
+    counts[0] += x0 * height
+    right = (width - x0 - w) * height
+    if len(counts) % 2:  # ends with zeros
+        counts[-1] += right
+    elif right:
+        counts.append(right)
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
 def instance_size(w: float, h: float) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 from .background import hole_mask, inpaint_holes
 from pycocotools import mask as mask_utils
 
-from .coco import ann_to_rle, decode_rle, mask_to_rle
+from .coco import ann_to_rle, decode_rle, mask_to_rle, patch_to_rle
 from .plan import MIN_SIDE, ImagePlan, clipped_box
 from .separate import PastedInstance, separate_and_place
 
@@ -33,6 +33,12 @@ class RenderResult:
     image: np.ndarray
     annotations: List[dict]                       # COCO annotations without "id"
     dropped: List[Tuple[int, str]] = field(default_factory=list)
+
+
+def instance_rle(ann: dict, height: int, width: int) -> Optional[dict]:
+    """The annotation's mask as RLE, or None if it has no pixels (never decoded whole)."""
+    rle = ann_to_rle(ann.get("segmentation"), height, width)
+    return rle if rle is not None and mask_utils.area(rle) > 0 else None
 
 
 def decode_mask(ann: dict, height: int, width: int) -> Optional[np.ndarray]:
@@ -89,32 +95,32 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     """
     H, W = image.shape[:2]
     dropped: List[Tuple[int, str]] = list(plan.dropped)
-    masks: Dict[int, np.ndarray] = {}
+    rles: Dict[int, dict] = {}
     for ip in plan.instances:
-        m = decode_mask(anns[ip.ann_id], H, W)
-        if m is None:
+        rle = instance_rle(anns[ip.ann_id], H, W)
+        if rle is None:
             dropped.append((ip.ann_id, "empty_mask"))
         else:
-            masks[ip.ann_id] = m
-    crowd = [m for m in (decode_mask(anns[i], H, W) for i in plan.crowd) if m is not None]
+            rles[ip.ann_id] = rle
+    crowd = [r for r in (instance_rle(anns[i], H, W) for i in plan.crowd) if r is not None]
 
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
     if plan.background == "new":
         bh, bw = background.shape[:2]
-        bg_crowd = [m for m in (decode_mask(a, bh, bw) for a in background_anns if a.get("iscrowd"))
-                    if m is not None]
+        bg_crowd = [r for r in (instance_rle(a, bh, bw) for a in background_anns if a.get("iscrowd"))
+                    if r is not None]
         canvas = inpaint_holes(background, hole_mask(bg_crowd, background.shape)) if bg_crowd else background
     else:
-        canvas = inpaint_holes(image, hole_mask(list(masks.values()) + crowd, image.shape))
+        canvas = inpaint_holes(image, hole_mask(list(rles.values()) + crowd, image.shape))
     canvas = canvas.astype(np.float32)
     out_h, out_w = canvas.shape[:2]
 
     # Larger instances first, so smaller ones end on top (as nearer objects would).
-    order = sorted((ip for ip in plan.instances if ip.ann_id in masks), key=lambda ip: -ip.box[2] * ip.box[3])
+    order = sorted((ip for ip in plan.instances if ip.ann_id in rles), key=lambda ip: -ip.box[2] * ip.box[3])
     pasted: List[Tuple[int, PastedInstance]] = []
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)
-        p = separate_and_place(image, masks[ip.ann_id], box, ip.scale, ip.center)
+        p = separate_and_place(image, anns[ip.ann_id]["segmentation"], box, ip.scale, ip.center)
         p = _clip_to_canvas(p, out_w, out_h) if p is not None else None
         if p is None:
             dropped.append((ip.ann_id, "outside_image"))
@@ -185,9 +191,6 @@ def _measure(src: dict, p: PastedInstance, width: int, height: int, image_id: in
     bx, by, bw, bh = alpha_box(p.alpha)
     if bw < MIN_SIDE or bh < MIN_SIDE:
         return "too_small"
-    full = np.zeros((height, width), np.uint8)
-    h, w = binary.shape
-    full[p.y0:p.y0 + h, p.x0:p.x0 + w] = binary
     # Keep the box inside the image and around the mask it describes.
     x0, y0 = max(0.0, bx + p.x0), max(0.0, by + p.y0)
     x1, y1 = min(float(width), bx + bw + p.x0), min(float(height), by + bh + p.y0)
@@ -196,7 +199,7 @@ def _measure(src: dict, p: PastedInstance, width: int, height: int, image_id: in
         "category_id": src["category_id"],
         "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)],
         "area": int(binary.sum()),
-        "segmentation": mask_to_rle(full),
+        "segmentation": patch_to_rle(binary.astype(np.uint8), p.x0, p.y0, height, width),
         "iscrowd": 0,
         "source_ann_id": src["id"],
     }

@@ -18,11 +18,13 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+from .coco import window_mask
+
 # Working resolution: the instance's longer side while matting, in px.
 WORK_FACTOR = 3.0   # times its final longer side...
 WORK_MIN = 32.0     # ...but at least this (a trimap band needs room)...
 WORK_MAX = 160.0    # ...and at most this (cost), never above the source size.
-MARGIN = 0.15       # crop margin around the box, relative to its longer side
+BAND = 0.015        # trimap band, relative to the longer side: COCO polygons are off by ~1-2 %
 
 
 @dataclass
@@ -52,15 +54,15 @@ def make_trimap(mask: np.ndarray, band: int) -> np.ndarray:
     return trimap
 
 
-def matte(crop_bgr: np.ndarray, soft_mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def matte(crop_bgr: np.ndarray, soft_mask: np.ndarray, band: int) -> Tuple[np.ndarray, np.ndarray]:
     """Alpha by closed-form matting and foreground colours without background bleed.
 
+    `band` is the trimap's unknown band on either side of the mask edge, in px.
     Falls back to the (resampled) mask itself when the instance is too thin
     to leave a definite foreground, or matting fails to converge.
     """
     mask = (soft_mask >= 0.5).astype(np.uint8)
     image = crop_bgr.astype(np.float64) / 255.0
-    band = max(1, int(round(0.012 * max(mask.shape))))  # COCO polygons are off by ~1-2 % of the size
     with _one_numba_thread():
         return _matte(image, mask, soft_mask, band)
 
@@ -104,24 +106,29 @@ def _matte(image, mask, soft_mask, band):
     return (np.clip(fg, 0, 1) * 255.0).astype(np.float32), alpha.astype(np.float32)
 
 
-def separate_and_place(image: np.ndarray, mask: np.ndarray, box: Tuple[float, float, float, float],
+def separate_and_place(image: np.ndarray, segmentation, box: Tuple[float, float, float, float],
                        scale: float, center: Tuple[float, float]) -> PastedInstance | None:
-    """Cut the instance `mask` out of `image`, matte it, and map it by r = `scale`.
+    """Cut the instance (a COCO `segmentation`) out of `image`, matte it, and map it by r = `scale`.
 
     The source box centre goes to `center` (output image coordinates,
     continuous, pixel i covering [i, i+1]). Returns None for an empty mask.
     """
-    H, W = mask.shape
+    H, W = image.shape[:2]
     x, y, w, h = box
-    margin = MARGIN * max(w, h) + 2.0
+    sw = working_scale(max(w, h), scale)
+    band = max(1, int(round(BAND * sw * max(w, h))))
+    # The crop holds the box, the trimap band and a few px of known background
+    # (matting windows and foreground estimation look one or two px out).
+    margin = (band + 3) / sw + 1.0
     cx0, cy0 = max(0, int(math.floor(x - margin))), max(0, int(math.floor(y - margin)))
     cx1, cy1 = min(W, int(math.ceil(x + w + margin))), min(H, int(math.ceil(y + h + margin)))
-    crop_mask = mask[cy0:cy1, cx0:cx1]
-    if crop_mask.size == 0 or not crop_mask.any():
+    if cx0 >= cx1 or cy0 >= cy1:
+        return None
+    crop_mask = window_mask(segmentation, (cx0, cy0, cx1, cy1), H, W)
+    if crop_mask is None or not crop_mask.any():
         return None
     crop = image[cy0:cy1, cx0:cx1]
 
-    sw = working_scale(max(w, h), scale)
     ww, wh = max(1, int(round((cx1 - cx0) * sw))), max(1, int(round((cy1 - cy0) * sw)))
     if sw < 1.0:
         work = cv2.resize(crop, (ww, wh), interpolation=cv2.INTER_AREA)
@@ -129,7 +136,7 @@ def separate_and_place(image: np.ndarray, mask: np.ndarray, box: Tuple[float, fl
     else:
         work, soft = crop, crop_mask.astype(np.float32)
     sx, sy = work.shape[1] / (cx1 - cx0), work.shape[0] / (cy1 - cy0)  # exact per-axis scales
-    fg, alpha = matte(work, soft)
+    fg, alpha = matte(work, soft, band)
     if scale >= sw * 0.999 and sw < 1.0:
         # Upsampling from the working size would blur: go back to source
         # resolution, with source colours where the instance is opaque and the

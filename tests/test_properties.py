@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smplus.coco import index_coco
+from smplus.coco import ann_to_rle, decode_rle, index_coco, mask_to_rle, patch_to_rle, window_mask
 from smplus.histogram import build_histogram
 from smplus.plan import MIN_SIDE, ImagePlan, TransformOptions, plan_dataset
 from smplus.render import alpha_box
@@ -96,7 +96,7 @@ def test_separated_instance_lands_at_the_planned_box(w, h, scale, cx, cy):
     mask = np.zeros((240, 240), np.uint8)
     mask[50:50 + h, 60:60 + w] = 1
     image[mask > 0] = rng.integers(0, 90, (int(mask.sum()), 3), dtype=np.uint8)
-    p = separate_and_place(image, mask, (60, 50, w, h), scale, (cx, cy))
+    p = separate_and_place(image, mask_to_rle(mask), (60, 50, w, h), scale, (cx, cy))
     assert p is not None and p.alpha.shape == p.color.shape[:2]
     assert np.all((p.alpha >= 0) & (p.alpha <= 1))
     if w * scale >= 3 and h * scale >= 3:
@@ -105,3 +105,35 @@ def test_separated_instance_lands_at_the_planned_box(w, h, scale, cx, cy):
         tol = 1.0 + 0.5 * max(0.0, scale - 1.0)
         assert abs(bw - w * scale) <= tol and abs(bh - h * scale) <= tol
         assert abs(p.x0 + x + bw / 2 - cx) <= 0.75 and abs(p.y0 + y + bh / 2 - cy) <= 0.75
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.data())
+def test_patch_rle_equals_encoding_the_whole_image(height, width, data):
+    h, w = data.draw(st.integers(1, height)), data.draw(st.integers(1, width))
+    y0, x0 = data.draw(st.integers(0, height - h)), data.draw(st.integers(0, width - w))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    patch = (rng.random((h, w)) < data.draw(st.floats(0, 1))).astype(np.uint8)
+    full = np.zeros((height, width), np.uint8)
+    full[y0:y0 + h, x0:x0 + w] = patch
+    assert patch_to_rle(patch, x0, y0, height, width) == mask_to_rle(full)
+
+
+def test_window_masks_equal_cuts_of_the_whole_mask(coco_raw):
+    """Polygons rasterized in a window give exactly the pixels of the full-image mask there."""
+    raw = coco_raw
+    sizes = {im["id"]: (im["height"], im["width"]) for im in raw["images"]}
+    rng = np.random.default_rng(0)
+    checked = 0
+    for a in raw["annotations"]:
+        H, W = sizes[a["image_id"]]
+        full = decode_rle(ann_to_rle(a["segmentation"], H, W))
+        x, y, w, h = a["bbox"]
+        windows = [(max(0, int(x) - 3), max(0, int(y) - 3), min(W, int(x + w) + 4), min(H, int(y + h) + 4))]
+        for _ in range(3):  # windows that cut through the object too
+            x0, y0 = int(rng.integers(0, W)), int(rng.integers(0, H))
+            windows.append((x0, y0, int(rng.integers(x0 + 1, W + 1)), int(rng.integers(y0 + 1, H + 1))))
+        for x0, y0, x1, y1 in windows:
+            assert np.array_equal(window_mask(a["segmentation"], (x0, y0, x1, y1), H, W), full[y0:y1, x0:x1])
+            checked += 1
+    assert checked >= 100
