@@ -237,6 +237,12 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     """SM+ on a COCO dataset: the library entry point behind `smplus transform`."""
     if not os.path.isdir(images_dir):
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
+    with _worker_pool(run) as pool:  # workers start up while the annotations load
+        return _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories,
+                          run, pool)
+
+
+def _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories, run, pool):
     ds = load_coco(source)
     hist = load_target(target, bins, except_rate, log_bins)
     cat_ids = resolve_categories(ds, categories)
@@ -258,7 +264,7 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     if run.dry_run:
         parts = {p.image_id: _planned_part(p, ds) for p in dplan.images}
     else:
-        parts = _render_all(ds, dplan, images_dir, out_dir, run)
+        parts = _render_all(ds, dplan, images_dir, out_dir, run, pool)
     report = _assemble(ds, dplan, hist, parts, parameters, out_dir, run)
     return TransformResult(report, out_dir)
 
@@ -288,8 +294,28 @@ def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir
         yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns)
 
 
+@contextlib.contextmanager
+def _worker_pool(run: RunOptions):
+    """Worker processes for rendering (None for one worker), terminated on the way out.
+
+    Spawned, not forked: libgomp (used by numba/OpenCV) aborts in a forked
+    child. Each worker imports pymatting once (~0.6 s; numba's compiled kernels
+    load from its on-disk cache, compiled by the first run on the machine).
+    """
+    if run.workers < 2 or run.dry_run:
+        yield None
+        return
+    with _single_threaded_children():
+        pool = multiprocessing.get_context("spawn").Pool(run.workers, initializer=_worker_init)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: str,
-                run: RunOptions) -> Dict[int, dict]:
+                run: RunOptions, pool) -> Dict[int, dict]:
     from tqdm import tqdm
 
     if run.resume:
@@ -306,16 +332,8 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
     disable = None if run.progress is None else not run.progress
     bar = tqdm(total=len(dplan.images), initial=len(parts), desc="SM+", unit="img", disable=disable)
     tasks = _tasks(ds, todo, images_dir, out_dir)
-    pool = None
     try:
-        if run.workers > 1 and len(todo) > 1:
-            _warm_up_matting()  # compile numba once into its on-disk cache; workers load it
-            # Not fork: libgomp (used by numba/OpenCV) aborts in a forked child.
-            with _single_threaded_children():
-                pool = multiprocessing.get_context("spawn").Pool(run.workers, initializer=_worker_init)
-            results = pool.imap_unordered(render_task, tasks, chunksize=1)
-        else:
-            results = map(render_task, tasks)
+        results = pool.imap_unordered(render_task, tasks, chunksize=1) if pool else map(render_task, tasks)
         with _stop_requests() as stop:
             for part in results:
                 parts[part["image_id"]] = part
@@ -330,9 +348,6 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
                           f"rerun the same command with --resume to continue") from None
     finally:
         bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
     return parts
 
 
