@@ -8,6 +8,7 @@ area is computed from the mask, never from the box.
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 import tempfile
@@ -129,8 +130,7 @@ def ann_to_rle(segm: Any, height: int, width: int) -> dict | None:
     with at least 3 points, malformed RLE, RLE of another image size).
     """
     if isinstance(segm, list):
-        polys = [p for p in segm if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
-                 and all(isinstance(v, (int, float)) and np.isfinite(v) for v in p)]
+        polys = [p for p in segm if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and _finite_numbers(p)]
         if not polys:
             return None
         return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
@@ -148,6 +148,12 @@ def ann_to_rle(segm: Any, height: int, width: int) -> dict | None:
         except Exception:  # pycocotools raises bare Exceptions on malformed RLE
             return None
     return None
+
+
+def _finite_numbers(values: list) -> bool:
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return False
+    return bool(np.isfinite(np.asarray(values, np.float64)).all())
 
 
 def decode_rle(rle: dict) -> np.ndarray:
@@ -218,7 +224,7 @@ def patch_to_rle(patch: np.ndarray, x0: int, y0: int, height: int, width: int) -
 
 def instance_size(w: float, h: float) -> float:
     """The paper's object size: s = sqrt(w * h) of the box."""
-    return float(np.sqrt(max(w, 0.0) * max(h, 0.0)))
+    return math.sqrt(max(w, 0.0) * max(h, 0.0))
 
 
 # ---------------------------------------------------------------- writing
