@@ -4,9 +4,10 @@
 
 Rows: decode+encode of every image (the floor); SM+ (MSM+, PSI p=0.4) with one
 worker, in ms per image and as a ratio to the floor; image-level Scale Match;
-two workers (throughput ratio); peak RSS for the set and the set grown 10x;
-InstaBoost if installed; and the quality cost of the fast settings (mean
-absolute difference to a full-resolution reference render).
+two workers (throughput ratio, whole runs and steady state); peak RSS for the
+set and the set grown 10x; InstaBoost if installed; the quality cost of the
+fast settings (mean absolute difference to a full-resolution reference render,
+boxes moved); then where a one-worker run spends its time (cProfile).
 Numba's one-time compile is excluded (pymatting is imported before timing).
 """
 
@@ -94,14 +95,51 @@ def instaboost_ms(ann, folder):
     return (time.perf_counter() - t) * 1000 / len(raw["images"])
 
 
-def smplus_ms(ann, folder, target, out, workers=1, level="instance"):
+def smplus_run(ann, folder, target, out, workers=1, level="instance"):
+    """Seconds for one `transform` run (MSM+, PSI p=0.4) and the number of images."""
     from smplus.pipeline import RunOptions, transform
     from smplus.plan import TransformOptions
 
     t = time.perf_counter()
     rep = transform(ann, folder, out, target, options=TransformOptions(mode="msm", psi_p=0.4, level=level),
                     run=RunOptions(workers=workers, progress=False, overwrite=True)).report
-    return (time.perf_counter() - t) * 1000 / rep["counts"]["images"]
+    return time.perf_counter() - t, rep["counts"]["images"]
+
+
+def smplus_ms(ann, folder, target, out, workers=1, level="instance"):
+    seconds, images = smplus_run(ann, folder, target, out, workers, level)
+    return seconds * 1000 / images
+
+
+# Where the time of a one-worker run goes: (row, functions whose cumulative time it is).
+PROFILE_GROUPS = [
+    ("closed-form alpha (pymatting estimate_alpha_cf)", ["estimate_alpha_cf"]),
+    ("foreground colours (pymatting estimate_foreground_ml)", ["estimate_foreground_ml"]),
+    ("rest of separate + scale (crop, resize, warp)", ["separate_and_place"]),
+    ("inpainting (hole mask + Telea)", ["inpaint_holes", "hole_mask"]),
+    ("decode (source and new backgrounds)", ["read_image"]),
+    ("encode + write image", ["encode_image", "write_bytes_atomic"]),
+    ("annotations: measure + RLE", ["_measure"]),
+    ("journal + annotations.json + report", ["write_json_atomic", "_assemble"]),
+    ("load annotations and target, plan", ["load_coco", "load_target", "plan_dataset"]),
+]
+
+
+def profile_rows(ann, folder, target, out):
+    """ms per image of each PROFILE_GROUPS row, from cProfile of one one-worker run."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    seconds, images = prof.runcall(smplus_run, ann, folder, target, out)
+    cum = {}
+    for (_, _, name), (_, _, _, ct, _) in pstats.Stats(prof).stats.items():
+        cum[name] = cum.get(name, 0.0) + ct
+    rows = [(label, sum(cum.get(f, 0.0) for f in funcs)) for label, funcs in PROFILE_GROUPS]
+    # separate_and_place contains the matting; report the rest of it on its own
+    rows[2] = (rows[2][0], rows[2][1] - rows[0][1] - rows[1][1])
+    rows.append(("other", seconds - sum(r[1] for r in rows)))
+    return [(label, v * 1000 / images) for label, v in rows], seconds * 1000 / images
 
 
 def peak_rss_mb(ann, folder, target, out):
@@ -113,7 +151,7 @@ def peak_rss_mb(ann, folder, target, out):
 
 
 def quality(ann, folder, target, tmp, n=40):
-    """MAD (0-255) between the fast render and a full-resolution reference render."""
+    """MAD (0-255) between the fast render and a full-resolution reference render; boxes moved."""
     import smplus.background as background
     import smplus.separate as separate
     from pycocotools import mask as mask_utils
@@ -134,6 +172,9 @@ def quality(ann, folder, target, tmp, n=40):
     finally:
         separate.WORK_FACTOR, separate.WORK_MAX, background.INPAINT_SCALE = saved
     data = json.load(open(os.path.join(fast, "annotations.json")))
+    ref_boxes = {x["source_ann_id"]: x["bbox"] for x in json.load(open(os.path.join(ref, "annotations.json")))["annotations"]}
+    moved = sum(max(abs(p - q) for p, q in zip(x["bbox"], ref_boxes[x["source_ann_id"]])) > 0.5
+                for x in data["annotations"] if x["source_ann_id"] in ref_boxes)
     inside, whole = [], []
     for im in data["images"]:
         a = cv2.imread(os.path.join(fast, "images", im["file_name"])).astype(float)
@@ -145,7 +186,7 @@ def quality(ann, folder, target, tmp, n=40):
                 m |= mask_utils.decode(x["segmentation"]).astype(bool)
         if m.any():
             inside.append(np.abs(a - b)[m].mean())
-    return float(np.mean(inside)), float(np.mean(whole)), t_ref
+    return float(np.mean(inside)), float(np.mean(whole)), moved, len(data["annotations"]), t_ref
 
 
 def main():
@@ -166,9 +207,13 @@ def main():
         ann, folder, count = repeated_set(args.source, args.images, n, tmp)
         out = os.path.join(tmp, "out")
         f = floor_ms(ann, folder)
-        one = smplus_ms(ann, folder, args.target, out)
+        half_ann, half_folder, half = repeated_set(args.source, args.images, count // 2, os.path.join(tmp, "half"))
+        runs = {w: [smplus_run(a, d, args.target, out, workers=w) for a, d in ((half_ann, half_folder), (ann, folder))]
+                for w in (1, 2)}
+        one, two = (runs[w][1][0] * 1000 / count for w in (1, 2))
+        # Marginal cost of an image: the difference of the two set sizes cancels start-up and loading.
+        steady = {w: (r[1][0] - r[0][0]) * 1000 / (r[1][1] - r[0][1]) for w, r in runs.items()}
         img = smplus_ms(ann, folder, args.target, out, level="image")
-        two = smplus_ms(ann, folder, args.target, out, workers=2)
         print(f"\n{count} images\n")
         print("| measure | value | goal |")
         print("|---|---|---|")
@@ -176,6 +221,8 @@ def main():
         print(f"| SM+ (MSM+, PSI p=0.4), 1 worker | {one:.1f} ms/img = {one / f:.1f}x floor | <= 2.0x |")
         print(f"| Scale Match (image level), 1 worker | {img:.1f} ms/img = {img / f:.1f}x floor | |")
         print(f"| SM+, 2 workers | {two:.1f} ms/img: throughput {one / two:.2f}x of 1 worker | >= 1.8x |")
+        print(f"| SM+, steady state (marginal ms/img, {half} -> {count} images) | 1 worker {steady[1]:.1f}, "
+              f"2 workers {steady[2]:.1f}: throughput {steady[1] / steady[2]:.2f}x | >= 1.8x |")
         base = json.load(open(args.source))
         n1 = len(base["images"])
         os.makedirs(os.path.join(tmp, "m1"))
@@ -195,9 +242,15 @@ def main():
                   f"{ib / one:.1f}x the time of SM+ (1 worker) | |")
         except ImportError:
             print("| InstaBoost | n/a (pip install instaboostfast) | |")
-        mad_in, mad_all, t_ref = quality(ann, folder, args.target, tmp)
+        mad_in, mad_all, moved, boxes, t_ref = quality(ann, folder, args.target, tmp)
         print(f"| quality: fast vs full-resolution reference ({t_ref:.0f} ms/img) | MAD {mad_in:.1f} inside "
-              f"instances, {mad_all:.1f} whole image (of 255) | |")
+              f"instances, {mad_all:.1f} whole image (of 255); {moved} of {boxes} boxes differ by > 0.5 px | |")
+        rows, total = profile_rows(args.source, args.images, args.target, os.path.join(tmp, "prof"))
+        print(f"\nWhere one worker's time goes ({n1} images, cProfile, {total:.1f} ms/img):\n")
+        print("| step | ms/img | share |")
+        print("|---|---|---|")
+        for label, ms in rows:
+            print(f"| {label} | {ms:.1f} | {ms / total:.0%} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
