@@ -188,13 +188,9 @@ def _shift_polygon(poly: Any, dx: int, dy: int) -> Any:
     subtracting the shift first would flip some ties. Snap at the original
     coordinates, shift the grid index, and hand back a value that snaps to it.
     """
-    if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0
-            and all(isinstance(v, (int, float)) for v in poly)):
+    if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0 and _finite_numbers(poly)):
         return poly  # ann_to_rle rejects it as it would unshifted
-    v = np.asarray(poly, np.float64)
-    if not np.all(np.isfinite(v)):
-        return poly
-    k = np.trunc(5.0 * v + 0.5) - 5.0 * np.tile([dx, dy], len(poly) // 2)
+    k = np.trunc(5.0 * np.asarray(poly, np.float64) + 0.5) - 5.0 * np.tile([dx, dy], len(poly) // 2)
     return ((k - (k < 0)) / 5.0).tolist()  # (int) truncates toward zero: aim below negative ticks
 
 

@@ -7,7 +7,6 @@ instances pasted later -- not copied from the plan.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 

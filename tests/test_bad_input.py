@@ -164,7 +164,7 @@ def test_unreadable_image_fails_the_run_unless_skips_allowed(tmp_path, problem):
     else:
         raw["images"][0]["width"] += 10
     r = run_cli(tmp_path, raw, images)
-    msg = assert_one_line(r, 1, "1 image(s) could not be transformed", name, "--allow-skips")
+    assert_one_line(r, 1, "1 image(s) could not be transformed", name, "--allow-skips")
     out = tmp_path / "out"
     assert not (out / "annotations.json").exists(), "never a dataset that passes for whole"
     report = json.loads((out / "report.json").read_text())
