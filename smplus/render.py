@@ -41,11 +41,9 @@ def instance_rle(ann: dict, height: int, width: int) -> Optional[dict]:
 
 
 def decode_mask(ann: dict, height: int, width: int) -> Optional[np.ndarray]:
-    rle = ann_to_rle(ann.get("segmentation"), height, width)
-    if rle is None:
-        return None
-    mask = decode_rle(rle)
-    return mask if mask.any() else None
+    """The annotation's full-image mask, or None if it has no pixels."""
+    rle = instance_rle(ann, height, width)
+    return None if rle is None else decode_rle(rle)
 
 
 def edge_crossings(profile: np.ndarray) -> Optional[Tuple[float, float]]:
