@@ -115,7 +115,7 @@ def smplus_ms(ann, folder, target, out, workers=1, level="instance"):
 PROFILE_GROUPS = [
     ("closed-form alpha (pymatting estimate_alpha_cf)", ["estimate_alpha_cf"]),
     ("foreground colours (pymatting estimate_foreground_ml)", ["estimate_foreground_ml"]),
-    ("rest of separate + scale (crop, resize, warp)", ["separate_and_place"]),
+    ("rest of separate + scale (crop, resize, warp)", ["separate", "place"]),
     ("inpainting (hole mask + Telea)", ["inpaint_holes", "hole_mask"]),
     ("decode (source and new backgrounds)", ["read_image"]),
     ("encode + write image", ["encode_image", "write_bytes_atomic"]),
@@ -136,7 +136,7 @@ def profile_rows(ann, folder, target, out):
     for (_, _, name), (_, _, _, ct, _) in pstats.Stats(prof).stats.items():
         cum[name] = cum.get(name, 0.0) + ct
     rows = [(label, sum(cum.get(f, 0.0) for f in funcs)) for label, funcs in PROFILE_GROUPS]
-    # separate_and_place contains the matting; report the rest of it on its own
+    # separate contains the matting; report the rest of it on its own
     rows[2] = (rows[2][0], rows[2][1] - rows[0][1] - rows[1][1])
     rows.append(("other", seconds - sum(r[1] for r in rows)))
     return [(label, v * 1000 / images) for label, v in rows], seconds * 1000 / images
@@ -152,9 +152,10 @@ def peak_rss_mb(ann, folder, target, out):
 
 def quality(ann, folder, target, tmp, n=40):
     """MAD (0-255) between the fast render and a full-resolution reference render; boxes moved."""
+    from pycocotools import mask as mask_utils
+
     import smplus.background as background
     import smplus.separate as separate
-    from pycocotools import mask as mask_utils
 
     raw = json.load(open(ann))
     raw["images"] = raw["images"][:n]
@@ -200,7 +201,7 @@ def main():
     n = 100 if args.quick else args.min_images
     import pymatting  # noqa: F401  (numba compile excluded from the timings)
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
     tmp = tempfile.mkdtemp(prefix="smplus-bench-")
     try:

@@ -106,7 +106,8 @@ def _load_config(ctx, param, path):
 def transform(source, images_dir, out_dir, target, mode, seed, workers, psi_p, level, scale_range, background, bins, except_rate, log_bins,
               categories, dry_run, overwrite, resume, allow_skips):
     """Scale-match a COCO dataset instance by instance (SM+)."""
-    from .pipeline import RunOptions, transform as run_transform
+    from .pipeline import RunOptions
+    from .pipeline import transform as run_transform
     from .plan import TransformOptions
 
     result = run_transform(
@@ -140,9 +141,8 @@ def _summary(report: dict, out_dir: str) -> None:
 @library_errors
 def histogram(target, output, bins, except_rate, log_bins):
     """Build the target size histogram from TARGET annotations (COCO or TinyPerson layout)."""
-    from .coco import write_json_atomic
+    from .coco import read_json, write_json_atomic
     from .histogram import build_histogram, target_sizes
-    from .coco import read_json
 
     if os.path.abspath(output) == os.path.abspath(target):
         raise SmplusError(f"-o {output} would overwrite the target annotations; write the histogram elsewhere")
@@ -206,7 +206,8 @@ def preview(out_dir, count, output):
 @library_errors
 def demo(out_dir, mode, seed, overwrite):
     """Run SM+ on the bundled sample COCO images into OUT_DIR."""
-    from .pipeline import RunOptions, transform as run_transform
+    from .pipeline import RunOptions
+    from .pipeline import transform as run_transform
     from .plan import TransformOptions
     from .sample import SAMPLE_ANNOTATIONS, SAMPLE_IMAGES
 

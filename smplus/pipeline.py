@@ -22,8 +22,16 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from . import __version__
-from .coco import (TMP_PREFIX, CocoDataset, encode_image, instance_size, load_coco, read_image, write_bytes_atomic,
-                   write_json_atomic)
+from .coco import (
+    TMP_PREFIX,
+    CocoDataset,
+    encode_image,
+    instance_size,
+    load_coco,
+    read_image,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from .errors import SmplusError, UsageError
 from .histogram import SizeHistogram, load_target, sampling_noise, size_jsd
 from .plan import DatasetPlan, ImagePlan, TransformOptions, plan_dataset
@@ -251,7 +259,8 @@ def _transform(source, images_dir, out_dir, target, options, bins, except_rate, 
     prepare_out(out_dir, [source, images_dir, target], run)
     dplan = plan_dataset(ds, hist, options)
 
-    parameters = {"mode": options.mode, "level": options.level, "scale_range": list(options.scale_range), "seed": options.seed, "psi_p": options.psi_p,
+    parameters = {"mode": options.mode, "level": options.level, "scale_range": list(options.scale_range),
+                  "seed": options.seed, "psi_p": options.psi_p,
                   "background": options.background,
                   "bins": hist.bins, "except_rate": except_rate, "log_bins": log_bins,
                   "categories": [ds.categories[c]["name"] for c in cat_ids] if cat_ids else None,

@@ -168,32 +168,47 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
         for c, s in zip(flat, msm_sizes([c.size for c in flat], hist)):
             msm_new[c.ann["id"]] = float(s)
 
-    all_ids = sorted(ds.images)
+    pool = BackgroundPool(sorted(ds.images))
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
     for image_id in ds.images:
         if options.level == "image":
             plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted)
         else:
-            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, all_ids)
+            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool)
         plans.append(plan)
         before.extend(c.size for c in candidates[image_id])
         after.extend(i.size for i in plan.instances if i.matched)
     return DatasetPlan(plans, before, after)
 
 
+class BackgroundPool:
+    """The images PSI may draw a new background from; a draw is O(1), never a new list."""
+
+    def __init__(self, image_ids: Sequence[int]):
+        self.ids = list(image_ids)
+        self._position = {i: k for k, i in enumerate(self.ids)}
+
+    def draw(self, rng: np.random.Generator, image_id: int) -> Optional[int]:
+        """A uniformly drawn pool image other than `image_id` (None if there is none)."""
+        own = self._position.get(image_id)
+        n = len(self.ids) - (own is not None)
+        if n <= 0:
+            return None
+        k = int(rng.integers(n))
+        return self.ids[k + 1 if own is not None and k >= own else k]
+
+
 def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-               options: TransformOptions, msm_new: Dict[int, float], all_ids: Sequence[int]) -> ImagePlan:
+               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool) -> ImagePlan:
     im = ds.images[image_id]
     rng = np.random.default_rng([options.seed, image_id])
     # Draw order is fixed (PSI first, then sizes) so a plan never depends on other images.
     u = rng.random()
     new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
     new_background = new_background or options.mode in COPY_PASTE
-    others = [i for i in all_ids if i != image_id]
-    bg_id = image_id
-    if new_background and others:
-        bg_id = others[int(rng.integers(len(others)))]
+    drawn = pool.draw(rng, image_id) if new_background else None
+    bg_id = image_id if drawn is None else drawn
     bg = ds.images[bg_id]
     if options.mode == "rsm":
         new_sizes = dict(zip((c.ann["id"] for c in matched), map(float, hist.sample_rsm(rng, len(matched)))))

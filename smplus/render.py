@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-
-from .background import hole_mask, inpaint_holes
 from pycocotools import mask as mask_utils
 
+from .background import hole_mask, inpaint_holes
 from .coco import ann_to_rle, decode_rle, mask_to_rle, patch_to_rle
 from .plan import MIN_SIDE, ImagePlan, clipped_box
-from .separate import PastedInstance, separate_and_place
+from .separate import PastedInstance, place, separate
 
 ALPHA_MASK_THRESHOLD = 0.5  # segmentation = pixels at least half covered
 # Box edges: where the coverage profile crosses this. Below 1/2 because the
@@ -117,8 +116,9 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     pasted: List[Tuple[int, PastedInstance]] = []
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)
-        p = separate_and_place(image, anns[ip.ann_id]["segmentation"], box, ip.scale, ip.center)
-        p = _clip_to_canvas(p, out_w, out_h) if p is not None else None
+        m = separate(image, anns[ip.ann_id]["segmentation"], box, ip.scale)
+        src_center = (box[0] + box[2] / 2, box[1] + box[3] / 2)
+        p = _clip_to_canvas(place(m, ip.scale, src_center, ip.center), out_w, out_h) if m is not None else None
         if p is None:
             dropped.append((ip.ann_id, "outside_image"))
             continue

@@ -1,4 +1,4 @@
-"""Separation: mask -> trimap -> alpha (pymatting) -> RGBA instance, scaled into place.
+"""Separation: mask -> trimap -> alpha (pymatting) -> RGBA instance; then placed at its scale.
 
 Matting runs at a working resolution fitted to the final size: an instance
 pasted at 18 px is matted at a few times that, not at its 400 px source size
@@ -123,12 +123,27 @@ def _matte(image, mask, soft_mask, band):
     return (np.clip(fg, 0, 1) * 255.0).astype(np.float32), alpha.astype(np.float32)
 
 
-def separate_and_place(image: np.ndarray, segmentation, box: Tuple[float, float, float, float],
-                       scale: float, center: Tuple[float, float]) -> PastedInstance | None:
-    """Cut the instance (a COCO `segmentation`) out of `image`, matte it, and map it by r = `scale`.
+@dataclass
+class Matte:
+    """An instance cut out and matted: premultiplied BGR + alpha at working resolution.
 
-    The source box centre goes to `center` (output image coordinates,
-    continuous, pixel i covering [i, i+1]). Returns None for an empty mask.
+    Working pixel u covers source x in [x0 + u / sx, x0 + (u + 1) / sx] (likewise y).
+    Computed once per instance; `place` maps it to its output place at any scale.
+    """
+
+    x0: int
+    y0: int
+    sx: float
+    sy: float
+    premult: np.ndarray  # h x w x 4 float32: colour * alpha (0..255), alpha (0..1)
+
+
+def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, float],
+             scale: float) -> Matte | None:
+    """Cut the instance (a COCO `segmentation`, source `box`) out of `image` and matte it.
+
+    The working resolution is fitted to the size it will be pasted at (`scale`).
+    Returns None for an empty mask.
     """
     H, W = image.shape[:2]
     x, y, w, h = box
@@ -163,13 +178,18 @@ def separate_and_place(image: np.ndarray, segmentation, box: Tuple[float, float,
         fg_edge = cv2.resize(fg, size, interpolation=cv2.INTER_LINEAR)
         fg = np.where((alpha >= 0.98)[..., None], crop.astype(np.float32), fg_edge)
         sx, sy = 1.0, 1.0
-    premult = np.dstack([fg * alpha[..., None], alpha])
+    return Matte(cx0, cy0, sx, sy, np.dstack([fg * alpha[..., None], alpha]))
 
-    # Output coordinate X = c_out + r * (X_src - c_src), X_src = cx0 + u / sx.
-    src_cx, src_cy = x + w / 2, y + h / 2
-    ax, ay = scale / sx, scale / sy
-    left = center[0] + scale * (cx0 - src_cx)
-    top = center[1] + scale * (cy0 - src_cy)
+
+def place(m: Matte, scale: float, src_point: Tuple[float, float],
+          out_point: Tuple[float, float]) -> PastedInstance:
+    """Map a matte by r = `scale` about a fixed point: `src_point` (source image
+    coordinates, continuous, pixel i covering [i, i+1]) lands on `out_point`."""
+    # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
+    ax, ay = scale / m.sx, scale / m.sy
+    left = out_point[0] + scale * (m.x0 - src_point[0])
+    top = out_point[1] + scale * (m.y0 - src_point[1])
+    premult = m.premult
     ox, oy = int(math.floor(left)) - 1, int(math.floor(top)) - 1
     pw = int(math.ceil(left + ax * premult.shape[1])) - ox + 1
     ph = int(math.ceil(top + ay * premult.shape[0])) - oy + 1

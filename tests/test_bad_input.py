@@ -9,8 +9,9 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, make_ann
 from smplus.cli import main
+
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, make_ann
 
 
 def digest(path):

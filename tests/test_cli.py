@@ -5,8 +5,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 from smplus.cli import main
+
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 
 
 def invoke(*args):

@@ -5,8 +5,17 @@ import numpy as np
 import pytest
 
 from smplus.errors import SmplusError, UsageError
-from smplus.histogram import (SizeHistogram, build_histogram, jensen_shannon, load_target, msm_sizes,
-                              sampling_noise, size_jsd, tinyperson_histogram, TINYPERSON_MEAN)
+from smplus.histogram import (
+    TINYPERSON_MEAN,
+    SizeHistogram,
+    build_histogram,
+    jensen_shannon,
+    load_target,
+    msm_sizes,
+    sampling_noise,
+    size_jsd,
+    tinyperson_histogram,
+)
 
 
 def test_edges_and_probabilities_by_hand():

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 from smplus.coco import read_image
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
+
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 
 NAME = "000000404484.jpg"
 

@@ -10,7 +10,7 @@ from smplus.coco import ann_to_rle, decode_rle, index_coco, mask_to_rle, patch_t
 from smplus.histogram import build_histogram
 from smplus.plan import MIN_SIDE, ImagePlan, TransformOptions, plan_dataset
 from smplus.render import alpha_box
-from smplus.separate import separate_and_place
+from smplus.separate import place, separate
 
 HIST = build_histogram(np.random.default_rng(0).lognormal(2.56, 0.81, 5000), bins=30)
 
@@ -96,7 +96,7 @@ def test_separated_instance_lands_at_the_planned_box(w, h, scale, cx, cy):
     mask = np.zeros((240, 240), np.uint8)
     mask[50:50 + h, 60:60 + w] = 1
     image[mask > 0] = rng.integers(0, 90, (int(mask.sum()), 3), dtype=np.uint8)
-    p = separate_and_place(image, mask_to_rle(mask), (60, 50, w, h), scale, (cx, cy))
+    p = place(separate(image, mask_to_rle(mask), (60, 50, w, h), scale), scale, (60 + w / 2, 50 + h / 2), (cx, cy))
     assert p is not None and p.alpha.shape == p.color.shape[:2]
     assert np.all((p.alpha >= 0) & (p.alpha <= 1))
     if w * scale >= 3 and h * scale >= 3:

@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 from smplus.errors import SmplusError
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
+
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

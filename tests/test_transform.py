@@ -10,10 +10,11 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 from smplus.coco import ann_to_rle, instance_size
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
+
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 
 
 def run(out, workers=1, dry_run=False, **options):
