@@ -169,7 +169,8 @@ def render_task(task: ImageTask) -> dict:
     src_path = os.path.join(task.images_dir, task.image["file_name"])
     dst_path = os.path.join(task.out_dir, "images", task.image["file_name"])
     part = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-            "background": plan.background, "annotations": [], "dropped": [], "skipped": None}
+            "background": plan.background, "annotations": [], "dropped": [], "skipped": None,
+            "placement": {}}
     try:
         if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
             try:
@@ -197,6 +198,7 @@ def render_task(task: ImageTask) -> dict:
             write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"]))
             part["annotations"] = result.annotations
             part["dropped"] = [list(d) for d in result.dropped]
+            part["placement"] = result.placement
     except SmplusError as e:
         part["skipped"] = str(e)
     if part["skipped"] is None:
@@ -408,6 +410,7 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
     images, annotations, skipped = [], [], []
     dropped: Counter = Counter()
     backgrounds: Counter = Counter()
+    placement: Counter = Counter()  # closed-loop placement (render.place_at_size), summed
     crowd_erased = crowd_kept = 0
     next_id = 1
     for plan in dplan.images:
@@ -417,6 +420,7 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
             continue
         images.append({**im, "width": part["width"], "height": part["height"]})
         dropped.update(reason for _, reason in part["dropped"])
+        placement.update(part.get("placement", {}))
         if plan.transformed:
             backgrounds[part["background"]] += 1
             if plan.background == "resize":
@@ -453,6 +457,7 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
             "dropped": dict(sorted(dropped.items())),
         },
         "backgrounds": {"inpaint": backgrounds["inpaint"], "new": backgrounds["new"]},
+        "placement": dict(sorted(placement.items())),
         "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
                 "sampling_noise": sampling_noise(hist, len(after))},
         "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},

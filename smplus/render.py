@@ -7,6 +7,7 @@ instances pasted later -- not copied from the plan.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -14,16 +15,20 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .background import hole_mask, inpaint_holes
-from .coco import ann_to_rle, decode_rle, mask_to_rle, patch_to_rle
+from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle
 from .plan import MIN_SIDE, ImagePlan, clipped_box
-from .separate import PastedInstance, place, separate
+from .separate import Matte, PastedInstance, place, separate
 
-ALPHA_MASK_THRESHOLD = 0.5  # segmentation = pixels at least half covered
-# Box edges: where the coverage profile crosses this. Below 1/2 because the
-# anti-alias filter lowers the peak coverage of convex tips (heads, feet):
-# at 0.4 the box of a 10-30 px instance is unbiased (median -1 % against the
-# planned size on COCO val2017; -4 % at 0.5, +2 % at 0.3).
-BOX_THRESHOLD = 0.4
+# One support for the mask and the box of every output annotation: pixels at
+# least this covered. `segmentation` is that set of pixels; `bbox` is where the
+# alpha's max-profiles cross the same level, between pixel centres, so the two
+# agree to half a pixel at every edge. The anti-alias filter softens thin tips
+# below it; closed-loop placement (place_at_size) makes up for that in the
+# scale, so the box is the planned size without lowering the level.
+SUPPORT = 0.5
+# Closed-loop placement: re-place until the measured size is within this of the plan...
+SIZE_TOLERANCE = 0.01
+PLACE_ROUNDS = 5  # ...or after this many placements (the first one included)
 
 
 @dataclass
@@ -31,6 +36,7 @@ class RenderResult:
     image: np.ndarray
     annotations: List[dict]                       # COCO annotations without "id"
     dropped: List[Tuple[int, str]] = field(default_factory=list)
+    placement: Dict[str, int] = field(default_factory=dict)  # closed-loop placement counters
 
 
 def instance_rle(ann: dict, height: int, width: int) -> Optional[dict]:
@@ -46,12 +52,13 @@ def decode_mask(ann: dict, height: int, width: int) -> Optional[np.ndarray]:
 
 
 def edge_crossings(profile: np.ndarray) -> Optional[Tuple[float, float]]:
-    """Sub-pixel start and end of a coverage profile: where it crosses 1/2.
+    """Sub-pixel start and end of a coverage profile: where it crosses SUPPORT.
 
     Whole-pixel boxes of 10-20 px objects are off by several per cent; the
     crossing, interpolated between pixel centres, recovers the pasted extent.
+    It lies within half a pixel of the first and last pixel at SUPPORT or more.
     """
-    t = BOX_THRESHOLD
+    t = SUPPORT
     idx = np.flatnonzero(profile >= t)
     if idx.size == 0:
         return None
@@ -69,6 +76,50 @@ def alpha_box(alpha: np.ndarray) -> Optional[List[float]]:
     if xs is None or ys is None:
         return None
     return [xs[0], ys[0], xs[1] - xs[0], ys[1] - ys[0]]
+
+
+def placed_size(alpha: np.ndarray) -> Optional[float]:
+    """Size s = sqrt(w*h) of an alpha map's box, by the rule of the output annotation."""
+    box = alpha_box(alpha)
+    return None if box is None else instance_size(box[2], box[3])
+
+
+def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, float],
+                  out_point: Tuple[float, float]) -> Tuple[PastedInstance, int, bool]:
+    """Closed-loop placement: place the matte, measure its box, correct the scale, place again.
+
+    The box of a placed instance is smaller than scale x its source box when
+    thin parts (limbs, tips) fall under SUPPORT after shrinking, or the matte's
+    edge is not the polygon's. Measured on the instance's own pasted alpha
+    (before clipping and occlusion), the scale is corrected until the size is
+    within SIZE_TOLERANCE of `size`: planned / measured at first, then
+    interpolated between the tries on either side. The fixed point src_point -> out_point stays.
+    Returns the placement closest to `size`, the number of placements and
+    whether it converged.
+    """
+    best, best_error, tried = None, math.inf, []
+    while True:
+        p = place(m, scale, src_point, out_point)
+        measured = placed_size(p.alpha)
+        error = abs(measured / size - 1.0) if measured else math.inf
+        if best is None or error < best_error:
+            best, best_error = p, error
+        if error <= SIZE_TOLERANCE or measured is None or len(tried) + 1 == PLACE_ROUNDS:
+            return best, len(tried) + 1, best_error <= SIZE_TOLERANCE
+        tried.append((scale, measured))
+        scale = _corrected_scale(tried, size)
+
+
+def _corrected_scale(tried: List[Tuple[float, float]], size: float) -> float:
+    """The next scale from the (scale, measured size) pairs so far: interpolated between
+    the nearest tries on either side of `size` once there are both, else proportional."""
+    below = max((t for t in tried if t[1] < size), default=None)
+    above = min((t for t in tried if t[1] > size), default=None)
+    if below is not None and above is not None and below[0] < above[0]:
+        (s0, m0), (s1, m1) = below, above
+        return s0 + (size - m0) * (s1 - s0) / (m1 - m0)
+    scale, measured = tried[-1]
+    return scale * size / measured
 
 
 def _clip_to_canvas(p: PastedInstance, width: int, height: int) -> Optional[PastedInstance]:
@@ -114,11 +165,18 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     # Larger instances first, so smaller ones end on top (as nearer objects would).
     order = sorted((ip for ip in plan.instances if ip.ann_id in rles), key=lambda ip: -ip.box[2] * ip.box[3])
     pasted: List[Tuple[int, PastedInstance]] = []
+    placement = dict.fromkeys(("placed", "corrected", "unconverged"), 0)
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)
         m = separate(image, anns[ip.ann_id]["segmentation"], box, ip.scale)
-        src_center = (box[0] + box[2] / 2, box[1] + box[3] / 2)
-        p = _clip_to_canvas(place(m, ip.scale, src_center, ip.center), out_w, out_h) if m is not None else None
+        p = None
+        if m is not None:
+            src_center = (box[0] + box[2] / 2, box[1] + box[3] / 2)
+            p, rounds, converged = place_at_size(m, ip.scale, ip.size, src_center, ip.center)
+            placement["placed"] += 1
+            placement["corrected"] += rounds > 1
+            placement["unconverged"] += not converged
+            p = _clip_to_canvas(p, out_w, out_h)
         if p is None:
             dropped.append((ip.ann_id, "outside_image"))
             continue
@@ -141,7 +199,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             annotations.append(ann)
     if plan.background_labels:
         annotations = annotations_bg + annotations
-    return RenderResult(np.clip(canvas + 0.5, 0, 255).astype(np.uint8), annotations, dropped)
+    return RenderResult(np.clip(canvas + 0.5, 0, 255).astype(np.uint8), annotations, dropped, placement)
 
 
 def _occluded_labels(plan: ImagePlan, background_anns: Sequence[dict], pasted, width: int, height: int):
@@ -159,7 +217,7 @@ def _occluded_labels(plan: ImagePlan, background_anns: Sequence[dict], pasted, w
         m = decode_mask(a, height, width)
         if m is None:
             continue
-        visible = (m > 0) & (covered < ALPHA_MASK_THRESHOLD)
+        visible = (m > 0) & (covered < SUPPORT)
         if not visible.any():
             continue  # fully covered: dropped
         ys, xs = np.nonzero(visible)
@@ -182,7 +240,7 @@ def _occlude(below: PastedInstance, above: PastedInstance) -> None:
 
 def _measure(src: dict, p: PastedInstance, width: int, height: int, image_id: int):
     """The output annotation of a pasted instance, or the reason it is dropped."""
-    binary = p.alpha >= ALPHA_MASK_THRESHOLD
+    binary = p.alpha >= SUPPORT
     if not binary.any():
         return "occluded" if p.alpha.max() > 0 else "too_small"
     bx, by, bw, bh = alpha_box(p.alpha)
