@@ -84,8 +84,19 @@ def placed_size(alpha: np.ndarray) -> Optional[float]:
     return None if box is None else instance_size(box[2], box[3])
 
 
+@dataclass
+class Placement:
+    """An instance placed by closed-loop placement."""
+
+    instance: PastedInstance
+    size: Optional[float]  # its size by the output rule (None: no pixel reaches SUPPORT)
+    scale: float     # the scale it was placed at
+    rounds: int      # placements made (1: the planned scale was within tolerance)
+    converged: bool  # its size is within SIZE_TOLERANCE of the planned size
+
+
 def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, float],
-                  out_point: Tuple[float, float]) -> Tuple[PastedInstance, int, bool]:
+                  out_point: Tuple[float, float]) -> Placement:
     """Closed-loop placement: place the matte, measure its box, correct the scale, place again.
 
     The box of a placed instance is smaller than scale x its source box when
@@ -94,8 +105,7 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
     (before clipping and occlusion), the scale is corrected until the size is
     within SIZE_TOLERANCE of `size`: planned / measured at first, then
     interpolated between the tries on either side. The fixed point src_point -> out_point stays.
-    Returns the placement closest to `size`, the number of placements and
-    whether it converged.
+    Returns the placement closest to `size`.
     """
     best, best_error, tried = None, math.inf, []
     while True:
@@ -103,9 +113,10 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
         measured = placed_size(p.alpha)
         error = abs(measured / size - 1.0) if measured else math.inf
         if best is None or error < best_error:
-            best, best_error = p, error
+            best, best_error = Placement(p, measured, scale, len(tried) + 1, False), error
         if error <= SIZE_TOLERANCE or measured is None or len(tried) + 1 == PLACE_ROUNDS:
-            return best, len(tried) + 1, best_error <= SIZE_TOLERANCE
+            best.rounds, best.converged = len(tried) + 1, best_error <= SIZE_TOLERANCE
+            return best
         tried.append((scale, measured))
         scale = _corrected_scale(tried, size)
 
@@ -165,6 +176,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     # Larger instances first, so smaller ones end on top (as nearer objects would).
     order = sorted((ip for ip in plan.instances if ip.ann_id in rles), key=lambda ip: -ip.box[2] * ip.box[3])
     pasted: List[Tuple[int, PastedInstance]] = []
+    faint = set()  # instances with no pixel at SUPPORT even before clipping and occlusion
     placement = dict.fromkeys(("placed", "corrected", "unconverged"), 0)
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)
@@ -172,11 +184,13 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         p = None
         if m is not None:
             src_center = (box[0] + box[2] / 2, box[1] + box[3] / 2)
-            p, rounds, converged = place_at_size(m, ip.scale, ip.size, src_center, ip.center)
+            placed = place_at_size(m, ip.scale, ip.size, src_center, ip.center)
             placement["placed"] += 1
-            placement["corrected"] += rounds > 1
-            placement["unconverged"] += not converged
-            p = _clip_to_canvas(p, out_w, out_h)
+            placement["corrected"] += placed.rounds > 1
+            placement["unconverged"] += not placed.converged
+            if placed.size is None:
+                faint.add(ip.ann_id)
+            p = _clip_to_canvas(placed.instance, out_w, out_h)
         if p is None:
             dropped.append((ip.ann_id, "outside_image"))
             continue
@@ -192,7 +206,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     rank = {ip.ann_id: k for k, ip in enumerate(plan.instances)}  # output in source order
     annotations = []
     for ann_id, p in sorted(pasted, key=lambda t: rank[t[0]]):
-        ann = _measure(anns[ann_id], p, out_w, out_h, plan.image_id)
+        ann = _measure(anns[ann_id], p, out_w, out_h, plan.image_id, ann_id in faint)
         if isinstance(ann, str):
             dropped.append((ann_id, ann))
         else:
@@ -238,11 +252,14 @@ def _occlude(below: PastedInstance, above: PastedInstance) -> None:
             1.0 - above.alpha[y0 - above.y0:y1 - above.y0, x0 - above.x0:x1 - above.x0]
 
 
-def _measure(src: dict, p: PastedInstance, width: int, height: int, image_id: int):
-    """The output annotation of a pasted instance, or the reason it is dropped."""
+def _measure(src: dict, p: PastedInstance, width: int, height: int, image_id: int, faint: bool):
+    """The output annotation of a pasted instance, or the reason it is dropped.
+
+    `faint`: no pixel of the instance reached SUPPORT before clipping and occlusion.
+    """
     binary = p.alpha >= SUPPORT
     if not binary.any():
-        return "occluded" if p.alpha.max() > 0 else "too_small"
+        return "too_small" if faint else "occluded"
     bx, by, bw, bh = alpha_box(p.alpha)
     if bw < MIN_SIDE or bh < MIN_SIDE:
         return "too_small"
