@@ -22,10 +22,14 @@ from .separate import Matte, PastedInstance, place, separate
 # One support for the mask and the box of every output annotation: pixels at
 # least this covered. `segmentation` is that set of pixels; `bbox` is where the
 # alpha's max-profiles cross the same level, between pixel centres, so the two
-# agree to half a pixel at every edge. The anti-alias filter softens thin tips
-# below it; closed-loop placement (place_at_size) makes up for that in the
-# scale, so the box is the planned size without lowering the level.
-SUPPORT = 0.5
+# agree to half a pixel at every edge. At 0.4 the box of an instance placed at
+# its planned scale is unbiased (median -0.7 % against the plan on coco_tiny;
+# -3.6 % at 0.5, whose tips the anti-alias filter softens), so closed-loop
+# placement (place_at_size) only corrects instances whose thin parts fall under
+# it: at 0.5 it would enlarge every instance (median +3.6 %, p95 +19 %), take
+# more rounds and converge less often. The mask is then ~5 % fuller in area
+# than the alpha's sum (1 % less at 0.5).
+SUPPORT = 0.4
 # Closed-loop placement: re-place until the measured size is within this of the plan...
 SIZE_TOLERANCE = 0.01
 PLACE_ROUNDS = 5  # ...or after this many placements (the first one included)
@@ -58,16 +62,15 @@ def edge_crossings(profile: np.ndarray) -> Optional[Tuple[float, float]]:
     crossing, interpolated between pixel centres, recovers the pasted extent.
     It lies within half a pixel of the first and last pixel at SUPPORT or more.
     """
-    t = SUPPORT
-    idx = np.flatnonzero(profile >= t)
-    if idx.size == 0:
+    above = profile >= SUPPORT
+    i = int(above.argmax())
+    if not above[i]:
         return None
-    i, j = idx[0], idx[-1]
-    before = profile[i - 1] if i > 0 else 0.0
-    after = profile[j + 1] if j + 1 < len(profile) else 0.0
-    start = (i - 0.5) + (t - before) / (profile[i] - before)
-    end = (j + 0.5) + (profile[j] - t) / (profile[j] - after)
-    return float(start), float(end)
+    j = len(profile) - 1 - int(above[::-1].argmax())
+    before = float(profile[i - 1]) if i > 0 else 0.0
+    after = float(profile[j + 1]) if j + 1 < len(profile) else 0.0
+    first, last = float(profile[i]), float(profile[j])
+    return (i - 0.5) + (SUPPORT - before) / (first - before), (j + 0.5) + (last - SUPPORT) / (last - after)
 
 
 def alpha_box(alpha: np.ndarray) -> Optional[List[float]]:
