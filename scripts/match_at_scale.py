@@ -37,6 +37,7 @@ if not os.path.isdir(SHARED):  # a worktree in /work/wt/NAME
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from smplus.coco import ann_to_rle, instance_size  # noqa: E402
+from smplus.histogram import load_target, size_jsd  # noqa: E402
 from smplus.pipeline import RunOptions, transform  # noqa: E402
 from smplus.plan import TransformOptions  # noqa: E402
 
@@ -126,6 +127,7 @@ def main():
     ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
     args = ap.parse_args()
 
+    hist = load_target(args.target)  # report.json's histogram (default bins)
     with tempfile.TemporaryDirectory(prefix="match_at_scale_") as tmp:
         ann, folder, n_images = repeated_set(args.split, args.repeat, tmp)
         print(f"coco_tiny {args.split} x{args.repeat}: {n_images} images, seed {args.seed}, "
@@ -153,6 +155,7 @@ def main():
             print("| measure | value |\n|---|---|")
             print(f"| JSD planned (dry run) | {dry['jsd']['after']:.4f} |")
             print(f"| JSD rendered | {rep['jsd']['after']:.4f} |")
+            print(f"| JSD planned, only the instances rendered | {size_jsd(pairs[:, 0], hist):.4f} |")
             print(f"| noise of random draws at N = {rep['counts']['scale_matched_out']} | "
                   f"{rep['jsd']['sampling_noise']:.4f} |")
             print(f"| rendered / planned size, p5 / p50 / p95 | {percentiles(ratio)} |")
@@ -162,6 +165,8 @@ def main():
                 print(f"| ... planned {name} ({int(sel.sum())}) | {percentiles(ratio[sel])} |")
             print(f"| ... planned box apart from the others and inside the image ({int(alone.sum())}) | "
                   f"{percentiles(ratio[alone])} |")
+            off = np.abs(ratio - 1.0)
+            print(f"| rendered more than 1 % / 3 % off the plan | {np.mean(off > 0.01):.2%} / {np.mean(off > 0.03):.2%} |")
             print(f"| median rendered - planned size | {np.median(ratio) - 1:+.2%} |")
             print(f"| RLE box vs bbox differ > 1 px | {rle_box_disagreements(data)} of {len(data['annotations'])} |")
             print(f"| placement | {json.dumps(rep.get('placement'))} |")
