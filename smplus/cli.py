@@ -65,8 +65,9 @@ def _load_config(ctx, param, path):
 @main.command()
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_load_config,
-              help="JSON or TOML file of option values (names as the flags, e.g. \"psi-p\": 0.4); "
-                   "flags given on the command line override it. configs/ has the paper's setups.")
+              help="A paper setup shipped with smplus, by name (msm+, rsm+, msm, rsm, cp, cp+, ...; see README), or "
+                   "a JSON or TOML file of option values (names as the flags, e.g. \"psi-p\": 0.4); "
+                   "flags given on the command line override it.")
 @click.option("--source", required=True, type=click.Path(dir_okay=False), help="COCO instances JSON with masks.")
 @click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False),
               help="Folder the source file_names are relative to.")
@@ -124,7 +125,9 @@ def _summary(report: dict, out_dir: str) -> None:
     c, j = report["counts"], report["jsd"]
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     click.echo(f"{'planned' if report['parameters']['dry_run'] else 'wrote'} {c['images']} images, "
-               f"{c['instances_out']} instances ({sum(c['dropped'].values())} dropped) to {out_dir}; "
+               f"{c['instances_out']} instances ({sum(c['dropped'].values())} dropped"
+               f"{', +%d background labels' % c['background_labels_kept'] if c['background_labels_kept'] else ''}) "
+               f"to {out_dir}; "
                f"JSD to target {fmt(j['before'])} -> {fmt(j['after'])} "
                f"(noise of random draws {fmt(j['sampling_noise'])})")
     if report["skipped"]:

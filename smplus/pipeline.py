@@ -14,10 +14,9 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -34,10 +33,8 @@ from .coco import (
 )
 from .errors import SmplusError, UsageError
 from .histogram import SizeHistogram, load_target, sampling_noise, size_jsd
-from .plan import DatasetPlan, ImagePlan, TransformOptions, plan_dataset
-
-STATE_DIR = ".smplus"
-OUTPUTS = ("images", "annotations.json", "report.json", STATE_DIR)
+from .outdir import STATE_DIR, prepare_out
+from .plan import DatasetPlan, ImagePlan, TransformOptions, plan_dataset, unscaled_labels
 
 
 @dataclass(frozen=True)
@@ -82,33 +79,6 @@ def resolve_categories(ds: CocoDataset, names: Optional[Sequence[str]]) -> Optio
             known = ", ".join(sorted(by_name)[:12]) + (", ..." if len(by_name) > 12 else "")
             raise UsageError(f"--categories: unknown category {n!r} in {ds.path} (known: {known})")
     return tuple(sorted(ids))
-
-
-# ---------------------------------------------------------------- output folder
-
-def _inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def prepare_out(out_dir: str, inputs: Iterable[str], run: RunOptions) -> None:
-    """Refuse an OUT that holds inputs or another run's output; clear it with overwrite."""
-    for p in inputs:
-        if p and (_inside(p, out_dir) or _inside(out_dir, p) and os.path.isdir(p)):
-            raise SmplusError(f"--out {out_dir} overlaps the input {p}; choose an output folder apart from the inputs")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise SmplusError(f"--out {out_dir} exists and is not a folder")
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not run.resume:
-        if not run.overwrite:
-            raise SmplusError(f"output folder {out_dir} is not empty; pass --overwrite to replace it "
-                              "or --resume to continue an interrupted run")
-        for name in OUTPUTS:
-            p = os.path.join(out_dir, name)
-            if os.path.isdir(p):
-                shutil.rmtree(p)
-            elif os.path.exists(p):
-                os.unlink(p)
-    os.makedirs(os.path.join(out_dir, STATE_DIR, "parts"), exist_ok=True)
 
 
 def _file_digest(path: Optional[str]) -> Optional[str]:
@@ -169,7 +139,8 @@ def render_task(task: ImageTask) -> dict:
     src_path = os.path.join(task.images_dir, task.image["file_name"])
     dst_path = os.path.join(task.out_dir, "images", task.image["file_name"])
     part = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-            "background": plan.background, "annotations": [], "dropped": [], "skipped": None}
+            "background": plan.background, "annotations": [], "dropped": [list(d) for d in plan.dropped],
+            "skipped": None}
     try:
         if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
             try:
@@ -195,7 +166,8 @@ def render_task(task: ImageTask) -> dict:
             else:
                 result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns)
             write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"]))
-            part["annotations"] = result.annotations
+            part["annotations"] = result.annotations + unscaled_labels(plan, task.anns, task.image["width"],
+                                                                            task.image["height"])
             part["dropped"] = [list(d) for d in result.dropped]
     except SmplusError as e:
         part["skipped"] = str(e)
@@ -245,18 +217,20 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     """SM+ on a COCO dataset: the library entry point behind `smplus transform`."""
     if not os.path.isdir(images_dir):
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
-    with _worker_pool(run) as pool:  # workers start up while the annotations load
+    # Workers start up while the annotations load; OUT stays claimed until the run ends.
+    with _worker_pool(run) as pool, contextlib.ExitStack() as held:
         return _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories,
-                          run, pool)
+                          run, pool, held)
 
 
-def _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories, run, pool):
+def _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories, run, pool,
+               held):
     ds = load_coco(source)
     hist = load_target(target, bins, except_rate, log_bins)
     cat_ids = resolve_categories(ds, categories)
     if cat_ids is not None:
         options = TransformOptions(**{**asdict(options), "categories": cat_ids})
-    prepare_out(out_dir, [source, images_dir, target], run)
+    held.enter_context(prepare_out(out_dir, [source, images_dir, target], run))
     dplan = plan_dataset(ds, hist, options)
 
     parameters = {"mode": options.mode, "level": options.level, "scale_range": list(options.scale_range),
@@ -288,6 +262,8 @@ def _planned_part(plan: ImagePlan, ds: CocoDataset) -> dict:
                     "bbox": [round(v, 3) for v in ip.box], "area": round(w * h, 3),
                     "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
                     "iscrowd": 0, "source_ann_id": ip.ann_id})
+    im = ds.images[plan.image_id]
+    out += unscaled_labels(plan, anns, im["width"], im["height"])
     return {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
             "background": plan.background, "annotations": out, "dropped": [list(d) for d in plan.dropped],
             "skipped": None}
@@ -295,7 +271,7 @@ def _planned_part(plan: ImagePlan, ds: CocoDataset) -> dict:
 
 def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir: str):
     for plan in plans:
-        used = set(plan.crowd) | {ip.ann_id for ip in plan.instances}
+        used = set(plan.crowd) | {ip.ann_id for ip in plan.instances} | {ann_id for ann_id, _ in plan.unscaled}
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
         bg = ds.images[plan.background_image_id] if plan.background == "new" else None
         bg_anns = [a for a in ds.anns_by_image[plan.background_image_id]
@@ -414,6 +390,7 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
         im, part = ds.images[plan.image_id], parts[plan.image_id]
         if part["skipped"] is not None:
             skipped.append({"image_id": plan.image_id, "file_name": im["file_name"], "reason": part["skipped"]})
+            dropped["image_skipped"] += sum(1 for a in ds.anns_by_image[plan.image_id] if not a.get("iscrowd"))
             continue
         images.append({**im, "width": part["width"], "height": part["height"]})
         dropped.update(reason for _, reason in part["dropped"])
@@ -425,8 +402,10 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
                 crowd_erased += len(plan.crowd)
             new = part["annotations"]
         else:  # copied image: its annotations as they were, less degenerate ones
-            bad = {ann_id for ann_id, _ in plan.dropped}
+            bad = {ann_id for ann_id, _ in plan.dropped + plan.unscaled}
             new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
+            new += unscaled_labels(plan, {a["id"]: a for a in ds.anns_by_image[plan.image_id]},
+                                   im["width"], im["height"])
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))
         for a in new:
             annotations.append({**a, "id": next_id})
@@ -444,7 +423,7 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
             "images": len(images),
             "images_transformed": sum(backgrounds.values()),
             "instances_in": n_src_instances,
-            "instances_out": sum(1 for a in annotations if not a.get("iscrowd")),
+            "instances_out": sum(1 for a in annotations if not a.get("iscrowd") and not a.get("from_background")),
             "scale_matched_in": len(dplan.source_sizes),
             "scale_matched_out": len(after),
             "background_labels_kept": sum(1 for a in annotations if a.get("from_background")),
