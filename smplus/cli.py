@@ -99,7 +99,8 @@ def _load_config(ctx, param, path):
 @click.option("--log-bins", is_flag=True, help="Equal bins in log size.")
 @click.option("--categories", default=None, help="Comma-separated category names (or ids) to scale-match. Default: all.")
 @click.option("--dry-run", is_flag=True, help="Plan only: planned boxes and report.json, no pixels.")
-@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output of an earlier smplus run in OUT (never a folder smplus did not write).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (same inputs and options).")
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")

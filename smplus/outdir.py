@@ -77,8 +77,9 @@ def prepare_out(out_dir: str, inputs: Iterable[str], run) -> OutLock:
         raise SmplusError(f"--out {out_dir} exists and is not a folder")
     ours = os.path.isdir(os.path.join(out_dir, STATE_DIR))
     full = os.path.isdir(out_dir) and bool(os.listdir(out_dir))
-    lock = OutLock(out_dir) if ours else None  # first: is another run writing it right now?
+    lock = None
     try:
+        lock = OutLock(out_dir) if ours else None  # first: is another run writing it right now?
         if full and not run.overwrite and not run.resume:
             raise SmplusError(f"output folder {out_dir} is not empty; pass --overwrite to replace it "
                               "or --resume to continue an interrupted run")
@@ -90,9 +91,12 @@ def prepare_out(out_dir: str, inputs: Iterable[str], run) -> OutLock:
         if full and run.overwrite:
             _clear(out_dir)
         os.makedirs(os.path.join(out_dir, STATE_DIR, "parts"), exist_ok=True)
-    except BaseException:
+    except BaseException as e:
         if lock is not None:
             lock.release()
+        if isinstance(e, OSError):
+            raise SmplusError(f"cannot prepare the output folder {out_dir}: {e.strerror} ({e.filename}); "
+                              "choose a writable --out") from None
         raise
     return lock
 

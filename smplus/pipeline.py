@@ -28,6 +28,7 @@ from .coco import (
     instance_size,
     load_coco,
     read_image,
+    usable_segmentation,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -403,7 +404,8 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
             new = part["annotations"]
         else:  # copied image: its annotations as they were, less degenerate ones
             bad = {ann_id for ann_id, _ in plan.dropped + plan.unscaled}
-            new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
+            new = [{**a, "segmentation": usable_segmentation(a, im), "source_ann_id": a["id"]}
+                   for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
             new += unscaled_labels(plan, {a["id"]: a for a in ds.anns_by_image[plan.image_id]},
                                    im["width"], im["height"])
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))

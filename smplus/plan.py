@@ -219,13 +219,17 @@ class DatasetPlan:
 def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions) -> DatasetPlan:
     """Plan every image of `ds`. MSM+ needs all source sizes first, so this is one pass over the set."""
     selected = set(options.categories) if options.categories is not None else None
+    bad: Dict[int, str] = {}  # why an annotation cannot be transformed, checked once (few have a reason)
     candidates: Dict[int, List[_Candidate]] = {}
     for image_id, im in ds.images.items():
+        for a in ds.anns_by_image[image_id]:
+            reason = degenerate_reason(a, im["width"], im["height"])
+            if reason is not None:
+                bad[a["id"]] = reason
         candidates[image_id] = [
             _Candidate(image_id, a, instance_size(*clipped_box(a, im["width"], im["height"])[2:]))
             for a in ds.anns_by_image[image_id]
-            if not a.get("iscrowd") and degenerate_reason(a, im["width"], im["height"]) is None
-            and (selected is None or a["category_id"] in selected)]
+            if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected)]
     msm_new: Dict[int, float] = {}
     if options.mode == "msm" and options.level == "instance":
         flat = [c for cs in candidates.values() for c in cs]
@@ -237,9 +241,9 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
     plans, before, after = [], [], []
     for image_id in ds.images:
         if options.level == "image":
-            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted)
+            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted, bad)
         else:
-            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool)
+            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool, bad)
         plans.append(plan)
         before.extend(c.size for c in candidates[image_id])
         after.extend(i.size for i in plan.instances if i.matched)
@@ -286,7 +290,8 @@ class BackgroundPool:
 
 
 def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool) -> ImagePlan:
+               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool,
+               bad: Dict[int, str]) -> ImagePlan:
     im = ds.images[image_id]
     W, H = im["width"], im["height"]
     rng = np.random.default_rng([options.seed, image_id])
@@ -302,13 +307,13 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     else:
         new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in matched}
 
-    scaled, bad, dropped, unscaled = [], [], [], []
+    scaled, unusable, dropped, unscaled = [], [], [], []
     for a in ds.anns_by_image[image_id]:
         if a.get("iscrowd"):
             continue
-        reason = degenerate_reason(a, W, H)
+        reason = bad.get(a["id"])
         if reason is not None:
-            bad.append((a, reason))
+            unusable.append((a, reason))
             continue
         x, y, w, h = clipped_box(a, W, H)
         if a["id"] in new_sizes:
@@ -326,7 +331,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     bg_id = image_id if drawn is None else drawn
     bg = ds.images[bg_id]
     # Labels that cannot be cut out stay where the image's own pixels stay.
-    for a, reason in bad:
+    for a, reason in unusable:
         keep = bg_id == image_id and unscaled_label(a, reason, image_id, W, H) is not None
         (unscaled if keep else dropped).append((a["id"], reason))
     if not matched:  # nothing to scale: copied as is
@@ -344,13 +349,13 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     labels = ()
     if options.mode == "cp+" and bg_id != image_id:
         labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
-                       if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
+                       if not a.get("iscrowd") and a["id"] not in bad)
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
                      tuple(instances), erased, tuple(dropped), labels, tuple(unscaled))
 
 
 def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-                     options: TransformOptions, source_sorted: np.ndarray) -> ImagePlan:
+                     options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str]) -> ImagePlan:
     """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
 
     RSM draws a target size (up to 5 tries to land the scale in scale_range);
@@ -380,7 +385,7 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
     selected = {c.ann["id"] for c in matched}
     instances, kept, dropped, unscaled = [], [], [], []
     for a in ds.anns_by_image[image_id]:
-        reason = degenerate_reason(a, im["width"], im["height"])
+        reason = bad.get(a["id"])
         if a.get("iscrowd"):
             if reason is None:
                 kept.append(a["id"])  # the whole image is scaled: a crowd stays a labelled crowd

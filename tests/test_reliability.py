@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from pycocotools.coco import COCO
 
 from smplus.cli import main
-from smplus.histogram import TAIL_RATIO, build_histogram
+from smplus.histogram import build_histogram
 from smplus.plan import BackgroundPool
 
 from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, make_ann
@@ -52,6 +52,8 @@ def small_set(tmp_path, names=(PERSONS, BACKDROP), tiny=False, bad=False):
             make_ann(id=900004, bbox=[130, 60, -20, 30]),                                    # negative box, mask fine
             make_ann(id=900005, bbox=None),                                                  # no box, mask fine
             make_ann(id=900006, bbox=[5000, 5000, 10, 10]),                                  # locates nothing
+            make_ann(id=900007, bbox=[150, 100, 40, 40], segmentation=[                       # one good polygon
+                [150, 100, 190, 100, 190, 140, 150, 140], [float("inf")] * 8]),
         ]
         for a in bad_anns:
             a["image_id"] = persons["id"]
@@ -72,6 +74,7 @@ def check_counts(out):
     report = json.loads((out / "report.json").read_text())
     c = report["counts"]
     assert c["instances_in"] == c["instances_out"] + sum(c["dropped"].values()), c
+    json.loads((out / "annotations.json").read_text(), parse_constant=pytest.fail)  # strict JSON: no NaN/Infinity
     coco = COCO(str(out / "annotations.json"))
     own = [a for a in coco.dataset["annotations"] if not a["iscrowd"] and not a.get("from_background")]
     assert c["instances_out"] == len(own)
@@ -189,6 +192,8 @@ def outlier_target(tmp_path, big=1e6):
 
 
 def test_an_outlier_target_box_bounds_the_tail_bin_and_the_run_completes(tmp_path):
+    from smplus.histogram import TAIL_RATIO
+
     target = outlier_target(tmp_path)
     sizes = list(np.linspace(10, 20, 60))
     h = build_histogram(sizes + [1e6], bins=3, except_rate=0.9)
@@ -258,3 +263,15 @@ def test_a_folder_smplus_did_not_write_is_never_cleared(tmp_path, flags):
                     "choose a new or empty --out")
     assert sorted(os.listdir(out)) == ["annotations.json", "images"]
     assert (out / "images" / "mine.jpg").read_bytes() == b"user data"
+
+
+def test_memory_per_pixel_of_a_large_image(tmp_path):
+    """A 4000x3000 image (fixture upscaled): the canvas is 8-bit, floats only in each paste's window.
+
+    A float canvas cost ~40 bytes per pixel (2.0 GB peak for 8000x6000); now ~16-19.
+    """
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "memory.py"), "--size", "4000x3000"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    per_pixel = float(r.stdout.split(" = ")[-1].split()[0])
+    assert per_pixel < 26, r.stdout
