@@ -47,10 +47,9 @@ def upscaled_set(folder: str, width: int, height: int) -> str:
 
 CHILD = """
 import json, os, resource, sys
-from smplus.pipeline import RunOptions, _warm_up_matting, transform
+from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
-import cv2
-_warm_up_matting()
+import cv2, pymatting  # the baseline includes what every worker imports
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 source, images, out, background = sys.argv[1:]
 report = transform(source, images, out, options=TransformOptions(background=background, seed=0),

@@ -15,7 +15,7 @@ import socket
 import time
 from typing import Iterable
 
-from .errors import SmplusError
+from .errors import OutputError, SmplusError
 
 STATE_DIR = ".smplus"
 OUTPUTS = ("images", "annotations.json", "report.json", STATE_DIR)
@@ -90,12 +90,11 @@ def prepare_out(out_dir: str, inputs: Iterable[str], run) -> OutLock:
         lock = lock or OutLock(out_dir)
         if full and run.overwrite:
             _clear(out_dir)
-        os.makedirs(os.path.join(out_dir, STATE_DIR, "parts"), exist_ok=True)
     except BaseException as e:
         if lock is not None:
             lock.release()
         if isinstance(e, OSError):
-            raise SmplusError(f"cannot prepare the output folder {out_dir}: {e.strerror} ({e.filename}); "
+            raise OutputError(f"cannot prepare the output folder {out_dir}: {e.strerror} ({e.filename}); "
                               "choose a writable --out") from None
         raise
     return lock
