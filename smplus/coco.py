@@ -112,7 +112,7 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
         ds.images[im["id"]] = im
         ds.anns_by_image[im["id"]] = []
     seen = set()
-    masks = 0
+    masks = False  # any annotation with a segmentation at all
     for i, a in enumerate(raw["annotations"]):
         where = f"{what} {path}: annotations[{i}]"
         if not isinstance(a, dict) or not isinstance(a.get("id"), int):
@@ -127,7 +127,7 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
         if a.get("iscrowd", 0) not in (0, 1):  # also refuses "0"/"1" strings: never guess a flag
             raise SmplusError(f"{where} (id {a['id']}): iscrowd must be the number 0 or 1, got {a['iscrowd']!r} "
                               "(write it without quotes)")
-        masks += a.get("segmentation") not in (None, [], {})
+        masks = masks or a.get("segmentation") not in (None, [], {})
         ds.anns_by_image[a["image_id"]].append(a)
     if raw["annotations"] and not masks:
         raise SmplusError(f"{what} {path}: no annotation has a 'segmentation'; SM+ cuts each instance out by its "

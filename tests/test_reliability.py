@@ -251,6 +251,28 @@ def test_a_second_run_on_one_out_is_refused_while_the_first_holds_it(tmp_path):
     check_counts(out)
 
 
+def test_a_run_holds_out_while_it_renders(tmp_path, monkeypatch):
+    """A second run started while the first renders (here: from inside its render loop) is refused."""
+    import smplus.pipeline
+
+    source, images = small_set(tmp_path, names=(PERSONS,))
+    out = tmp_path / "out"
+    second = []
+    render = smplus.pipeline._render
+
+    def render_and_try_a_second_run(*args, **kwargs):
+        second.append(transform(source, images, out, "--overwrite", "--dry-run"))
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(smplus.pipeline, "_render", render_and_try_a_second_run)
+    r = transform(source, images, out, "--background", "inpaint")
+    assert r.exit_code == 0, r.output
+    assert_one_line(second[0], 1, f"output folder {out} is in use by another smplus run (pid {os.getpid()} on")
+    check_counts(out)
+    monkeypatch.undo()
+    assert transform(source, images, out, "--overwrite", "--dry-run").exit_code == 0  # released at the end
+
+
 @pytest.mark.parametrize("flags", [["--overwrite"], ["--overwrite", "--dry-run"], ["--resume"]])
 def test_a_folder_smplus_did_not_write_is_never_cleared(tmp_path, flags):
     source, images = small_set(tmp_path, names=(PERSONS,))
