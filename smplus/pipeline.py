@@ -28,7 +28,7 @@ from .histogram import load_target
 from .journal import Journal, merged_entries
 from .outdir import STATE_DIR, prepare_out
 from .plan import DatasetPlan, TransformOptions, plan_dataset
-from .shards import shard_positions
+from .shards import assign_shards, shard_positions
 from .task import image_tasks, output_image_path
 
 RUN_FILE = "run.json"  # the run's fingerprint: inputs, options, version, shard
@@ -266,17 +266,18 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
         if path is not None and (not os.path.isfile(path) or _file_digest(path) != digest):
             raise SmplusError(f"merge: {path}, an input of the shards, is missing or has changed since they ran; "
                               "merge where the shards' inputs are, as they were")
-    lock = prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
-                       RunOptions(overwrite=overwrite))
-    journals = []
+    p = _plan(f["source"], f["images"], f["target"], options, f["bins"], f["except_rate"], f["log_bins"],
+              f["categories"], dry_run=False)
+    assignment = assign_shards(p.dplan.images, f["shard"][1])
+    journals, held = [], contextlib.ExitStack()  # held: OUT, claimed until the merge ends
     try:
-        p = _plan(f["source"], f["images"], f["target"], options, f["bins"], f["except_rate"], f["log_bins"],
-                  f["categories"], dry_run=False)
-        n = f["shard"][1]
         for d, fp in zip(shard_dirs, fingerprints):
             journal = Journal(os.path.join(d, STATE_DIR))
             journals.append(journal)
-            _check_complete(p, d, fp["shard"], journal)
+            _check_complete(p, d, fp["shard"], [k for k, s in enumerate(assignment) if s == fp["shard"][0]], journal)
+        held.enter_context(prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
+                                       RunOptions(overwrite=overwrite)))
+        write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None})
         for d, journal in zip(shard_dirs, journals):
             for _, entry in journal.entries():
                 if entry["skipped"] is None:
@@ -285,8 +286,7 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
     finally:
         for journal in journals:
             journal.close()
-        lock.release()
-    report["merged_shards"] = n
+        held.close()
     return report
 
 
@@ -302,8 +302,7 @@ def _read_fingerprint(shard_dir: str) -> dict:
     return fingerprint
 
 
-def _check_complete(p: _Planned, shard_dir: str, shard: Sequence[int], journal: Journal) -> None:
-    expected = shard_positions(p.dplan.images, *shard)
+def _check_complete(p: _Planned, shard_dir: str, shard: Sequence[int], expected: Sequence[int], journal: Journal) -> None:
     done, skipped = journal.scan(p.dplan.images, p.ds, shard_dir)
     missing = [k for k in expected if k not in done and k not in skipped]
     if missing:
