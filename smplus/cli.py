@@ -147,7 +147,8 @@ def _shard(value):
 @click.argument("shards", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder of the whole dataset: images/, annotations.json, report.json.")
-@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output of an earlier smplus run in OUT (never a folder smplus did not write).")
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images could not be read (they are listed in report.json).")
 @library_errors
@@ -242,7 +243,8 @@ def preview(out_dir, count, output):
 @click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True,
               help="MSM+ or RSM+.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
-@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT_DIR.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output of an earlier smplus run in OUT_DIR (never a folder smplus did not write).")
 @library_errors
 def demo(out_dir, mode, seed, overwrite):
     """Run SM+ on the bundled sample COCO images into OUT_DIR."""
