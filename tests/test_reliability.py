@@ -127,6 +127,14 @@ def test_unscaled_label_keeps_its_place_and_size(tmp_path):
     assert anns[900001]["segmentation"] == [[60, 40, 90, 40, 90, 90, 60, 90]]
     assert anns[900004]["bbox"] == [10, 20, 20, 20]                       # the box of its (valid) mask
     assert anns[900004]["area"] == 400
+    # Nothing to scale (no toaster): the images are copied as they are, the same labels kept unscaled.
+    r = transform(source, images, tmp_path / "copied", "--categories", "toaster")
+    assert r.exit_code == 0, r.output
+    report, copied = check_counts(tmp_path / "copied")
+    assert report["counts"]["images_transformed"] == 0
+    unscaled = lambda labels: {a["source_ann_id"]: {**a, "id": None} for a in labels if "unscaled" in a}  # noqa: E731
+    assert unscaled(copied) == unscaled(anns.values()) and len(unscaled(copied)) == 5
+    assert digest(tmp_path / "copied" / "images" / PERSONS) == digest(os.path.join(images, PERSONS))
 
 
 def test_huge_polygon_coordinates_are_a_counted_drop_not_a_crash(tmp_path):
