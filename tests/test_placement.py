@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
 from smplus.coco import ann_to_rle, instance_size, mask_to_rle
+from smplus.journal import Journal
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import ImagePlan, InstancePlan, TransformOptions
 from smplus.render import SIZE_TOLERANCE, SUPPORT, alpha_box, place_at_size, placed_size, render_image
@@ -137,8 +138,9 @@ def test_unconverged_instances_are_summed_into_the_report(tmp_path):
                        target=str(tmp_path / "hist.json"), options=TransformOptions(psi_p=1.0),
                        run=RunOptions(progress=False)).report
     assert report["placement"]["placed"] == 2 and report["placement"]["unconverged"] == 1
-    part = json.loads((tmp_path / "out" / ".smplus" / "parts" / "1.json").read_text())
-    assert part["placement"] == report["placement"]
+    with Journal(str(tmp_path / "out" / ".smplus")) as journal:
+        (_, entry), = journal.entries()
+    assert entry["placement"] == report["placement"]
 
 
 @pytest.fixture(scope="module")
