@@ -154,6 +154,8 @@ def main():
                   f"dropped {rep['counts']['dropped']}")
             print("| measure | value |\n|---|---|")
             print(f"| JSD planned (dry run) | {dry['jsd']['after']:.4f} |")
+            print(f"| dropped at plan time | {dry['counts']['dropped']} of {dry['counts']['scale_matched_in']} "
+                  "scale-matched |")
             print(f"| JSD rendered | {rep['jsd']['after']:.4f} |")
             print(f"| JSD planned, only the instances rendered | {size_jsd(pairs[:, 0], hist):.4f} |")
             print(f"| noise of random draws at N = {rep['counts']['scale_matched_out']} | "
