@@ -1,0 +1,246 @@
+"""The Ray executor on a local Ray instance (2 CPUs): byte-identical to one local
+worker, a killed worker's task is retried, Ctrl-C / SIGTERM stop cleanly and
+--resume completes, clear messages without Ray or without a cluster."""
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import smplus.pipeline as pipeline
+from smplus.errors import SmplusError, UsageError
+from smplus.pipeline import RunOptions, transform
+from smplus.plan import TransformOptions
+from smplus.ray_executor import RayExecutor
+
+from test_resume import larger_set, tree
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEED = 5
+RENDER_TASK = b"ray::_render_on_worker"
+
+# Until `--executor ray` is wired into the pipeline, the tests drive the pipeline's
+# plan -> render -> journal -> assembly with a RayExecutor in place of the process pool.
+DRIVER = """
+import contextlib, sys
+import smplus.pipeline as pipeline
+from smplus.cli import main
+from smplus.ray_executor import RayExecutor
+
+class Pool:
+    def __init__(self, ex):
+        self.ex = ex
+    def imap_unordered(self, fn, tasks, chunksize=1):
+        return self.ex.imap_unordered(tasks)
+    def terminate(self):
+        pass
+
+@contextlib.contextmanager
+def ray_pool(run, **kw):
+    with RayExecutor(**kw) as ex:
+        yield Pool(ex)
+
+address = sys.argv.pop(1) or None
+pipeline._worker_pool = lambda run: ray_pool(run, address=address)
+main(sys.argv[1:], prog_name="smplus")
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray instance for the module (start-up costs seconds); its address for other processes."""
+    ray = pytest.importorskip("ray")  # CI installs the `ray` extra (.ci/run)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    signal.signal(signal.SIGTERM, sigterm)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A set of 18 images and its output from one local worker."""
+    tmp = tmp_path_factory.mktemp("set")
+    source, images = larger_set(tmp, copies=3)
+    out = tmp / "one_worker"
+    transform(source, images, str(out), options=TransformOptions(seed=SEED), run=RunOptions(progress=False))
+    return source, images, tree(out)
+
+
+def ray_transform(source, images, out, monkeypatch, **executor):
+    @contextlib.contextmanager
+    def ray_pool(run):
+        with RayExecutor(**executor) as ex:
+            yield _Pool(ex)
+
+    monkeypatch.setattr(pipeline, "_worker_pool", ray_pool)
+    return transform(source, images, str(out), options=TransformOptions(seed=SEED), run=RunOptions(progress=False))
+
+
+class _Pool:
+    def __init__(self, ex):
+        self.ex = ex
+
+    def imap_unordered(self, fn, tasks, chunksize=1):
+        return self.ex.imap_unordered(tasks)
+
+    def terminate(self):
+        pass
+
+
+def render_workers():
+    """PIDs of this process's Ray workers (children of our raylet) running a render task."""
+    stat = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        stat[int(pid)] = (s[s.index("(") + 1:s.rindex(")")], int(s[s.rindex(")") + 2:].split()[1]))
+    raylets = {pid for pid, (comm, ppid) in stat.items() if comm == "raylet" and ppid == os.getpid()}
+    found = []
+    for pid, (_, ppid) in stat.items():
+        if ppid in raylets:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(RENDER_TASK):
+                    found.append(pid)
+    return found
+
+
+class WorkerKiller(threading.Thread):
+    """SIGKILLs `times` Ray workers while they render (a worker process dying mid-task)."""
+
+    def __init__(self, times):
+        super().__init__(daemon=True)
+        self.times, self.killed, self.environ, self.done = times, [], {}, threading.Event()
+
+    def run(self):
+        while len(self.killed) < self.times and not self.done.is_set():
+            for pid in render_workers()[:1]:
+                with contextlib.suppress(OSError):
+                    with open(f"/proc/{pid}/environ", "rb") as f:
+                        self.environ = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
+            time.sleep(0.01)
+
+
+def test_ray_run_is_byte_identical_to_one_local_worker(cluster, reference, tmp_path, monkeypatch):
+    source, images, expected = reference
+    ray_transform(source, images, tmp_path / "ray", monkeypatch)
+    assert tree(tmp_path / "ray") == expected
+
+
+def test_a_killed_worker_is_retried_and_the_run_completes(cluster, reference, tmp_path, monkeypatch):
+    source, images, expected = reference
+    killer = WorkerKiller(times=2)
+    killer.start()
+    try:
+        ray_transform(source, images, tmp_path / "ray", monkeypatch)
+    finally:
+        killer.done.set()
+        killer.join()
+    assert len(killer.killed) == 2, "two workers must have died mid-run"
+    assert tree(tmp_path / "ray") == expected
+    # the workers ran single-threaded, like local ones
+    assert all(killer.environ.get(k) == b"1" for k in
+               (b"OMP_NUM_THREADS", b"OPENBLAS_NUM_THREADS", b"MKL_NUM_THREADS", b"NUMBA_NUM_THREADS"))
+
+
+def test_a_worker_dying_every_time_fails_naming_the_image(cluster, reference, tmp_path, monkeypatch):
+    source, images, _ = reference
+    killer = WorkerKiller(times=100)
+    killer.start()
+    try:
+        with pytest.raises(SmplusError, match=r"image \d_\d+\.jpg \(id \d+\): the Ray worker rendering it died 1 time"):
+            ray_transform(source, images, tmp_path / "ray", monkeypatch, max_retries=0)
+    finally:
+        killer.done.set()
+        killer.join()
+    assert not (tmp_path / "ray" / "annotations.json").exists()
+
+
+def session_processes(sid):
+    """PIDs still alive in a session (a driver started with start_new_session and its Ray processes)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:
+                s = f.read()
+            if int(s[s.rindex(")") + 2:].split()[3]) == sid:
+                pids.append(int(pid))
+    return pids
+
+
+@pytest.mark.parametrize("how", ["ctrl-c, local instance", "SIGTERM, connected to a cluster"])
+def test_interrupt_stops_cleanly_then_resume_completes(cluster, reference, tmp_path, how):
+    source, images, expected = reference
+    out = tmp_path / "out"
+    args = ["transform", "--source", source, "--images", images, "--out", str(out), "--seed", str(SEED)]
+    local = how.startswith("ctrl-c")
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, "" if local else cluster, *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    parts = out / ".smplus" / "parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (parts.exists() and len(os.listdir(parts)) >= 2):
+        time.sleep(0.01)
+    if local:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out_text, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert len(os.listdir(parts)) < 18, "the run must stop midway"
+    assert not (out / "annotations.json").exists()
+    # one line, no traceback, nothing from Ray's logs
+    assert err.strip().splitlines() == [f"Error: interrupted after {len(os.listdir(parts))} of 18 images; "
+                                        "rerun the same command with --resume to continue"]
+    assert out_text == ""
+    if local:  # the local instance it started is gone with it
+        deadline = time.time() + 30
+        while session_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert session_processes(proc.pid) == []
+
+    r = subprocess.run([sys.executable, "-c", DRIVER, cluster, *args, "--resume"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert tree(out) == expected
+    import ray
+
+    assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2, "a cluster we connected to keeps running"
+
+
+def test_without_ray_the_message_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: the import fails
+    with pytest.raises(UsageError, match=r"pip install 'smplus\[ray\]'"):
+        RayExecutor()
+
+
+def test_an_address_nobody_listens_on_is_refused_at_once():
+    pytest.importorskip("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed
+    with pytest.raises(SmplusError, match=rf"--address 127.0.0.1:{port}: no Ray cluster answers there"):
+        with RayExecutor(address=f"127.0.0.1:{port}"):
+            pass
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_cpus": 0}, r"num_cpus must be an integer >= 1, got 0"),
+    ({"num_cpus": "2"}, r"num_cpus must be an integer >= 1, got '2'"),
+    ({"max_retries": -1}, r"max_retries must be an integer >= 0, got -1"),
+    ({"address": "10.0.0.1:6379", "num_cpus": 4}, r"num_cpus sizes a local Ray instance, not the cluster at 10.0.0.1:6379"),
+])
+def test_bad_options_are_usage_errors(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        RayExecutor(**kwargs)
