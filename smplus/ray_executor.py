@@ -28,6 +28,8 @@ import threading
 from typing import Dict, Iterable, Iterator, Optional
 
 from .errors import SmplusError, UsageError
+from .executors import _THREAD_ENV, RAY_INSTALL_HINT, _single_threaded_children
+from .task import render_task
 
 # Tasks in flight per CPU: enough that a worker finds its next image queued
 # while the driver journals the last one, and a bounded window however many
@@ -35,45 +37,36 @@ from .errors import SmplusError, UsageError
 TASKS_PER_CPU = 4
 # Times a task is run again when its worker process or node dies.
 MAX_RETRIES = 3
-
-
-def _render_task():
-    from .pipeline import render_task  # where the render task lives
-    return render_task
-
-
-def _thread_settings():
-    from .pipeline import _THREAD_ENV, _single_threaded_children
-    return _THREAD_ENV, _single_threaded_children
+# How long an interrupted run waits for its cancelled tasks to stop.
+CANCEL_SECONDS = 5.0
 
 
 def _import_ray():
     try:
         import ray
-    except ImportError as e:
-        raise UsageError(f"the Ray executor needs Ray, which could not be imported ({e}); "
-                         "install it with: pip install 'smplus[ray]'") from None
+    except ImportError:
+        raise UsageError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}") from None
     return ray
 
 
 def _render_on_worker(task) -> dict:
     """The Ray task: one image, in a worker process set up like a local worker."""
-    _single_threaded_worker()
-    return _render_task()(task)
+    _worker_setup()
+    return render_task(task)
 
 
 @functools.lru_cache(maxsize=None)
-def _single_threaded_worker() -> None:
-    """Once per worker process. One image per process: threads would only contend.
+def _worker_setup() -> None:
+    """Once per worker process: one thread, matting kernels loaded, as a local worker.
 
     The thread-count variables of OpenMP/BLAS/numba are read at import, so they
-    are set when the process starts (see RayExecutor.__enter__); OpenCV's pool
-    is set here, and pymatting's compiled kernels load once (numba disk cache).
+    are set when the process starts (see RayExecutor.__enter__). Unlike a local
+    worker, SIGINT keeps its handler: it is how ray.cancel stops a running task.
     """
     import cv2
 
     cv2.setNumThreads(1)
-    import pymatting  # noqa: F401
+    import pymatting  # noqa: F401  (numba functions load from their on-disk cache)
 
 
 class RayExecutor:
@@ -91,14 +84,15 @@ class RayExecutor:
     """
 
     def __init__(self, address: Optional[str] = None, num_cpus: Optional[int] = None,
-                 max_retries: int = MAX_RETRIES):
+                 max_retries: Optional[int] = None):
+        max_retries = MAX_RETRIES if max_retries is None else max_retries
         if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
             raise UsageError(f"Ray: num_cpus must be an integer >= 1, got {num_cpus!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise UsageError(f"Ray: max_retries must be an integer >= 0, got {max_retries!r}")
         if num_cpus is not None and address:
-            raise UsageError(f"Ray: num_cpus sizes a local Ray instance, not the cluster at {address} "
-                             "(its CPUs are set by `ray start --num-cpus` on each node)")
+            raise UsageError(f"--workers {num_cpus} sizes a local Ray instance; the cluster at {address} uses the CPUs "
+                             "its nodes were started with (`ray start --num-cpus N`): drop --workers")
         self.address = address
         self.num_cpus = num_cpus
         self.max_retries = max_retries
@@ -108,8 +102,7 @@ class RayExecutor:
 
     def __enter__(self) -> "RayExecutor":
         ray = self._ray
-        thread_env, single_threaded_children = _thread_settings()
-        runtime_env = {"env_vars": dict.fromkeys(thread_env, "1")}
+        runtime_env = {"env_vars": dict.fromkeys(_THREAD_ENV, "1")}
         address = self.address or os.environ.get("RAY_ADDRESS")
         if self.address is None and ray.is_initialized():  # the caller's own Ray session: use it as it is
             pass
@@ -124,7 +117,7 @@ class RayExecutor:
         else:
             # Workers of a local instance inherit these variables from the raylet, so the
             # prestarted workers serve our tasks (a runtime_env would start new ones, ~2 s).
-            with single_threaded_children(), _keep_sigterm_handler():
+            with _single_threaded_children(), _keep_sigterm_handler():
                 ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR)
             self._connected = True
@@ -167,10 +160,20 @@ class RayExecutor:
                               "e.g. out of memory); rerun with --resume to render the rest") from None
 
     def _cancel(self) -> None:
-        """Queued tasks never start; running ones finish or stop (their journal entries are not kept)."""
-        for ref in self._pending:
-            self._ray.cancel(ref)
+        """Queued tasks never start; running ones are interrupted (their images are rendered again on --resume).
+
+        Interrupted inside native code (numba, OpenCV), a task can end with another
+        error than TaskCancelledError; its result is collected so that Ray does not
+        log it as an unhandled error.
+        """
+        ray, refs = self._ray, list(self._pending)
         self._pending.clear()
+        for ref in refs:
+            ray.cancel(ref)
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_SECONDS) if refs else ([], [])
+        for ref in done:
+            with contextlib.suppress(Exception):
+                ray.get(ref)
 
     def __exit__(self, *exc) -> bool:
         self._cancel()

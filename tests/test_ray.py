@@ -13,45 +13,21 @@ import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 
-import smplus.pipeline as pipeline
+import smplus.ray_executor as ray_executor
+from smplus.cli import main
 from smplus.errors import SmplusError, UsageError
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 from smplus.ray_executor import RayExecutor
 
-from test_resume import larger_set, tree
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+from test_resume import journal_ids, larger_set, tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 5
 RENDER_TASK = b"ray::_render_on_worker"
-
-# Until `--executor ray` is wired into the pipeline, the tests drive the pipeline's
-# plan -> render -> journal -> assembly with a RayExecutor in place of the process pool.
-DRIVER = """
-import contextlib, sys
-import smplus.pipeline as pipeline
-from smplus.cli import main
-from smplus.ray_executor import RayExecutor
-
-class Pool:
-    def __init__(self, ex):
-        self.ex = ex
-    def imap_unordered(self, fn, tasks, chunksize=1):
-        return self.ex.imap_unordered(tasks)
-    def terminate(self):
-        pass
-
-@contextlib.contextmanager
-def ray_pool(run, **kw):
-    with RayExecutor(**kw) as ex:
-        yield Pool(ex)
-
-address = sys.argv.pop(1) or None
-pipeline._worker_pool = lambda run: ray_pool(run, address=address)
-main(sys.argv[1:], prog_name="smplus")
-"""
-
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -74,25 +50,10 @@ def reference(tmp_path_factory):
     return source, images, tree(out)
 
 
-def ray_transform(source, images, out, monkeypatch, **executor):
-    @contextlib.contextmanager
-    def ray_pool(run):
-        with RayExecutor(**executor) as ex:
-            yield _Pool(ex)
-
-    monkeypatch.setattr(pipeline, "_worker_pool", ray_pool)
-    return transform(source, images, str(out), options=TransformOptions(seed=SEED), run=RunOptions(progress=False))
-
-
-class _Pool:
-    def __init__(self, ex):
-        self.ex = ex
-
-    def imap_unordered(self, fn, tasks, chunksize=1):
-        return self.ex.imap_unordered(tasks)
-
-    def terminate(self):
-        pass
+def ray_transform(source, images, out):
+    """transform() with --executor ray; Ray is already running here, so the executor uses that session."""
+    return transform(source, images, str(out), options=TransformOptions(seed=SEED),
+                     run=RunOptions(executor="ray", progress=False))
 
 
 def render_workers():
@@ -133,18 +94,18 @@ class WorkerKiller(threading.Thread):
             time.sleep(0.01)
 
 
-def test_ray_run_is_byte_identical_to_one_local_worker(cluster, reference, tmp_path, monkeypatch):
+def test_ray_run_is_byte_identical_to_one_local_worker(cluster, reference, tmp_path):
     source, images, expected = reference
-    ray_transform(source, images, tmp_path / "ray", monkeypatch)
+    ray_transform(source, images, tmp_path / "ray")
     assert tree(tmp_path / "ray") == expected
 
 
-def test_a_killed_worker_is_retried_and_the_run_completes(cluster, reference, tmp_path, monkeypatch):
+def test_a_killed_worker_is_retried_and_the_run_completes(cluster, reference, tmp_path):
     source, images, expected = reference
     killer = WorkerKiller(times=2)
     killer.start()
     try:
-        ray_transform(source, images, tmp_path / "ray", monkeypatch)
+        ray_transform(source, images, tmp_path / "ray")
     finally:
         killer.done.set()
         killer.join()
@@ -157,11 +118,12 @@ def test_a_killed_worker_is_retried_and_the_run_completes(cluster, reference, tm
 
 def test_a_worker_dying_every_time_fails_naming_the_image(cluster, reference, tmp_path, monkeypatch):
     source, images, _ = reference
+    monkeypatch.setattr(ray_executor, "MAX_RETRIES", 0)
     killer = WorkerKiller(times=100)
     killer.start()
     try:
         with pytest.raises(SmplusError, match=r"image \d_\d+\.jpg \(id \d+\): the Ray worker rendering it died 1 time"):
-            ray_transform(source, images, tmp_path / "ray", monkeypatch, max_retries=0)
+            ray_transform(source, images, tmp_path / "ray")
     finally:
         killer.done.set()
         killer.join()
@@ -184,13 +146,13 @@ def session_processes(sid):
 def test_interrupt_stops_cleanly_then_resume_completes(cluster, reference, tmp_path, how):
     source, images, expected = reference
     out = tmp_path / "out"
-    args = ["transform", "--source", source, "--images", images, "--out", str(out), "--seed", str(SEED)]
+    cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", source, "--images", images,
+           "--out", str(out), "--seed", str(SEED), "--executor", "ray"]
     local = how.startswith("ctrl-c")
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, "" if local else cluster, *args], cwd=ROOT,
+    proc = subprocess.Popen(cmd + ([] if local else ["--address", cluster]), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    parts = out / ".smplus" / "parts"
     deadline = time.time() + 120
-    while time.time() < deadline and not (parts.exists() and len(os.listdir(parts)) >= 2):
+    while time.time() < deadline and len(journal_ids(out)) < 2:
         time.sleep(0.01)
     if local:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
@@ -198,11 +160,12 @@ def test_interrupt_stops_cleanly_then_resume_completes(cluster, reference, tmp_p
         proc.send_signal(signal.SIGTERM)
     out_text, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
-    assert len(os.listdir(parts)) < 18, "the run must stop midway"
+    done = len(journal_ids(out))
+    assert 2 <= done < 18, "the run must stop midway"
     assert not (out / "annotations.json").exists()
     # one line, no traceback, nothing from Ray's logs
-    assert err.strip().splitlines() == [f"Error: interrupted after {len(os.listdir(parts))} of 18 images; "
-                                        "rerun the same command with --resume to continue"]
+    assert err.strip().splitlines() == [f"Error: interrupted after {done} of 18 images; "
+                                        "rerun the same command with --resume to continue"], err
     assert out_text == ""
     if local:  # the local instance it started is gone with it
         deadline = time.time() + 30
@@ -210,8 +173,7 @@ def test_interrupt_stops_cleanly_then_resume_completes(cluster, reference, tmp_p
             time.sleep(0.1)
         assert session_processes(proc.pid) == []
 
-    r = subprocess.run([sys.executable, "-c", DRIVER, cluster, *args, "--resume"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd + ["--address", cluster, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert tree(out) == expected
     import ray
@@ -221,7 +183,7 @@ def test_interrupt_stops_cleanly_then_resume_completes(cluster, reference, tmp_p
 
 def test_without_ray_the_message_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: the import fails
-    with pytest.raises(UsageError, match=r"pip install 'smplus\[ray\]'"):
+    with pytest.raises(UsageError, match=r"--executor ray needs Ray, which is not installed: pip install 'smplus\[ray\]'"):
         RayExecutor()
 
 
@@ -239,8 +201,18 @@ def test_an_address_nobody_listens_on_is_refused_at_once():
     ({"num_cpus": 0}, r"num_cpus must be an integer >= 1, got 0"),
     ({"num_cpus": "2"}, r"num_cpus must be an integer >= 1, got '2'"),
     ({"max_retries": -1}, r"max_retries must be an integer >= 0, got -1"),
-    ({"address": "10.0.0.1:6379", "num_cpus": 4}, r"num_cpus sizes a local Ray instance, not the cluster at 10.0.0.1:6379"),
+    ({"address": "10.0.0.1:6379", "num_cpus": 4}, r"--workers 4 sizes a local Ray instance; the cluster at 10.0.0.1:6379"),
 ])
 def test_bad_options_are_usage_errors(kwargs, message):
     with pytest.raises(UsageError, match=message):
         RayExecutor(**kwargs)
+
+
+def test_cli_refuses_workers_with_a_cluster_address(tmp_path):
+    pytest.importorskip("ray")
+    r = CliRunner().invoke(main, ["transform", "--source", FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES,
+                                  "--out", str(tmp_path / "o"), "--executor", "ray", "--address", "10.0.0.1:6379",
+                                  "--workers", "4"])
+    assert r.exit_code == 2
+    assert "--workers 4 sizes a local Ray instance; the cluster at 10.0.0.1:6379" in r.output
+    assert not (tmp_path / "o").exists()
