@@ -142,22 +142,16 @@ def session_processes(sid):
     return pids
 
 
-@pytest.mark.parametrize("how", ["ctrl-c, local instance", "SIGTERM, connected to a cluster"])
-def test_interrupt_stops_cleanly_then_resume_completes(cluster, reference, tmp_path, how):
-    source, images, expected = reference
-    out = tmp_path / "out"
+def interrupted_run(source, images, out, signal_it, address=None):
+    """The CLI with --executor ray, signalled once 2 images are journaled; (command, its process)."""
     cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", source, "--images", images,
            "--out", str(out), "--seed", str(SEED), "--executor", "ray"]
-    local = how.startswith("ctrl-c")
-    proc = subprocess.Popen(cmd + ([] if local else ["--address", cluster]), cwd=ROOT,
+    proc = subprocess.Popen(cmd + (["--address", address] if address else []), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(journal_ids(out)) < 2:
         time.sleep(0.01)
-    if local:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-    else:
-        proc.send_signal(signal.SIGTERM)
+    signal_it(proc)
     out_text, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     done = len(journal_ids(out))
@@ -167,18 +161,36 @@ def test_interrupt_stops_cleanly_then_resume_completes(cluster, reference, tmp_p
     assert err.strip().splitlines() == [f"Error: interrupted after {done} of 18 images; "
                                         "rerun the same command with --resume to continue"], err
     assert out_text == ""
-    if local:  # the local instance it started is gone with it
-        deadline = time.time() + 30
-        while session_processes(proc.pid) and time.time() < deadline:
-            time.sleep(0.1)
-        assert session_processes(proc.pid) == []
+    return cmd, proc
+
+
+def cluster_is_running():
+    import ray
+
+    return ray.is_initialized() and ray.cluster_resources().get("CPU") == 2
+
+
+def test_ctrl_c_stops_a_local_instance_then_resume_completes(cluster, reference, tmp_path):
+    source, images, expected = reference
+    out = tmp_path / "out"
+    # what Ctrl-C in a terminal does: SIGINT to the whole foreground process group, Ray's processes included
+    cmd, proc = interrupted_run(source, images, out, lambda p: os.killpg(p.pid, signal.SIGINT))
+    deadline = time.time() + 30
+    while session_processes(proc.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert session_processes(proc.pid) == [], "the local instance it started is gone with it"
 
     r = subprocess.run(cmd + ["--address", cluster, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert tree(out) == expected
-    import ray
+    assert cluster_is_running(), "a cluster we connected to keeps running"
 
-    assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2, "a cluster we connected to keeps running"
+
+def test_sigterm_stops_a_run_on_a_cluster_and_leaves_the_cluster_running(cluster, reference, tmp_path):
+    source, images, _ = reference
+    # ray.init replaces the driver's SIGTERM handler by sys.exit: smplus keeps its own
+    interrupted_run(source, images, tmp_path / "out", lambda p: p.send_signal(signal.SIGTERM), address=cluster)
+    assert cluster_is_running()
 
 
 def test_without_ray_the_message_says_how_to_install(monkeypatch):
