@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Dict, Iterable, Iterator, Optional
 
 from .errors import SmplusError, UsageError
@@ -33,8 +34,11 @@ from .task import render_task
 
 # Tasks in flight per CPU: enough that a worker finds its next image queued
 # while the driver journals the last one, and a bounded window however many
-# images the plan has (tasks are submitted as others complete).
+# images the plan has (tasks are submitted as others complete). The cluster's
+# CPUs are counted again every WINDOW_SECONDS: an autoscaling cluster grows
+# with the demand it sees.
 TASKS_PER_CPU = 4
+WINDOW_SECONDS = 10.0
 # Times a task is run again when its worker process or node dies.
 MAX_RETRIES = 3
 # How long an interrupted run waits for its cancelled tasks to stop.
@@ -122,8 +126,7 @@ class RayExecutor:
                          log_to_driver=False, logging_level=logging.ERROR)
             self._connected = True
             runtime_env = None
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self._window = max(1, cpus) * TASKS_PER_CPU
+        self._window_size, self._window_time = 0, -WINDOW_SECONDS
         self._remote = ray.remote(_render_on_worker).options(
             num_cpus=1, max_retries=self.max_retries, retry_exceptions=False, runtime_env=runtime_env)
         return self
@@ -134,7 +137,7 @@ class RayExecutor:
         todo = iter(tasks)
         try:
             while True:
-                for task in itertools.islice(todo, self._window - len(pending)):
+                for task in itertools.islice(todo, self._window() - len(pending)):
                     pending[self._remote.remote(_on_every_node(task))] = task
                 if not pending:
                     return
@@ -145,6 +148,13 @@ class RayExecutor:
                     yield self._entry(ref, pending.pop(ref))
         finally:
             self._cancel()
+
+    def _window(self) -> int:
+        now = time.monotonic()
+        if now - self._window_time >= WINDOW_SECONDS:
+            cpus = int(self._ray.cluster_resources().get("CPU", 0))
+            self._window_size, self._window_time = max(1, cpus) * TASKS_PER_CPU, now
+        return self._window_size
 
     def _entry(self, ref, task) -> dict:
         ray = self._ray

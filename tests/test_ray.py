@@ -17,10 +17,13 @@ from click.testing import CliRunner
 
 import smplus.ray_executor as ray_executor
 from smplus.cli import main
+from smplus.coco import load_coco
 from smplus.errors import SmplusError, UsageError
+from smplus.histogram import load_target
 from smplus.pipeline import RunOptions, transform
-from smplus.plan import TransformOptions
+from smplus.plan import TransformOptions, plan_dataset
 from smplus.ray_executor import RayExecutor
+from smplus.task import image_tasks
 
 from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 from test_resume import journal_ids, larger_set, tree
@@ -98,6 +101,28 @@ def test_ray_run_is_byte_identical_to_one_local_worker(cluster, reference, tmp_p
     source, images, expected = reference
     ray_transform(source, images, tmp_path / "ray")
     assert tree(tmp_path / "ray") == expected
+
+
+def test_tasks_are_pulled_as_entries_come_back(cluster, reference, tmp_path):
+    """The executor alone, on a lazy task generator: a bounded window in flight, every image once."""
+    source, images, expected = reference
+    ds = load_coco(source)
+    plans = plan_dataset(ds, load_target(None), TransformOptions(seed=SEED)).images
+    out = tmp_path / "out"
+    pulled, in_flight, ids = [], [], []
+
+    def tasks():
+        for task in image_tasks(ds, plans, range(len(plans)), images, str(out)):
+            pulled.append(task)
+            yield task
+
+    with RayExecutor() as ex:
+        for entry in ex.imap_unordered(tasks()):
+            ids.append(entry["image_id"])
+            in_flight.append(len(pulled) - len(ids))
+    assert sorted(ids) == sorted(p.image_id for p in plans)
+    assert max(in_flight) < 2 * ray_executor.TASKS_PER_CPU, "at most TASKS_PER_CPU per CPU (2) in flight"
+    assert tree(out) == {k: v for k, v in expected.items() if k.startswith("images/")}
 
 
 def test_a_killed_worker_is_retried_and_the_run_completes(cluster, reference, tmp_path):
