@@ -1,6 +1,7 @@
 """The Ray executor on a local Ray instance (2 CPUs): byte-identical to one local
-worker, a killed worker's task is retried, Ctrl-C / SIGTERM stop cleanly and
---resume completes, clear messages without Ray or without a cluster."""
+worker, a bounded window of tasks in flight, a killed worker's task is retried,
+Ctrl-C / SIGTERM stop cleanly and --resume completes, clear messages for a wrong
+address or options. (Without Ray installed: tests/test_scaleout.py.)"""
 
 import contextlib
 import logging
@@ -216,12 +217,6 @@ def test_sigterm_stops_a_run_on_a_cluster_and_leaves_the_cluster_running(cluster
     # ray.init replaces the driver's SIGTERM handler by sys.exit: smplus keeps its own
     interrupted_run(source, images, tmp_path / "out", lambda p: p.send_signal(signal.SIGTERM), address=cluster)
     assert cluster_is_running()
-
-
-def test_without_ray_the_message_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: the import fails
-    with pytest.raises(UsageError, match=r"--executor ray needs Ray, which is not installed: pip install 'smplus\[ray\]'"):
-        RayExecutor()
 
 
 def test_an_address_nobody_listens_on_is_refused_at_once():
