@@ -31,7 +31,8 @@ from test_resume import journal_ids, larger_set, tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 5
-RENDER_TASK = b"ray::_render_on_worker"
+RENDER_TASK = b"ray::_render_on_worker"  # the process title of a Ray worker running our task
+
 
 @pytest.fixture(scope="module")
 def cluster():
