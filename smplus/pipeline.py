@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -308,8 +309,8 @@ def _worker_pool(run: RunOptions):
     """Worker processes for rendering (None for one worker), terminated on the way out.
 
     Spawned, not forked: libgomp (used by numba/OpenCV) aborts in a forked
-    child. Each worker imports pymatting once (~0.6 s; numba's compiled kernels
-    load from its on-disk cache, compiled by the first run on the machine).
+    child. Each worker loads the matting kernels once (numba's on-disk cache,
+    compiled by the first run on the machine).
     """
     if run.workers < 2 or run.dry_run:
         yield None
@@ -338,6 +339,8 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
                 parts[plan.image_id] = json.load(f)
         else:
             todo.append(plan)
+    if pool is None and any(p.transformed and p.background != "resize" for p in todo):
+        _warm_up_matting()  # before the progress bar, which would sit at 0 while kernels compile
     disable = None if run.progress is None else not run.progress
     bar = tqdm(total=len(dplan.images), initial=len(parts), desc="SM+", unit="img", disable=disable)
     tasks = _tasks(ds, todo, images_dir, out_dir)
@@ -398,7 +401,10 @@ def _remove_partial_writes(out_dir: str) -> None:
 
 
 def _warm_up_matting():
-    import pymatting  # noqa: F401  (numba functions load from their on-disk cache)
+    """Load the matting kernels (compiled once per machine; saying so on stderr when that happens now)."""
+    from .matting import warm_up
+
+    warm_up(lambda message: print(message, file=sys.stderr, flush=True))
 
 
 def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: Dict[int, dict],

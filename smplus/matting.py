@@ -1,0 +1,375 @@
+"""Closed-form matting at the cost of the band it solves.
+
+Alpha (Levin, Lischinski & Weiss 2008): the matting Laplacian L is built
+only from the 3x3 windows that touch an unknown pixel of the trimap; the
+known pixels' alpha moves to the right-hand side, and L_UU x = -L_UK a_K is
+solved for the unknowns alone by conjugate gradients, preconditioned by an
+incomplete Cholesky factor with the same 5x5-stencil pattern as L_UU. It is
+the system pymatting's estimate_alpha_cf solves (same windows, epsilon and
+trimap thresholds); pymatting builds the Laplacian of the whole crop first.
+
+Foreground colours (Germer et al. 2020, pymatting's estimate_foreground_ml):
+the same per-pixel update of F and B, iterated only where 0 < alpha < 1.
+Where alpha is 1 the colours are the source's; where it is 0 they never show.
+
+The kernels are numba-compiled once per machine into numba's on-disk cache
+(`warm_up` loads them, compiling first if needed, and says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Callable, Optional
+
+import numpy as np
+from numba import njit
+
+EPSILON = 1e-7          # regularizes each window's colour covariance (pymatting's default)
+KNOWN_BG, KNOWN_FG = 0.1, 0.9  # trimap values at or below / above: known (pymatting's thresholds)
+RTOL = 1e-6             # CG stops at |residual| <= RTOL |rhs|
+MAX_ITER = 500
+FG_REGULARIZATION = 1e-5  # foreground smoothness, and its weight on alpha's gradient (pymatting's)
+FG_GRADIENT_WEIGHT = 1.0
+FG_ITERATIONS = 4       # Gauss-Seidel sweeps, from the nearest known colours (as good as 10 here)
+
+_BG, _FG, _UNKNOWN = 0, 1, 2
+# L_UU row i holds the 5x5 neighbourhood of pixel i: offset (dy, dx) in [-2, 2]^2 at
+# column k = (dy + 2) * 5 + dx + 2; k < _DIAG are the neighbours earlier in raster order.
+_DIAG = 12
+_NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
+
+COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per machine "
+                   "and takes up to a minute")
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _band_system(image, trimap, eps):
+    """L_UU (stencil rows), its column indices (-1: known or outside), rhs, and the unknowns' y, x."""
+    h, w, _ = image.shape
+    state = np.empty((h, w), np.int8)
+    index = np.full((h, w), -1, np.int32)
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            t = trimap[y, x]
+            if t < KNOWN_BG:
+                state[y, x] = _BG
+            elif t > KNOWN_FG:
+                state[y, x] = _FG
+            else:
+                state[y, x] = _UNKNOWN
+                index[y, x] = n
+                n += 1
+    ys = np.empty(n, np.int32)
+    xs = np.empty(n, np.int32)
+    for y in range(h):
+        for x in range(w):
+            i = index[y, x]
+            if i >= 0:
+                ys[i] = y
+                xs[i] = x
+    A = np.zeros((n, 25))
+    b = np.zeros(n)
+    done = np.zeros((h, w), np.bool_)
+    c = np.empty((9, 3))
+    for p in range(n):
+        # every window (centre inside the image's 1-px border) holding unknown p, once
+        for cy in range(max(1, ys[p] - 1), min(h - 1, ys[p] + 2)):
+            for cx in range(max(1, xs[p] - 1), min(w - 1, xs[p] + 2)):
+                if done[cy, cx]:
+                    continue
+                done[cy, cx] = True
+                for ch in range(3):
+                    s = 0.0
+                    for k in range(9):
+                        s += image[cy + k // 3 - 1, cx + k % 3 - 1, ch]
+                    for k in range(9):
+                        c[k, ch] = image[cy + k // 3 - 1, cx + k % 3 - 1, ch] - s / 9.0
+                # window covariance + eps, inverted (pymatting's formula, term for term: on grey
+                # windows the covariance is near-singular and the order of operations shows)
+                a00, a01, a02, a11, a12, a22 = eps, 0.0, 0.0, eps, 0.0, eps
+                for k in range(9):
+                    a00 += c[k, 0] * c[k, 0]
+                    a01 += c[k, 0] * c[k, 1]
+                    a02 += c[k, 0] * c[k, 2]
+                    a11 += c[k, 1] * c[k, 1]
+                    a12 += c[k, 1] * c[k, 2]
+                    a22 += c[k, 2] * c[k, 2]
+                a00, a01, a02, a11, a12, a22 = a00 / 9.0, a01 / 9.0, a02 / 9.0, a11 / 9.0, a12 / 9.0, a22 / 9.0
+                inv_det = 1.0 / (a00 * a12 * a12 + a01 * a01 * a22 + a02 * a02 * a11
+                                 - a00 * a11 * a22 - 2 * a01 * a02 * a12)
+                m00 = (a12 * a12 - a11 * a22) * inv_det
+                m01 = (a01 * a22 - a02 * a12) * inv_det
+                m02 = (a02 * a11 - a01 * a12) * inv_det
+                m11 = (a02 * a02 - a00 * a22) * inv_det
+                m12 = (a00 * a12 - a01 * a02) * inv_det
+                m22 = (a01 * a01 - a00 * a11) * inv_det
+                # L_ij += delta_ij - (1 + c_i^T M c_j) / 9, rows of unknown i only
+                for ki in range(9):
+                    yi, xi = cy + ki // 3 - 1, cx + ki % 3 - 1
+                    ui = index[yi, xi]
+                    if ui < 0:
+                        continue
+                    s0, s1, s2 = c[ki, 0], c[ki, 1], c[ki, 2]
+                    q0 = m00 * s0 + m01 * s1 + m02 * s2
+                    q1 = m01 * s0 + m11 * s1 + m12 * s2
+                    q2 = m02 * s0 + m12 * s1 + m22 * s2
+                    for kj in range(9):
+                        yj, xj = cy + kj // 3 - 1, cx + kj % 3 - 1
+                        v = (1.0 if ki == kj else 0.0) - (1.0 + q0 * c[kj, 0] + q1 * c[kj, 1] + q2 * c[kj, 2]) / 9.0
+                        if index[yj, xj] >= 0:
+                            A[ui, (yj - yi + 2) * 5 + xj - xi + 2] += v
+                        elif state[yj, xj] == _FG:
+                            b[ui] -= v  # known alpha 1 moves to the right-hand side
+    cols = np.full((n, 25), -1, np.int32)
+    for i in range(n):
+        for k in range(25):
+            y, x = ys[i] + k // 5 - 2, xs[i] + k % 5 - 2
+            if 0 <= y < h and 0 <= x < w:
+                cols[i, k] = index[y, x]
+    return A, cols, b, ys, xs
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ic0(A, cols, shift):
+    """Incomplete Cholesky on L_UU's own pattern (lower stencil half); ok=False on a non-positive pivot."""
+    n = A.shape[0]
+    L = np.zeros((n, _DIAG + 1))
+    for i in range(n):
+        for k in range(_DIAG + 1):
+            j = cols[i, k]
+            if j < 0:
+                continue
+            s = A[i, k] * (1.0 + shift) if k == _DIAG else A[i, k]
+            dyk, dxk = k // 5 - 2, k % 5 - 2
+            for k2 in range(k):  # columns m < j shared by rows i and j
+                if cols[i, k2] < 0:
+                    continue
+                ey, ex = k2 // 5 - 2 - dyk, k2 % 5 - 2 - dxk  # m's offset from j
+                if -2 <= ey <= 2 and -2 <= ex <= 2:
+                    kk = (ey + 2) * 5 + ex + 2
+                    if kk < _DIAG:
+                        s -= L[i, k2] * L[j, kk]
+            if k == _DIAG:
+                if not s > 0.0:
+                    return L, False
+                L[i, _DIAG] = np.sqrt(s)
+            else:
+                L[i, k] = s / L[j, _DIAG]
+    return L, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _precondition(L, cols, r, z):
+    """z = (L L^T)^-1 r."""
+    n = L.shape[0]
+    for i in range(n):
+        s = r[i]
+        for k in range(_DIAG):
+            j = cols[i, k]
+            if j >= 0:
+                s -= L[i, k] * z[j]
+        z[i] = s / L[i, _DIAG]
+    for i in range(n - 1, -1, -1):
+        z[i] /= L[i, _DIAG]
+        for k in range(_DIAG):
+            j = cols[i, k]
+            if j >= 0:
+                z[j] -= L[i, k] * z[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cg(A, cols, b, L, rtol, max_iter):
+    """Preconditioned conjugate gradients; ok=False if it did not converge."""
+    n = A.shape[0]
+    x = np.zeros(n)
+    r = b.copy()
+    z = np.empty(n)
+    q = np.empty(n)
+    _precondition(L, cols, r, z)
+    p = z.copy()
+    rz = np.dot(r, z)
+    stop = rtol * np.sqrt(np.dot(b, b))
+    for _ in range(max_iter):
+        if np.sqrt(np.dot(r, r)) <= stop:
+            return x, True
+        for i in range(n):  # q = A p
+            s = 0.0
+            for k in range(25):
+                j = cols[i, k]
+                if j >= 0:
+                    s += A[i, k] * p[j]
+            q[i] = s
+        step = rz / np.dot(p, q)
+        x += step * p
+        r -= step * q
+        _precondition(L, cols, r, z)
+        rz_next = np.dot(r, z)
+        p = z + (rz_next / rz) * p
+        rz = rz_next
+    return x, np.sqrt(np.dot(r, r)) <= stop
+
+
+def estimate_alpha(image: np.ndarray, trimap: np.ndarray) -> Optional[np.ndarray]:
+    """Closed-form alpha (h x w, 0..1) of `image` (h x w x 3, 0..1) given `trimap` (0 bg, 1 fg, else unknown).
+
+    None when the band's system cannot be solved: no known pixel, an unknown
+    pixel that no full 3x3 window holds (an image under 3 px), or no convergence.
+    """
+    image = np.ascontiguousarray(image, np.float64)
+    trimap = np.ascontiguousarray(trimap, np.float64)
+    alpha = (trimap > KNOWN_FG).astype(np.float64)
+    A, cols, b, ys, xs = _band_system(image, trimap, EPSILON)
+    if len(b) == 0:
+        return alpha
+    if len(b) == trimap.size or not np.all(A[:, _DIAG] > 0):
+        return None
+    for shift in (0.0, 1e-3, 1e-2, 1e-1, 1.0):  # pymatting's ichol also retries with a diagonal shift
+        L, ok = _ic0(A, cols, shift)
+        if ok:
+            break
+    else:
+        return None
+    x, converged = _cg(A, cols, b, L, RTOL, MAX_ITER)
+    if not converged or not np.all(np.isfinite(x)):
+        return None
+    alpha[ys, xs] = np.clip(x, 0.0, 1.0)
+    return alpha
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _foreground(image, alpha, iterations, regularization, gradient_weight):
+    h, w, depth = image.shape
+    F = image.copy()
+    B = image.copy()
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            if 0.0 < alpha[y, x] < 1.0:
+                n += 1
+    ys = np.empty(n, np.int32)
+    xs = np.empty(n, np.int32)
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            if 0.0 < alpha[y, x] < 1.0:
+                ys[n], xs[n] = y, x
+                n += 1
+    b0 = np.empty(depth)
+    b1 = np.empty(depth)
+    _spread_inward(F, alpha, ys, xs, 1.0)  # a start near the answer: the nearest opaque colours...
+    _spread_inward(B, alpha, ys, xs, 0.0)  # ...and the nearest background ones
+    for _ in range(iterations):
+        for p in range(n):
+            y, x = ys[p], xs[p]
+            a0 = alpha[y, x]
+            a1 = 1.0 - a0
+            a00, a01, a11 = a0 * a0, a0 * a1, a1 * a1
+            for c in range(depth):
+                b0[c] = a0 * image[y, x, c]
+                b1[c] = a1 * image[y, x, c]
+            for d in range(4):  # 4-neighbours, clamped at the border
+                y2 = min(h - 1, max(0, y + _NEIGHBOURS[d][0]))
+                x2 = min(w - 1, max(0, x + _NEIGHBOURS[d][1]))
+                a2 = alpha[y2, x2]
+                da = regularization + gradient_weight * abs(a0 - a2)
+                if a2 > 0.0:  # F is defined there (the source's colour where alpha is 1)
+                    a00 += da
+                    for c in range(depth):
+                        b0[c] += da * F[y2, x2, c]
+                if a2 < 1.0:  # and B where alpha < 1
+                    a11 += da
+                    for c in range(depth):
+                        b1[c] += da * B[y2, x2, c]
+            inv_det = 1.0 / (a00 * a11 - a01 * a01)
+            for c in range(depth):
+                F[y, x, c] = min(1.0, max(0.0, inv_det * (a11 * b0[c] - a01 * b1[c])))
+                B[y, x, c] = min(1.0, max(0.0, inv_det * (a00 * b1[c] - a01 * b0[c])))
+    return F
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _spread_inward(C, alpha, ys, xs, side):
+    """Colours C of the band pixels (ys, xs) from where alpha == side, layer by layer into the band."""
+    h, w, depth = C.shape
+    level = np.full((h, w), -1, np.int32)  # layer at which a pixel's colour was set; 0: alpha == side
+    for y in range(h):
+        for x in range(w):
+            if alpha[y, x] == side:
+                level[y, x] = 0
+    acc = np.empty(depth)
+    for layer in range(1, len(ys) + 1):
+        changed = False
+        for p in range(len(ys)):
+            y, x = ys[p], xs[p]
+            if level[y, x] >= 0:
+                continue
+            count = 0
+            acc[:] = 0.0
+            for d in range(4):
+                y2, x2 = y + _NEIGHBOURS[d][0], x + _NEIGHBOURS[d][1]
+                if 0 <= y2 < h and 0 <= x2 < w and 0 <= level[y2, x2] < layer:
+                    count += 1
+                    for c in range(depth):
+                        acc[c] += C[y2, x2, c]
+            if count > 0:
+                for c in range(depth):
+                    C[y, x, c] = acc[c] / count
+                level[y, x] = layer
+                changed = True
+        if not changed:
+            return
+
+
+def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Foreground colours (h x w x 3, 0..1) of `image` (0..1) under `alpha`: the source's where alpha
+    is 1, estimated without the background's bleed where 0 < alpha < 1."""
+    return _foreground(np.ascontiguousarray(image, np.float64), np.ascontiguousarray(alpha, np.float64),
+                       FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
+
+
+def warm_up(notify: Optional[Callable[[str], None]] = None) -> None:
+    """Load the matting kernels from numba's on-disk cache, compiling them first if needed.
+
+    Only when a kernel really compiles (the first run on a machine, or after
+    an upgrade) is `notify` called, once, with COMPILE_MESSAGE. Processes
+    warming up at the same time take turns, so one compiles and the others
+    load its result.
+    """
+    from numba.core import event
+
+    class Notice(event.Listener):
+        said = False
+
+        def on_start(self, ev):
+            if notify is not None and not self.said:
+                self.said = True
+                notify(COMPILE_MESSAGE)
+
+        def on_end(self, ev):
+            pass
+
+    yy, xx = np.mgrid[0:8, 0:8]
+    image = np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0])
+    trimap = np.where(xx < 3, 1.0, np.where(xx > 4, 0.0, 0.5))
+    with _compile_lock(), event.install_listener("numba:compile", Notice()):
+        estimate_foreground(image, estimate_alpha(image, trimap))
+
+
+@contextlib.contextmanager
+def _compile_lock():
+    """An exclusive lock across processes of this user (where the platform has one)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: processes may compile side by side
+        yield
+        return
+    path = os.path.join(tempfile.gettempdir(), f"smplus-numba-{os.getuid()}.lock")
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
