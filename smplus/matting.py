@@ -73,7 +73,9 @@ def _band_system(image, trimap, eps):
     A = np.zeros((n, 25))
     b = np.zeros(n)
     done = np.zeros((h, w), np.bool_)
-    c = np.empty((9, 3))
+    c = np.empty((9, 3))  # the window's colours, centred
+    q = np.empty((9, 3))  # M c_k
+    win = np.empty(9, np.int32)  # the window's unknown indices (-1: known)
     for p in range(n):
         # every window (centre inside the image's 1-px border) holding unknown p, once
         for cy in range(max(1, ys[p] - 1), min(h - 1, ys[p] + 2)):
@@ -106,23 +108,31 @@ def _band_system(image, trimap, eps):
                 m11 = (a02 * a02 - a00 * a22) * inv_det
                 m12 = (a00 * a12 - a01 * a02) * inv_det
                 m22 = (a01 * a01 - a00 * a11) * inv_det
-                # L_ij += delta_ij - (1 + c_i^T M c_j) / 9, rows of unknown i only
+                # L_ij += delta_ij - (1 + c_i^T M c_j) / 9 for pairs with an unknown (symmetric: once per pair)
+                for k in range(9):
+                    win[k] = index[cy + k // 3 - 1, cx + k % 3 - 1]
+                    s0, s1, s2 = c[k, 0], c[k, 1], c[k, 2]
+                    q[k, 0] = m00 * s0 + m01 * s1 + m02 * s2
+                    q[k, 1] = m01 * s0 + m11 * s1 + m12 * s2
+                    q[k, 2] = m02 * s0 + m12 * s1 + m22 * s2
                 for ki in range(9):
-                    yi, xi = cy + ki // 3 - 1, cx + ki % 3 - 1
-                    ui = index[yi, xi]
-                    if ui < 0:
-                        continue
-                    s0, s1, s2 = c[ki, 0], c[ki, 1], c[ki, 2]
-                    q0 = m00 * s0 + m01 * s1 + m02 * s2
-                    q1 = m01 * s0 + m11 * s1 + m12 * s2
-                    q2 = m02 * s0 + m12 * s1 + m22 * s2
-                    for kj in range(9):
-                        yj, xj = cy + kj // 3 - 1, cx + kj % 3 - 1
-                        v = (1.0 if ki == kj else 0.0) - (1.0 + q0 * c[kj, 0] + q1 * c[kj, 1] + q2 * c[kj, 2]) / 9.0
-                        if index[yj, xj] >= 0:
-                            A[ui, (yj - yi + 2) * 5 + xj - xi + 2] += v
-                        elif state[yj, xj] == _FG:
-                            b[ui] -= v  # known alpha 1 moves to the right-hand side
+                    ui = win[ki]
+                    for kj in range(ki, 9):
+                        uj = win[kj]
+                        if ui < 0 and uj < 0:
+                            continue
+                        v = (1.0 if ki == kj else 0.0) - (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1]
+                                                          + q[ki, 2] * c[kj, 2]) / 9.0
+                        if ui >= 0 and uj >= 0:
+                            off = (kj // 3 - ki // 3 + 2) * 5 + kj % 3 - ki % 3 + 2
+                            A[ui, off] += v
+                            if ki != kj:
+                                A[uj, 24 - off] += v
+                        elif ui >= 0:  # known alpha moves to the right-hand side (only 1s count)
+                            if state[cy + kj // 3 - 1, cx + kj % 3 - 1] == _FG:
+                                b[ui] -= v
+                        elif state[cy + ki // 3 - 1, cx + ki % 3 - 1] == _FG:
+                            b[uj] -= v
     cols = np.full((n, 25), -1, np.int32)
     for i in range(n):
         for k in range(25):
@@ -212,31 +222,48 @@ def _cg(A, cols, b, L, rtol, max_iter):
     return x, np.sqrt(np.dot(r, r)) <= stop
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve_alpha(image, trimap, eps, rtol, max_iter):
+    """Alpha over the whole crop and whether the band's system was solved."""
+    h, w, _ = image.shape
+    alpha = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            if trimap[y, x] > KNOWN_FG:
+                alpha[y, x] = 1.0
+    A, cols, b, ys, xs = _band_system(image, trimap, eps)
+    n = len(b)
+    if n == 0:
+        return alpha, True
+    if n == h * w:
+        return alpha, False
+    for i in range(n):
+        if not A[i, _DIAG] > 0.0:  # in no window
+            return alpha, False
+    shift = 0.0
+    L, ok = _ic0(A, cols, shift)
+    while not ok and shift < 1.0:  # pymatting's ichol also retries with a growing diagonal shift
+        shift = 1e-3 if shift == 0.0 else 10.0 * shift
+        L, ok = _ic0(A, cols, shift)
+    if not ok:
+        return alpha, False
+    x, ok = _cg(A, cols, b, L, rtol, max_iter)
+    for i in range(n):
+        if not np.isfinite(x[i]):
+            return alpha, False
+        alpha[ys[i], xs[i]] = min(1.0, max(0.0, x[i]))
+    return alpha, ok
+
+
 def estimate_alpha(image: np.ndarray, trimap: np.ndarray) -> Optional[np.ndarray]:
     """Closed-form alpha (h x w, 0..1) of `image` (h x w x 3, 0..1) given `trimap` (0 bg, 1 fg, else unknown).
 
     None when the band's system cannot be solved: no known pixel, an unknown
     pixel that no full 3x3 window holds (an image under 3 px), or no convergence.
     """
-    image = np.ascontiguousarray(image, np.float64)
-    trimap = np.ascontiguousarray(trimap, np.float64)
-    alpha = (trimap > KNOWN_FG).astype(np.float64)
-    A, cols, b, ys, xs = _band_system(image, trimap, EPSILON)
-    if len(b) == 0:
-        return alpha
-    if len(b) == trimap.size or not np.all(A[:, _DIAG] > 0):
-        return None
-    for shift in (0.0, 1e-3, 1e-2, 1e-1, 1.0):  # pymatting's ichol also retries with a diagonal shift
-        L, ok = _ic0(A, cols, shift)
-        if ok:
-            break
-    else:
-        return None
-    x, converged = _cg(A, cols, b, L, RTOL, MAX_ITER)
-    if not converged or not np.all(np.isfinite(x)):
-        return None
-    alpha[ys, xs] = np.clip(x, 0.0, 1.0)
-    return alpha
+    alpha, ok = _solve_alpha(np.ascontiguousarray(image, np.float64), np.ascontiguousarray(trimap, np.float64),
+                             EPSILON, RTOL, MAX_ITER)
+    return alpha if ok else None
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
