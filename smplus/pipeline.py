@@ -1,10 +1,12 @@
-"""Run SM+ over a dataset: plan, render in workers, journal, assemble, report.
+"""Run SM+ over a dataset: load, plan, render through an executor, assemble.
 
-Every rendered image is written atomically with a small journal entry (its
-annotations) in OUT/.smplus/parts; `annotations.json` and `report.json` are
-assembled from the journal at the end, in source order, with annotation ids
-numbered then. So the output is the same whatever the worker count, and a
-killed run resumes where it stopped (`resume=True`).
+The pieces live in their own modules: the render task every executor runs
+(task.py), the executors (executors.py), the journal of what is rendered
+(journal.py), and assembly of annotations.json + report.json (assemble.py).
+This module is the orchestration: `transform` (a whole run, one shard of it,
+or its resume) and `merge` (shards into one dataset). Plans are global and
+deterministic, so a resume, a shard and a merge all plan the whole set again
+and differ only in which images they render or assemble.
 """
 
 from __future__ import annotations
@@ -12,38 +14,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-import sys
-from collections import Counter
-from dataclasses import asdict, dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence
-
-import numpy as np
+from dataclasses import dataclass, fields
+from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import __version__
-from .coco import (
-    TMP_PREFIX,
-    CocoDataset,
-    encode_image,
-    instance_size,
-    load_coco,
-    read_image,
-    write_bytes_atomic,
-    write_json_atomic,
-)
-from .errors import SmplusError, UsageError
-from .histogram import SizeHistogram, load_target, sampling_noise, size_jsd
-from .plan import DatasetPlan, ImagePlan, TransformOptions, plan_dataset
+from .assemble import assemble, planned_entries
+from .coco import TMP_PREFIX, CocoDataset, load_coco, write_json_atomic
+from .errors import OutputError, SmplusError, UsageError
+from .executors import EXECUTORS, make_executor
+from .histogram import load_target
+from .journal import Journal, merged_entries
+from .plan import DatasetPlan, TransformOptions, plan_dataset
+from .shards import shard_positions
+from .task import image_tasks, output_image_path
 
 STATE_DIR = ".smplus"
+RUN_FILE = "run.json"  # the run's fingerprint: inputs, options, version, shard
 OUTPUTS = ("images", "annotations.json", "report.json", STATE_DIR)
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Where and how to run; none of these change the output."""
+    """Where and how to run; none of these change the output (a shard renders part of it)."""
 
     workers: int = 1
     dry_run: bool = False
@@ -51,18 +45,30 @@ class RunOptions:
     resume: bool = False
     allow_skips: bool = False
     progress: Optional[bool] = None  # None: a bar only on a terminal
+    executor: str = "local"          # local | ray
+    address: Optional[str] = None    # Ray cluster address (None: a local Ray instance)
+    shard: Optional[Tuple[int, int]] = None  # (I, N): render the I-th of N parts of the images
 
     def __post_init__(self):
         if not isinstance(self.workers, int) or self.workers < 1:
             raise UsageError(f"--workers must be an integer >= 1, got {self.workers!r}")
         if self.overwrite and self.resume:
             raise UsageError("--overwrite and --resume exclude each other: resume keeps OUT, overwrite clears it")
+        if self.executor not in EXECUTORS:
+            raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.shard is not None:
+            i, n = self.shard
+            if not (isinstance(i, int) and isinstance(n, int) and 0 <= i < n):
+                raise UsageError(f"--shard must be I/N with 0 <= I < N, got {i!r}/{n!r}")
+            if self.dry_run:
+                raise UsageError("--shard renders a part of the images and --dry-run renders none: drop one of them")
 
 
 @dataclass
 class TransformResult:
-    report: dict
+    report: Optional[dict]  # None for a shard: its images are assembled by `merge`
     out_dir: str
+    rendered: int = 0       # images this shard holds
 
 
 # ---------------------------------------------------------------- categories
@@ -109,7 +115,7 @@ def prepare_out(out_dir: str, inputs: Iterable[str], run: RunOptions) -> None:
                 shutil.rmtree(p)
             elif os.path.exists(p):
                 os.unlink(p)
-    os.makedirs(os.path.join(out_dir, STATE_DIR, "parts"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
 
 
 def _file_digest(path: Optional[str]) -> Optional[str]:
@@ -122,122 +128,62 @@ def _file_digest(path: Optional[str]) -> Optional[str]:
     return h.hexdigest()
 
 
+def _differences(a: dict, b: dict) -> List[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def _check_resume(out_dir: str, fingerprint: dict, run: RunOptions) -> None:
-    path = os.path.join(out_dir, STATE_DIR, "run.json")
+    path = os.path.join(out_dir, STATE_DIR, RUN_FILE)
     if run.resume and os.path.exists(path):
         with open(path) as f:
             before = json.load(f)
         if before != fingerprint:
-            diff = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
-            raise SmplusError(f"--resume: {out_dir} was started with other inputs or options ({', '.join(diff)} "
-                              "differ); rerun with the same ones, or use --overwrite to start again")
+            raise SmplusError(f"--resume: {out_dir} was started with other inputs or options "
+                              f"({', '.join(_differences(before, fingerprint))} differ); "
+                              "rerun with the same ones, or use --overwrite to start again")
     elif run.resume and os.listdir(out_dir) != [STATE_DIR]:
         raise SmplusError(f"--resume: {out_dir} holds no smplus run to resume; use --overwrite to replace it")
-    write_json_atomic(path, fingerprint)
+    try:
+        write_json_atomic(path, fingerprint)
+    except OSError as e:
+        raise OutputError.writing(path, e.strerror or str(e)) from None
 
 
-# ---------------------------------------------------------------- rendering one image (worker side)
+# ---------------------------------------------------------------- planning (the same for a run, a shard and a merge)
 
 @dataclass
-class ImageTask:
-    plan: ImagePlan
-    image: dict                       # source image entry
-    anns: Dict[int, dict]             # this image's annotations used by the plan
-    images_dir: str
-    out_dir: str
-    background: Optional[dict] = None         # new background's image entry
-    background_anns: List[dict] = field(default_factory=list)
+class _Planned:
+    ds: CocoDataset
+    hist: object
+    dplan: DatasetPlan
+    parameters: dict      # what report.json records
+    fingerprint: dict     # what a resume and a merge compare
 
 
-def _part_path(out_dir: str, image_id: int) -> str:
-    return os.path.join(out_dir, STATE_DIR, "parts", f"{image_id}.json")
+def _plan(source: str, images_dir: str, target: Optional[str], options: TransformOptions, bins: int,
+          except_rate: Optional[float], log_bins: bool, categories: Optional[Sequence[str]], dry_run: bool,
+          before_planning=lambda: None) -> _Planned:
+    ds = load_coco(source)
+    hist = load_target(target, bins, except_rate, log_bins)
+    cat_ids = resolve_categories(ds, categories)
+    if cat_ids is not None:
+        options = TransformOptions(**{**{f.name: getattr(options, f.name) for f in fields(options)},
+                                      "categories": cat_ids})
+    before_planning()
+    dplan = plan_dataset(ds, hist, options)
+    # every TransformOptions field, under its own name: a merge rebuilds the options from these
+    parameters = {f.name: getattr(options, f.name) for f in fields(options)}
+    parameters.update(scale_range=list(options.scale_range),
+                      categories=[ds.categories[c]["name"] for c in cat_ids] if cat_ids else None,
+                      bins=hist.bins, except_rate=except_rate, log_bins=log_bins,
+                      source=os.path.abspath(source), images=os.path.abspath(images_dir),
+                      target=os.path.abspath(target) if target else None, dry_run=dry_run)
+    fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
+                   "version": __version__}
+    return _Planned(ds, hist, dplan, parameters, fingerprint)
 
 
-def _decode_checked(images_dir: str, image: dict) -> np.ndarray:
-    path = os.path.join(images_dir, image["file_name"])
-    pixels = read_image(path)
-    if pixels.shape[:2] != (image["height"], image["width"]):
-        raise SmplusError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]} but the annotations say "
-                          f"{image['width']}x{image['height']}")
-    return pixels
-
-
-def render_task(task: ImageTask) -> dict:
-    """Render (or copy) one image, write it and its journal entry; return the entry."""
-    from .render import render_image, render_resized
-
-    plan = task.plan
-    src_path = os.path.join(task.images_dir, task.image["file_name"])
-    dst_path = os.path.join(task.out_dir, "images", task.image["file_name"])
-    part = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-            "background": plan.background, "annotations": [], "dropped": [], "skipped": None}
-    try:
-        if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
-            try:
-                with open(src_path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                raise SmplusError(f"image could not be read: {src_path} ({e.strerror})") from None
-            write_bytes_atomic(dst_path, data)
-        else:
-            pixels = _decode_checked(task.images_dir, task.image)
-            bg_pixels = None
-            if plan.background == "new":
-                try:
-                    bg_pixels = _decode_checked(task.images_dir, task.background)
-                except SmplusError:
-                    bg_pixels = None
-                if bg_pixels is None:  # an unreadable background falls back to inpainting
-                    plan = ImagePlan(plan.image_id, "inpaint", plan.image_id, task.image["width"],
-                                     task.image["height"], plan.instances, plan.crowd, plan.dropped)
-                    part.update(background="inpaint", width=plan.width, height=plan.height)
-            if plan.background == "resize":
-                result = render_resized(plan, pixels, task.anns)
-            else:
-                result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns)
-            write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"]))
-            part["annotations"] = result.annotations
-            part["dropped"] = [list(d) for d in result.dropped]
-    except SmplusError as e:
-        part["skipped"] = str(e)
-    if part["skipped"] is None:
-        write_json_atomic(_part_path(task.out_dir, plan.image_id), part)
-    return part
-
-
-# Thread pools of the libraries under each worker. Every process gets one
-# thread: N processes x default threads oversubscribe the cores, and OpenMP's
-# spinning threads then make 2 workers 15x slower than 1.
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _single_threaded_children():
-    """Spawned children read these at import, before any initializer runs."""
-    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
-    os.environ.update({k: "1" for k in _THREAD_ENV})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _worker_init():
-    import signal
-
-    import cv2
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C for the pool
-
-    cv2.setNumThreads(1)  # one image per process; threads would only contend
-    _warm_up_matting()
-
-
-# ---------------------------------------------------------------- the run
+# ---------------------------------------------------------------- transform
 
 def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] = None,
               options: TransformOptions = TransformOptions(), bins: int = 100,
@@ -246,121 +192,53 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     """SM+ on a COCO dataset: the library entry point behind `smplus transform`."""
     if not os.path.isdir(images_dir):
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
-    with _worker_pool(run) as pool:  # workers start up while the annotations load
-        return _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories,
-                          run, pool)
+    executor = contextlib.nullcontext() if run.dry_run else make_executor(run.executor, run.workers, run.address)
+    with executor:  # workers start up while the annotations load
+        p = _plan(source, images_dir, target, options, bins, except_rate, log_bins, categories, run.dry_run,
+                  before_planning=lambda: prepare_out(out_dir, [source, images_dir, target], run))
+        fingerprint = {**p.fingerprint, "shard": list(run.shard) if run.shard else None}
+        _check_resume(out_dir, fingerprint, run)
+        if run.dry_run:
+            return TransformResult(assemble(p.ds, p.dplan, p.hist, planned_entries(p.ds, p.dplan.images),
+                                            p.parameters, out_dir, run.allow_skips), out_dir)
+        positions = (shard_positions(p.dplan.images, *run.shard) if run.shard
+                     else range(len(p.dplan.images)))
+        with Journal(os.path.join(out_dir, STATE_DIR)) as journal:
+            rendered = _render(p, positions, images_dir, out_dir, run, journal, executor)
+            if run.shard:
+                return TransformResult(None, out_dir, rendered)
+            report = assemble(p.ds, p.dplan, p.hist, journal.entries(), p.parameters, out_dir, run.allow_skips)
+    return TransformResult(report, out_dir, rendered)
 
 
-def _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories, run, pool):
-    ds = load_coco(source)
-    hist = load_target(target, bins, except_rate, log_bins)
-    cat_ids = resolve_categories(ds, categories)
-    if cat_ids is not None:
-        options = TransformOptions(**{**asdict(options), "categories": cat_ids})
-    prepare_out(out_dir, [source, images_dir, target], run)
-    dplan = plan_dataset(ds, hist, options)
-
-    parameters = {"mode": options.mode, "level": options.level, "scale_range": list(options.scale_range),
-                  "seed": options.seed, "psi_p": options.psi_p,
-                  "background": options.background,
-                  "bins": hist.bins, "except_rate": except_rate, "log_bins": log_bins,
-                  "categories": [ds.categories[c]["name"] for c in cat_ids] if cat_ids else None,
-                  "source": os.path.abspath(source), "images": os.path.abspath(images_dir),
-                  "target": os.path.abspath(target) if target else None, "dry_run": run.dry_run}
-    fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
-                   "version": __version__}
-    _check_resume(out_dir, fingerprint, run)
-
-    if run.dry_run:
-        parts = {p.image_id: _planned_part(p, ds) for p in dplan.images}
-    else:
-        parts = _render_all(ds, dplan, images_dir, out_dir, run, pool)
-    report = _assemble(ds, dplan, hist, parts, parameters, out_dir, run)
-    return TransformResult(report, out_dir)
-
-
-def _planned_part(plan: ImagePlan, ds: CocoDataset) -> dict:
-    """A dry run's journal entry: the planned boxes as annotations."""
-    anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id]}
-    out = []
-    for ip in plan.instances:
-        x, y, w, h = ip.box
-        out.append({"image_id": plan.image_id, "category_id": anns[ip.ann_id]["category_id"],
-                    "bbox": [round(v, 3) for v in ip.box], "area": round(w * h, 3),
-                    "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
-                    "iscrowd": 0, "source_ann_id": ip.ann_id})
-    return {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-            "background": plan.background, "annotations": out, "dropped": [list(d) for d in plan.dropped],
-            "skipped": None}
-
-
-def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir: str):
-    for plan in plans:
-        used = set(plan.crowd) | {ip.ann_id for ip in plan.instances}
-        anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
-        bg = ds.images[plan.background_image_id] if plan.background == "new" else None
-        bg_anns = [a for a in ds.anns_by_image[plan.background_image_id]
-                   if a.get("iscrowd") or a["id"] in plan.background_labels] if bg else []
-        yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns)
-
-
-@contextlib.contextmanager
-def _worker_pool(run: RunOptions):
-    """Worker processes for rendering (None for one worker), terminated on the way out.
-
-    Spawned, not forked: libgomp (used by numba/OpenCV) aborts in a forked
-    child. Each worker loads the matting kernels once (numba's on-disk cache,
-    compiled by the first run on the machine).
-    """
-    if run.workers < 2 or run.dry_run:
-        yield None
-        return
-    with _single_threaded_children():
-        pool = multiprocessing.get_context("spawn").Pool(run.workers, initializer=_worker_init)
-    try:
-        yield pool
-    finally:
-        pool.terminate()
-        pool.join()
-
-
-def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: str,
-                run: RunOptions, pool) -> Dict[int, dict]:
+def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str, run: RunOptions,
+            journal: Journal, executor) -> int:
+    """Render the images at `positions` not yet done, recording each entry; return how many are done."""
     from tqdm import tqdm
 
+    done: Set[int] = set()
     if run.resume:
         _remove_partial_writes(out_dir)
-    parts: Dict[int, dict] = {}
-    todo = []
-    for plan in dplan.images:
-        path = _part_path(out_dir, plan.image_id)
-        if run.resume and os.path.exists(path):
-            with open(path) as f:
-                parts[plan.image_id] = json.load(f)
-        else:
-            todo.append(plan)
-    if pool is None and any(p.transformed and p.background != "resize" for p in todo):
-        _warm_up_matting()  # before the progress bar, which would sit at 0 while kernels compile
+        done = journal.scan(p.dplan.images, p.ds, out_dir)[0]
+    todo = [k for k in positions if k not in done]
+    position = {p.dplan.images[k].image_id: k for k in todo}
+    count = len(positions) - len(todo)
     disable = None if run.progress is None else not run.progress
-    bar = tqdm(total=len(dplan.images), initial=len(parts), desc="SM+", unit="img", disable=disable)
-    tasks = _tasks(ds, todo, images_dir, out_dir)
+    bar = tqdm(total=len(positions), initial=count, desc="SM+", unit="img", disable=disable)
     try:
-        results = pool.imap_unordered(render_task, tasks, chunksize=1) if pool else map(render_task, tasks)
         with _stop_requests() as stop:
-            for part in results:
-                parts[part["image_id"]] = part
+            for entry in executor.imap_unordered(image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir)):
+                journal.record(position[entry["image_id"]], entry)
+                count += 1
                 bar.update(1)
                 if stop:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if pool is not None:
-            pool.terminate()
-        done = len(os.listdir(os.path.dirname(_part_path(out_dir, 0))))
-        raise SmplusError(f"interrupted after {done} of {len(dplan.images)} images; "
+        raise SmplusError(f"interrupted after {count} of {len(positions)} images; "
                           f"rerun the same command with --resume to continue") from None
     finally:
         bar.close()
-    return parts
+    return count
 
 
 @contextlib.contextmanager
@@ -400,93 +278,81 @@ def _remove_partial_writes(out_dir: str) -> None:
                 os.unlink(os.path.join(root, name))
 
 
-def _warm_up_matting():
-    """Load the matting kernels (compiled once per machine; saying so on stderr when that happens now)."""
-    from .matting import warm_up
+# ---------------------------------------------------------------- merge
 
-    warm_up(lambda message: print(message, file=sys.stderr, flush=True))
+def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allow_skips: bool = False) -> dict:
+    """The dataset from the OUTs of all N shards of one run: byte-identical to a run without shards."""
+    from .shards import check_shards
 
-
-def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: Dict[int, dict],
-              parameters: dict, out_dir: str, run: RunOptions) -> dict:
-    """annotations.json and report.json from the journal, in source order."""
-    matched = set(_matched_ids(dplan))
-    images, annotations, skipped = [], [], []
-    dropped: Counter = Counter()
-    backgrounds: Counter = Counter()
-    crowd_erased = crowd_kept = 0
-    next_id = 1
-    for plan in dplan.images:
-        im, part = ds.images[plan.image_id], parts[plan.image_id]
-        if part["skipped"] is not None:
-            skipped.append({"image_id": plan.image_id, "file_name": im["file_name"], "reason": part["skipped"]})
-            continue
-        images.append({**im, "width": part["width"], "height": part["height"]})
-        dropped.update(reason for _, reason in part["dropped"])
-        if plan.transformed:
-            backgrounds[part["background"]] += 1
-            if plan.background == "resize":
-                crowd_kept += len(plan.crowd)
-            else:
-                crowd_erased += len(plan.crowd)
-            new = part["annotations"]
-        else:  # copied image: its annotations as they were, less degenerate ones
-            bad = {ann_id for ann_id, _ in plan.dropped}
-            new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
-            crowd_kept += sum(1 for a in new if a.get("iscrowd"))
-        for a in new:
-            annotations.append({**a, "id": next_id})
-            next_id += 1
-
-    after = [instance_size(*a["bbox"][2:]) for a in annotations
-             if a["source_ann_id"] in matched and not a.get("iscrowd") and not a.get("from_background")]
-    n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))
-    report = {
-        "smplus_version": __version__,
-        **{k: parameters[k] for k in ("mode", "level", "seed")},
-        "parameters": parameters,
-        "target": {"source": hist.source, "bins": hist.bins, "boxes": hist.count},
-        "counts": {
-            "images": len(images),
-            "images_transformed": sum(backgrounds.values()),
-            "instances_in": n_src_instances,
-            "instances_out": sum(1 for a in annotations if not a.get("iscrowd")),
-            "scale_matched_in": len(dplan.source_sizes),
-            "scale_matched_out": len(after),
-            "background_labels_kept": sum(1 for a in annotations if a.get("from_background")),
-            "crowd_erased": crowd_erased,
-            "crowd_kept": crowd_kept,
-            "dropped": dict(sorted(dropped.items())),
-        },
-        "backgrounds": {"inpaint": backgrounds["inpaint"], "new": backgrounds["new"]},
-        "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
-                "sampling_noise": sampling_noise(hist, len(after))},
-        "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},
-        "skipped": skipped,
-    }
-    if skipped and not run.allow_skips:
-        write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
-        first = skipped[0]
-        raise SmplusError(f"{len(skipped)} image(s) could not be transformed, first {first['reason']}; "
-                          f"see {out_dir}/report.json. Fix them and rerun with --resume, "
-                          "or pass --allow-skips to write the dataset without them")
-    dataset = {k: v for k, v in ds.raw.items() if k not in ("images", "annotations")}
-    dataset.update(images=images, annotations=annotations)
-    write_json_atomic(os.path.join(out_dir, "annotations.json"), dataset)
-    write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
+    fingerprints = [_read_fingerprint(d) for d in shard_dirs]
+    check_shards(shard_dirs, fingerprints)
+    f = fingerprints[0]
+    options = TransformOptions(**{fl.name: f[fl.name] for fl in fields(TransformOptions) if fl.name != "categories"}
+                               | {"scale_range": tuple(f["scale_range"])})
+    for path, digest in ((f["source"], f["source_sha256"]), (f["target"], f["target_sha256"])):
+        if path is not None and (not os.path.isfile(path) or _file_digest(path) != digest):
+            raise SmplusError(f"merge: {path}, an input of the shards, is missing or has changed since they ran; "
+                              "merge where the shards' inputs are, as they were")
+    prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
+                RunOptions(overwrite=overwrite))
+    p = _plan(f["source"], f["images"], f["target"], options, f["bins"], f["except_rate"], f["log_bins"],
+              f["categories"], dry_run=False)
+    n = f["shard"][1]
+    journals = []
+    try:
+        for d, fp in zip(shard_dirs, fingerprints):
+            journal = Journal(os.path.join(d, STATE_DIR))
+            journals.append(journal)
+            _check_complete(p, d, fp["shard"], journal)
+        for d, journal in zip(shard_dirs, journals):
+            for _, entry in journal.entries():
+                if entry["skipped"] is None:
+                    _link_image(d, out_dir, p.ds.images[entry["image_id"]])
+        report = assemble(p.ds, p.dplan, p.hist, merged_entries(journals), p.parameters, out_dir, allow_skips)
+    finally:
+        for journal in journals:
+            journal.close()
+    report["merged_shards"] = n
     return report
 
 
-def _matched_ids(dplan: DatasetPlan):
-    for plan in dplan.images:
-        for ip in plan.instances:
-            if ip.matched:
-                yield ip.ann_id
+def _read_fingerprint(shard_dir: str) -> dict:
+    path = os.path.join(shard_dir, STATE_DIR, RUN_FILE)
+    try:
+        with open(path) as f:
+            fingerprint = json.load(f)
+    except (OSError, ValueError):
+        raise SmplusError(f"merge: {shard_dir} holds no smplus run ({path} is missing or damaged)") from None
+    if not fingerprint.get("shard"):
+        raise SmplusError(f"merge: {shard_dir} is not a shard (it was run without --shard)")
+    return fingerprint
 
 
-def _size_stats(sizes: Sequence[float]) -> Optional[dict]:
-    if not len(sizes):
-        return None
-    s = np.asarray(sizes, float)
-    return {"mean": round(float(s.mean()), 3), "std": round(float(s.std()), 3),
-            "median": round(float(np.median(s)), 3)}
+def _check_complete(p: _Planned, shard_dir: str, shard: Sequence[int], journal: Journal) -> None:
+    expected = shard_positions(p.dplan.images, *shard)
+    done, skipped = journal.scan(p.dplan.images, p.ds, shard_dir)
+    missing = [k for k in expected if k not in done and k not in skipped]
+    if missing:
+        im = p.ds.images[p.dplan.images[missing[0]].image_id]
+        raise SmplusError(f"merge: shard {shard[0]}/{shard[1]} in {shard_dir} is incomplete: "
+                          f"{len(missing)} of its {len(expected)} images are not rendered (first {im['file_name']}); "
+                          "rerun its command with --resume, then merge again")
+
+
+def _link_image(shard_dir: str, out_dir: str, image: dict) -> None:
+    """The shard's image into OUT/images: a hard link where possible, else a copy (atomically)."""
+    src, dst = output_image_path(shard_dir, image), output_image_path(out_dir, image)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(dst), TMP_PREFIX + os.path.basename(dst))
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise OutputError.writing(dst, e.strerror or str(e)) from None
+
+

@@ -1,9 +1,11 @@
 """Interrupted runs resume to byte-identical output; atomic writes leave no partial file."""
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -47,6 +49,23 @@ def tree(out):
     return result
 
 
+def journal_ids(out):
+    """Image ids the journal of OUT has committed (read as another process would)."""
+    path = os.path.join(out, ".smplus", "journal.sqlite")
+    if not os.path.exists(path):
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+            return [r[0] for r in db.execute("SELECT image_id FROM entries")]
+    except sqlite3.OperationalError:  # not created yet
+        return []
+
+
+def written_images(out):
+    folder = os.path.join(out, "images")
+    return [f for f in os.listdir(folder) if not f.startswith(".tmp-")] if os.path.isdir(folder) else []
+
+
 def test_kill_9_then_resume_is_byte_identical(tmp_path):
     source, images = larger_set(tmp_path)
     whole = tmp_path / "whole"
@@ -56,14 +75,12 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", source, "--images", images,
            "--out", str(out), "--seed", "5"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    parts = out / ".smplus" / "parts"
     deadline = time.time() + 120
-    while time.time() < deadline and not (parts.exists() and len(os.listdir(parts)) >= 2):
-        time.sleep(0.005)
+    while time.time() < deadline and len(journal_ids(out)) < 2:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(os.listdir(parts))
-    assert 2 <= done < 30, "the run must be killed midway"
+    assert 2 <= len(journal_ids(out)) < 30, "the run must be killed midway, with some entries committed"
     assert not (out / "annotations.json").exists(), "a killed run never leaves a dataset that looks whole"
 
     r = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True)
@@ -79,9 +96,8 @@ def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, workers):
     cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", source, "--images", images,
            "--out", str(out), "--workers", workers]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    parts = out / ".smplus" / "parts"
     deadline = time.time() + 120
-    while time.time() < deadline and not (parts.exists() and len(os.listdir(parts)) >= 1):
+    while time.time() < deadline and not written_images(out):
         time.sleep(0.005)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -102,12 +118,12 @@ def test_resume_removes_partial_writes_and_renders_the_rest(tmp_path):
     # a temporary file of an unfinished write
     os.unlink(out / "annotations.json")
     os.unlink(out / "report.json")
-    parts = sorted(os.listdir(out / ".smplus" / "parts"))[:3]
     raw = json.load(open(FIXTURE_ANNOTATIONS))
-    names = {str(im["id"]): im["file_name"] for im in raw["images"]}
-    for p in parts:
-        os.unlink(out / ".smplus" / "parts" / p)
-        os.unlink(out / "images" / names[p[:-5]])
+    with contextlib.closing(sqlite3.connect(out / ".smplus" / "journal.sqlite")) as db:
+        db.execute("DELETE FROM entries WHERE position < 3")
+        db.commit()
+    for im in raw["images"][:3]:
+        os.unlink(out / "images" / im["file_name"])
     (out / "images" / ".tmp-abc000000184324.jpg").write_bytes(b"\xff\xd8 truncated")
     transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(out), options=TransformOptions(seed=2),
               run=RunOptions(resume=True, progress=False))
