@@ -135,7 +135,10 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
         fg_edge = cv2.resize(fg, size, interpolation=cv2.INTER_LINEAR)
         fg = np.where((alpha >= 0.98)[..., None], crop.astype(np.float32), fg_edge)
         sx, sy = 1.0, 1.0
-    return Matte(cx0, cy0, sx, sy, np.dstack([fg * alpha[..., None], alpha]))
+    premult = np.empty(alpha.shape + (4,), np.float32)
+    np.multiply(fg, alpha[..., None], out=premult[..., :3])
+    premult[..., 3] = alpha
+    return Matte(cx0, cy0, sx, sy, premult)
 
 
 def place(m: Matte, scale: float, src_point: Tuple[float, float],
@@ -158,6 +161,5 @@ def place(m: Matte, scale: float, src_point: Tuple[float, float],
     M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
     placed = cv2.warpAffine(premult, M, (pw, ph), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    placed = np.clip(placed, 0.0, None)
-    return PastedInstance(ox, oy, np.ascontiguousarray(placed[..., :3]),
-                          np.clip(placed[..., 3], 0.0, 1.0))
+    np.maximum(placed, 0.0, out=placed)
+    return PastedInstance(ox, oy, np.ascontiguousarray(placed[..., :3]), np.minimum(placed[..., 3], 1.0))
