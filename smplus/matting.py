@@ -406,8 +406,12 @@ def _compile_lock():
     except ImportError:  # Windows: processes may compile side by side
         yield
         return
-    path = os.path.join(tempfile.gettempdir(), f"smplus-numba-{os.getuid()}.lock")
-    with open(path, "a") as f:
+    try:
+        f = open(os.path.join(tempfile.gettempdir(), f"smplus-numba-{os.getuid()}.lock"), "a")
+    except OSError:  # no writable temp dir: compile side by side rather than fail
+        yield
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
