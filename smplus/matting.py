@@ -77,7 +77,9 @@ def _band_system(image, trimap, eps):
     done = np.zeros((h, w), np.bool_)
     c = np.empty((9, 3))  # the window's colours, centred
     q = np.empty((9, 3))  # M c_k
-    win = np.empty(9, np.int32)  # the window's unknown indices (-1: known)
+    unknown = np.empty(9, np.int32)  # positions in the window of its unknown pixels (their indices: uidx)...
+    uidx = np.empty(9, np.int32)
+    fg = np.empty(9, np.int32)  # ...and of its known pixels of alpha 1
     for p in range(n):
         # every window (centre inside the image's 1-px border) holding unknown p, once
         for cy in range(max(1, ys[p] - 1), min(h - 1, ys[p] + 2)):
@@ -110,31 +112,35 @@ def _band_system(image, trimap, eps):
                 m11 = (a02 * a02 - a00 * a22) * inv_det
                 m12 = (a00 * a12 - a01 * a02) * inv_det
                 m22 = (a01 * a01 - a00 * a11) * inv_det
-                # L_ij += delta_ij - (1 + c_i^T M c_j) / 9 for pairs with an unknown (symmetric: once per pair)
+                # L_ij += delta_ij - (1 + c_i^T M c_j) / 9, for the window's unknown i: against
+                # unknown j (symmetric: once per pair) and known j of alpha 1 (to the right-hand side)
+                nu, nf = 0, 0
                 for k in range(9):
-                    win[k] = index[cy + k // 3 - 1, cx + k % 3 - 1]
+                    y, x = cy + k // 3 - 1, cx + k % 3 - 1
+                    if index[y, x] >= 0:
+                        unknown[nu] = k
+                        uidx[nu] = index[y, x]
+                        nu += 1
+                    elif state[y, x] == _FG:
+                        fg[nf] = k
+                        nf += 1
                     s0, s1, s2 = c[k, 0], c[k, 1], c[k, 2]
                     q[k, 0] = m00 * s0 + m01 * s1 + m02 * s2
                     q[k, 1] = m01 * s0 + m11 * s1 + m12 * s2
                     q[k, 2] = m02 * s0 + m12 * s1 + m22 * s2
-                for ki in range(9):
-                    ui = win[ki]
-                    for kj in range(ki, 9):
-                        uj = win[kj]
-                        if ui < 0 and uj < 0:
-                            continue
+                for a in range(nu):
+                    ki, ui = unknown[a], uidx[a]
+                    for bi in range(a, nu):
+                        kj = unknown[bi]
                         v = (1.0 if ki == kj else 0.0) - (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1]
                                                           + q[ki, 2] * c[kj, 2]) / 9.0
-                        if ui >= 0 and uj >= 0:
-                            off = (kj // 3 - ki // 3 + 2) * 5 + kj % 3 - ki % 3 + 2
-                            A[ui, off] += v
-                            if ki != kj:
-                                A[uj, 24 - off] += v
-                        elif ui >= 0:  # known alpha moves to the right-hand side (only 1s count)
-                            if state[cy + kj // 3 - 1, cx + kj % 3 - 1] == _FG:
-                                b[ui] -= v
-                        elif state[cy + ki // 3 - 1, cx + ki % 3 - 1] == _FG:
-                            b[uj] -= v
+                        off = (kj // 3 - ki // 3 + 2) * 5 + kj % 3 - ki % 3 + 2
+                        A[ui, off] += v
+                        if bi != a:
+                            A[uidx[bi], 24 - off] += v
+                    for f in range(nf):
+                        kj = fg[f]
+                        b[ui] += (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1] + q[ki, 2] * c[kj, 2]) / 9.0
     cols = np.full((n, 25), -1, np.int32)
     for i in range(n):
         for k in range(25):
