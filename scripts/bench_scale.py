@@ -44,8 +44,9 @@ def build_source(base_json, base_images, n, tmp):
             name = f"{k:05d}_{os.path.basename(im['file_name'])}"
             os.link(os.path.join(base_images, im["file_name"]), os.path.join(folder, name))
             images.append({**im, "id": len(images) + 1, "file_name": name})
-            anns.extend({**a, "id": len(anns) + 1 + j, "image_id": images[-1]["id"]}
-                        for j, a in enumerate(by_image.get(im["id"], [])))
+            base = len(anns) + 1
+            anns.extend([{**a, "id": base + j, "image_id": images[-1]["id"]}
+                         for j, a in enumerate(by_image.get(im["id"], []))])
     path = os.path.join(tmp, f"instances_{n}.json")
     with open(path, "w") as f:
         json.dump({**raw, "images": images, "annotations": anns}, f)
