@@ -1,6 +1,7 @@
 """Benchmark smplus against the I/O floor, in one run, and print a table.
 
     python scripts/bench.py [--quick] [--source ANN --images DIR] [--target T] [--min-images N]
+    python scripts/bench.py --ray [--repeat R]     (only the Ray section)
 
 Rows: decode+encode of every image (the floor); SM+'s own I/O floor (decode the
 source, decode the new background where PSI draws one, encode); per-instance
@@ -10,7 +11,8 @@ floors; image-level Scale Match;
 two workers (throughput ratio, whole runs and steady state); peak RSS for the
 set and the set grown 10x; InstaBoost if installed; the quality cost of the
 fast settings (mean absolute difference to a full-resolution reference render,
-boxes moved); then where a one-worker run spends its time (cProfile).
+boxes moved); then where a one-worker run spends its time (cProfile); then, if
+Ray is installed, a local Ray instance of 2 CPUs against `--workers 2`.
 Numba's one-time compile is excluded (the matting kernels are loaded before timing).
 """
 
@@ -212,7 +214,7 @@ def instaboost_ms(ann, folder):
     return (time.perf_counter() - t) * 1000 / len(raw["images"])
 
 
-def smplus_run(ann, folder, target, out, workers=1, level="instance", clock=None):
+def smplus_run(ann, folder, target, out, workers=1, level="instance", clock=None, executor="local"):
     """Seconds for one `transform` run (MSM+, PSI p=0.4) and the number of images."""
     from smplus.pipeline import RunOptions, transform
     from smplus.plan import TransformOptions
@@ -220,7 +222,7 @@ def smplus_run(ann, folder, target, out, workers=1, level="instance", clock=None
     clock = clock or time.perf_counter
     t = clock()
     rep = transform(ann, folder, out, target, options=TransformOptions(mode="msm", psi_p=0.4, level=level),
-                    run=RunOptions(workers=workers, progress=False, overwrite=True)).report
+                    run=RunOptions(workers=workers, progress=False, overwrite=True, executor=executor)).report
     return clock() - t, rep["counts"]["images"]
 
 
@@ -308,6 +310,32 @@ def quality(ann, folder, target, tmp, n=40):
     return float(np.mean(inside)), float(np.mean(whole)), moved, len(data["annotations"]), t_ref
 
 
+def ray_rows(source, images, target, n, repeat, tmp):
+    """Ray (a local instance of 2 CPUs, started by each run) against --workers 2 on the same images.
+
+    Whole runs include starting the workers (and, for Ray, the instance); the
+    marginal cost of an image (the difference between a run of n/2 and of n
+    images) leaves start-up out. Runs alternate between the two executors and
+    each figure is the median of `repeat` runs, the machine being shared.
+    """
+    ann, folder, count = repeated_set(source, images, n, os.path.join(tmp, "ray_full"))
+    half_ann, half_folder, half = repeated_set(source, images, count // 2, os.path.join(tmp, "ray_half"))
+    out = os.path.join(tmp, "ray_out")
+    runs = {"local": [], "ray": []}
+    for _ in range(repeat):
+        for executor in runs:
+            runs[executor].append([smplus_run(a, d, target, out, workers=2, executor=executor)[0]
+                                   for a, d in ((half_ann, half_folder), (ann, folder))])
+    whole = {e: float(np.median([r[1] for r in rs])) for e, rs in runs.items()}
+    steady = {e: float(np.median([(r[1] - r[0]) * 1000 / (count - half) for r in rs])) for e, rs in runs.items()}
+    print(f"\nRay, a local instance of 2 CPUs, against --workers 2 ({count} images, median of {repeat} runs each):\n")
+    print(f"| executor | whole run | steady state (marginal ms/img, {half} -> {count} images) | goal |")
+    print("|---|---|---|---|")
+    print(f"| --workers 2 | {whole['local']:.1f} s | {steady['local']:.1f} | |")
+    print(f"| --executor ray --workers 2 | {whole['ray']:.1f} s = {whole['ray'] / whole['local']:.2f}x | "
+          f"{steady['ray']:.1f} = {steady['ray'] / steady['local']:.2f}x | <= 1.10x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default=os.path.join(SHARED, "coco_tiny", "annotations", "instances_val2017.json"))
@@ -318,6 +346,8 @@ def main():
     ap.add_argument("--no-instaboost", action="store_true", help="skip the InstaBoost row (the longest)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time one-process rows by CPU time, not wall time (a machine others load)")
+    ap.add_argument("--ray", action="store_true", help="only the Ray section")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per executor in the Ray section")
     args = ap.parse_args()
     global CLOCK
     if args.cpu_time:
@@ -326,11 +356,20 @@ def main():
     from smplus.matting import warm_up
 
     warm_up()  # numba compile excluded from the timings
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        ray = None
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}; load average "
           f"{os.getloadavg()[0]:.1f}; one-process rows in {'CPU' if args.cpu_time else 'wall'} time")
     tmp = tempfile.mkdtemp(prefix="smplus-bench-")
+    if args.ray:
+        try:
+            return ray_rows(args.source, args.images, args.target, n, args.repeat, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     try:
         ann, folder, count = repeated_set(args.source, args.images, n, tmp)
         out = os.path.join(tmp, "out")
@@ -410,6 +449,8 @@ def main():
         print("|---|---|---|")
         for label, ms in rows:
             print(f"| {label} | {ms:.1f} | {ms / total:.0%} |")
+        if ray is not None:
+            ray_rows(args.source, args.images, args.target, n, args.repeat, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
