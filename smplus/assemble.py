@@ -66,9 +66,10 @@ class _DatasetWriter:
         self._main.write((", " if self.images_written else "") + _dumps(image))
         self.images_written += 1
 
-    def annotation(self, ann: dict) -> None:
-        self._spool.write((", " if self._anns else "") + _dumps(ann))
-        self._anns += 1
+    def annotations(self, anns: list) -> None:
+        if anns:  # one dumps per image: a call per annotation costs more than the encoding
+            self._spool.write((", " if self._anns else "") + _dumps(anns)[1:-1])
+            self._anns += len(anns)
 
     def commit(self) -> None:
         self._main.write('], "annotations": [')
@@ -151,9 +152,9 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
             bad = {ann_id for ann_id, _ in plan.dropped}
             new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))
+        writer.annotations([{**a, "id": next_id + k} for k, a in enumerate(new)])
+        next_id += len(new)
         for a in new:
-            writer.annotation({**a, "id": next_id})
-            next_id += 1
             if a.get("iscrowd"):
                 continue
             instances_out += 1

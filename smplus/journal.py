@@ -18,11 +18,13 @@ written just before a kill but not yet committed is simply rendered again
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
 from typing import Iterable, Iterator, List, Sequence, Set, Tuple
+
+import numpy as np
+import orjson
 
 from .coco import CocoDataset
 from .errors import OutputError
@@ -47,7 +49,7 @@ class Journal:
         try:
             db = sqlite3.connect(self.path)
             db.execute("CREATE TABLE IF NOT EXISTS entries "
-                       "(position INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, entry TEXT NOT NULL)")
+                       "(position INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, entry BLOB NOT NULL)")
             db.commit()
             return db
         except sqlite3.DatabaseError as e:
@@ -59,7 +61,8 @@ class Journal:
     # ------------------------------------------------------------ writing (the driver only)
 
     def record(self, position: int, entry: dict) -> None:
-        self._pending.append((position, entry["image_id"], json.dumps(entry, ensure_ascii=False)))
+        self._pending.append((position, entry["image_id"], orjson.dumps(entry, default=_plain,
+                                                                         option=orjson.OPT_SERIALIZE_NUMPY)))
         if len(self._pending) >= COMMIT_EVERY or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
             self.commit()
 
@@ -98,7 +101,7 @@ class Journal:
         if self._pending:
             self.commit()
         for position, text in self._db.execute("SELECT position, entry FROM entries ORDER BY position"):
-            yield position, json.loads(text)
+            yield position, orjson.loads(text)
 
     def scan(self, plans: Sequence[ImagePlan], ds: CocoDataset, out_dir: str) -> Tuple[Set[int], Set[int]]:
         """Positions whose entry is sound: (rendered, with its image in OUT; skipped)."""
@@ -125,9 +128,15 @@ class Journal:
 ENTRY_KEYS = ("image_id", "width", "height", "background", "annotations", "dropped", "skipped")
 
 
+def _plain(value):
+    if isinstance(value, np.generic):  # a numpy scalar: its Python value
+        return value.item()
+    raise TypeError(f"a journal entry holds a {type(value).__name__}, which JSON cannot")
+
+
 def _parse(text) -> dict | None:
     try:
-        entry = json.loads(text)
+        entry = orjson.loads(text)
     except (ValueError, TypeError):
         return None
     return entry if isinstance(entry, dict) and all(k in entry for k in ENTRY_KEYS) else None

@@ -170,12 +170,12 @@ def test_dead_worker_stops_the_run_naming_its_image_and_resume_completes(tmp_pat
     from smplus.histogram import load_target
     from smplus.plan import plan_dataset
 
-    source, images = larger_set(tmp_path, copies=3)
+    source, images = FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
     whole = tmp_path / "whole"
     transform(source, images, str(whole), options=TransformOptions(seed=5), run=RunOptions(progress=False))
     ds = load_coco(source)
     victim = [p.image_id for p in plan_dataset(ds, load_target(None), TransformOptions(seed=5)).images
-              if p.transformed][4]
+              if p.transformed][3]
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     out = tmp_path / "out"
