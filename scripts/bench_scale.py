@@ -94,7 +94,7 @@ def timed(module, name, log):
 
 def child_json_load(source):
     t = time.perf_counter()
-    with open(source, "rb") as f:
+    with open(source) as f:  # text mode, as users do (binary holds the bytes and the text at once)
         json.load(f)
     return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb()}
 

@@ -23,9 +23,9 @@ import sqlite3
 import time
 from typing import Iterable, Iterator, List, Sequence, Set, Tuple
 
-import numpy as np
 import orjson
 
+from .assemble import dumps
 from .coco import CocoDataset
 from .errors import OutputError
 from .plan import ImagePlan
@@ -61,8 +61,7 @@ class Journal:
     # ------------------------------------------------------------ writing (the driver only)
 
     def record(self, position: int, entry: dict) -> None:
-        self._pending.append((position, entry["image_id"], orjson.dumps(entry, default=_plain,
-                                                                         option=orjson.OPT_SERIALIZE_NUMPY)))
+        self._pending.append((position, entry["image_id"], dumps(entry)))
         if len(self._pending) >= COMMIT_EVERY or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
             self.commit()
 
@@ -126,12 +125,6 @@ class Journal:
 
 
 ENTRY_KEYS = ("image_id", "width", "height", "background", "annotations", "dropped", "skipped")
-
-
-def _plain(value):
-    if isinstance(value, np.generic):  # a numpy scalar: its Python value
-        return value.item()
-    raise TypeError(f"a journal entry holds a {type(value).__name__}, which JSON cannot")
 
 
 def _parse(text) -> dict | None:
