@@ -114,7 +114,7 @@ def child_transform(source, images, target, out, workers, dry_run):
     report = transform(source, images, out, target, run=RunOptions(workers=workers, dry_run=dry_run, progress=False,
                                                                    overwrite=True)).report
     return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "phases": log,
-            "images": report["counts"]["images"]}
+            "images": report["counts"]["images"], "instances": report["counts"]["instances_in"]}
 
 
 def child_resume_start(source, images_root, target, n, tmp):
@@ -193,17 +193,15 @@ def main():
     try:
         if args.source:
             source, images, n_images = args.source, args.images_dir, args.images_count
-            n_anns = None
         else:
             base = os.path.join(SHARED, "coco_tiny")
-            source, images, n_images, n_anns = build_source(
+            source, images, n_images, _ = build_source(
                 os.path.join(base, "annotations", "instances_train2017.json"), os.path.join(base, "train2017"),
                 args.images_count, tmp)
-        mb = os.path.getsize(source) / 2**20
-        print(f"source: {n_images} images, {n_anns or '?'} annotations, {mb:.0f} MB of JSON; "
-              f"{os.cpu_count()} cores, shared with other jobs (timings are noisy)\n")
         load = run_child("json_load", source)
         dry = run_child("transform", source, images, args.target, os.path.join(tmp, "dry"), 1, True)
+        print(f"source: {dry['images']} images, {dry['instances']} instances (not crowd), "
+              f"{os.path.getsize(source) / 2**20:.0f} MB of JSON; {os.cpu_count()} cores\n")
         ph = dry["phases"]
         print("| measure | time | peak RSS |")
         print("|---|---|---|")
