@@ -106,21 +106,20 @@ class Journal:
         """Positions whose entry is sound: (rendered, with its image in OUT; skipped)."""
         done, skipped = set(), set()
         try:
-            rows = self._db.execute("SELECT position, image_id, entry FROM entries").fetchall()
+            for position, image_id, text in self._db.execute("SELECT position, image_id, entry FROM entries"):
+                entry = _parse(text)
+                if (entry is None or not 0 <= position < len(plans) or plans[position].image_id != image_id
+                        or entry.get("image_id") != image_id):
+                    continue
+                if entry.get("skipped") is not None:
+                    skipped.add(position)
+                elif _nonempty(output_image_path(out_dir, ds.images[image_id])):
+                    done.add(position)
         except sqlite3.DatabaseError:  # damaged beyond reading: start the journal again
             self._db.close()
             os.replace(self.path, self.path + ".damaged")
             self._db = self._connect()
-            return done, skipped
-        for position, image_id, text in rows:
-            entry = _parse(text)
-            if (entry is None or not 0 <= position < len(plans) or plans[position].image_id != image_id
-                    or entry.get("image_id") != image_id):
-                continue
-            if entry.get("skipped") is not None:
-                skipped.add(position)
-            elif _nonempty(output_image_path(out_dir, ds.images[image_id])):
-                done.add(position)
+            return set(), set()
         return done, skipped
 
 
