@@ -76,6 +76,11 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def timed(module, name, log):
     """Wrap module.name so each call's seconds add up in log[name]."""
     fn = getattr(module, name)
@@ -110,6 +115,13 @@ def child_transform(source, images, target, out, workers, dry_run):
     timed(pipeline, "plan_dataset", log)
     timed(pipeline, "assemble", log)
     timed(pipeline, "_file_digest", log)
+    render = pipeline._render
+
+    def measured_render(*args, **kwargs):  # the parent's memory when rendering starts
+        log["rss_before_render_mb"] = rss_mb()
+        return render(*args, **kwargs)
+
+    pipeline._render = measured_render
     t = time.perf_counter()
     report = transform(source, images, out, target, run=RunOptions(workers=workers, dry_run=dry_run, progress=False,
                                                                    overwrite=True)).report
@@ -220,7 +232,8 @@ def main():
             shutil.rmtree(os.path.join(tmp, f"render{n}"))
             print(f"| render {n} images, {args.workers} workers | {r['seconds']:.0f} s = "
                   f"{r['seconds'] * 1000 / n:.1f} ms/img (assembly {r['phases']['assemble']:.2f} s) | "
-                  f"parent {r['rss_mb']:.0f} MB |")
+                  f"parent {r['phases']['rss_before_render_mb']:.0f} MB when rendering starts, "
+                  f"peak {r['rss_mb']:.0f} MB |")
         if len(rows) >= 2:
             (n0, a), (n1, b) = rows[0], rows[-1]
             marginal = (b["seconds"] - a["seconds"]) * 1000 / (n1 - n0)
