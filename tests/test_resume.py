@@ -278,3 +278,24 @@ def test_disk_full_on_out_is_one_line_never_a_skipped_image(tmp_path, monkeypatc
     assert re.fullmatch(rf"Error: cannot write {out}/images/\S+: No space left on device; once that is fixed, "
                         r"rerun the same command with --resume to continue", r.output.strip())
     assert not (out / "report.json").exists() and not (out / "annotations.json").exists()
+
+
+def test_read_only_out_is_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from smplus.cli import main
+
+    makedirs = os.makedirs
+    out = tmp_path / "out"
+
+    def read_only(path, *args, **kwargs):
+        if str(path).startswith(str(out)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return makedirs(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", read_only)
+    r = CliRunner().invoke(main, ["transform", "--source", FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES,
+                                  "--out", str(out)])
+    assert r.exit_code == 1
+    assert re.fullmatch(rf"Error: cannot write {out}\S*: Read-only file system; once that is fixed, "
+                        r"rerun the same command with --resume to continue", r.output.strip())
