@@ -21,7 +21,6 @@ Everything is written under --tmp and deleted at the end (~600 MB of JSON, 118k 
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -73,7 +72,9 @@ def subset(source, n, tmp):
 
 
 def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent that forked it)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
 
 def rss_mb():
@@ -104,10 +105,11 @@ def child_json_load(source):
     return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb()}
 
 
-def child_transform(source, images, target, out, workers, dry_run):
+def child_transform(source, images, target, out, workers, dry_run, level="instance"):
     import smplus.coco
     import smplus.pipeline as pipeline
     from smplus.pipeline import RunOptions, transform
+    from smplus.plan import TransformOptions
 
     log = {}
     timed(smplus.coco, "read_json", log)
@@ -123,23 +125,25 @@ def child_transform(source, images, target, out, workers, dry_run):
 
     pipeline._render = measured_render
     t = time.perf_counter()
-    report = transform(source, images, out, target, run=RunOptions(workers=workers, dry_run=dry_run, progress=False,
-                                                                   overwrite=True)).report
+    report = transform(source, images, out, target, options=TransformOptions(level=level),
+                       run=RunOptions(workers=workers, dry_run=dry_run, progress=False, overwrite=True)).report
     return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "phases": log,
             "images": report["counts"]["images"], "instances": report["counts"]["instances_in"]}
 
 
 def child_resume_start(source, images_root, target, n, tmp):
-    """A journal of n entries (the dry run's, for OUT = the source's own images folder), then the resume's scan;
+    """Load + plan, a journal of n entries (the dry run's, OUT = the source's folder), then a resume's scan;
     the same entries as one JSON file per image (the journal smplus had before), then its scan."""
     from smplus.assemble import planned_entries
-    from smplus.coco import load_coco, write_json_atomic
+    from smplus.coco import load_coco
     from smplus.histogram import load_target
     from smplus.journal import Journal
-    from smplus.plan import plan_dataset
+    from smplus.plan import TransformOptions, plan_dataset
 
+    t = time.perf_counter()
     ds = load_coco(source)
-    plans = plan_dataset(ds, load_target(target), __import__("smplus.plan").plan.TransformOptions()).images
+    plans = plan_dataset(ds, load_target(target), TransformOptions()).images
+    load_plan = time.perf_counter() - t
     state = os.path.join(tmp, "state")
     os.makedirs(state)
     entries = [e for _, e in zip(range(n), planned_entries(ds, plans))]
@@ -153,9 +157,13 @@ def child_resume_start(source, images_root, target, n, tmp):
     scan_sqlite = time.perf_counter() - t
     assert len(done) == n, len(done)
     parts = os.path.join(tmp, "parts")
+    os.makedirs(parts)
     t = time.perf_counter()
-    for entry in entries:
-        write_json_atomic(os.path.join(parts, f"{entry['image_id']}.json"), entry)
+    for entry in entries:  # as smplus 0.1 wrote them: a temporary file renamed into place, no fsync
+        path = os.path.join(parts, f"{entry['image_id']}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(entry, f)
+        os.replace(path + ".tmp", path)
     write_files = time.perf_counter() - t
     t = time.perf_counter()
     found = 0
@@ -164,7 +172,7 @@ def child_resume_start(source, images_root, target, n, tmp):
             entry = json.load(f)
         found += os.stat(os.path.join(images_root, "images", ds.images[entry["image_id"]]["file_name"])).st_size > 0
     scan_files = time.perf_counter() - t
-    return {"write_sqlite": write_sqlite, "scan_sqlite": scan_sqlite, "write_files": write_files,
+    return {"load_plan": load_plan, "write_sqlite": write_sqlite, "scan_sqlite": scan_sqlite, "write_files": write_files,
             "scan_files": scan_files, "db_mb": os.path.getsize(os.path.join(state, "journal.sqlite")) / 2**20}
 
 
@@ -186,6 +194,9 @@ def main():
     ap.add_argument("--images-count", type=int, default=COCO_TRAIN_IMAGES)
     ap.add_argument("--renders", default="1000,10000", help="render runs of the first N images (comma-separated)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--level", default="instance", choices=["instance", "image"],
+                    help="render runs: SM+ (instance) or Scale Match (image: ~5x cheaper, the driver's share shows more)")
+    ap.add_argument("--sections", default="dry,render,resume", help="which of dry,render,resume to run")
     ap.add_argument("--journal-entries", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="12k images, renders of 200 and 2000, 10k journal entries")
     ap.add_argument("--tmp", default=tempfile.gettempdir(), help="where the source and outputs go (deleted at the end)")
@@ -210,44 +221,49 @@ def main():
             source, images, n_images, _ = build_source(
                 os.path.join(base, "annotations", "instances_train2017.json"), os.path.join(base, "train2017"),
                 args.images_count, tmp)
-        load = run_child("json_load", source)
-        dry = run_child("transform", source, images, args.target, os.path.join(tmp, "dry"), 1, True)
-        print(f"source: {dry['images']} images, {dry['instances']} instances (not crowd), "
-              f"{os.path.getsize(source) / 2**20:.0f} MB of JSON; {os.cpu_count()} cores\n")
-        ph = dry["phases"]
+        sections = args.sections.split(",")
+        print(f"source: {n_images} images, {os.path.getsize(source) / 2**20:.0f} MB of JSON; {os.cpu_count()} cores\n")
         print("| measure | time | peak RSS |")
         print("|---|---|---|")
-        print(f"| json.load of the source | {load['seconds']:.1f} s | {load['rss_mb']:.0f} MB |")
-        print(f"| smplus --dry-run | {dry['seconds']:.1f} s = {dry['seconds'] / load['seconds']:.2f}x | "
-              f"{dry['rss_mb']:.0f} MB = {dry['rss_mb'] / load['rss_mb']:.2f}x |")
-        other = dry["seconds"] - sum(ph.values())
-        print(f"| dry run phases | read JSON {ph['read_json']:.1f} s, index {ph['index_coco']:.1f} s, "
-              f"digest {ph['_file_digest']:.1f} s, plan {ph['plan_dataset']:.1f} s, "
-              f"assembly + report {ph['assemble']:.1f} s, other {other:.1f} s | |")
-        rows = []
-        for n in renders:
-            sub = subset(source, n, tmp)
-            r = run_child("transform", sub, images, args.target, os.path.join(tmp, f"render{n}"), args.workers, False)
-            rows.append((n, r))
-            shutil.rmtree(os.path.join(tmp, f"render{n}"))
-            print(f"| render {n} images, {args.workers} workers | {r['seconds']:.0f} s = "
-                  f"{r['seconds'] * 1000 / n:.1f} ms/img (assembly {r['phases']['assemble']:.2f} s) | "
-                  f"parent {r['phases']['rss_before_render_mb']:.0f} MB when rendering starts, "
-                  f"peak {r['rss_mb']:.0f} MB |")
-        if len(rows) >= 2:
-            (n0, a), (n1, b) = rows[0], rows[-1]
-            marginal = (b["seconds"] - a["seconds"]) * 1000 / (n1 - n0)
-            print(f"| per-image cost {n0} -> {n1} images | {a['seconds'] * 1000 / n0:.1f} -> "
-                  f"{b['seconds'] * 1000 / n1:.1f} ms/img (marginal {marginal:.1f}) | parent "
-                  f"{a['rss_mb']:.0f} -> {b['rss_mb']:.0f} MB |")
-        k = min(args.journal_entries, n_images)
-        sub = subset(source, k, tmp)
-        j = run_child("resume_start", sub, os.path.dirname(images.rstrip("/")) if os.path.basename(
-            images.rstrip("/")) == "images" else images, args.target, k, os.path.join(tmp, "resume"))
-        print(f"| resume start with {k} journal entries: SQLite journal ({j['db_mb']:.0f} MB) | scan "
-              f"{j['scan_sqlite']:.1f} s (writing it: {j['write_sqlite']:.1f} s) | |")
-        print(f"| same, one JSON file per image (before) | scan {j['scan_files']:.1f} s "
-              f"(writing: {j['write_files']:.1f} s) | |")
+        if "dry" in sections:
+            load = run_child("json_load", source)
+            dry = run_child("transform", source, images, args.target, os.path.join(tmp, "dry"), 1, True)
+            ph = dry["phases"]
+            print(f"| json.load of the source ({dry['instances']} instances) | {load['seconds']:.1f} s | "
+                  f"{load['rss_mb']:.0f} MB |")
+            print(f"| smplus --dry-run | {dry['seconds']:.1f} s = {dry['seconds'] / load['seconds']:.2f}x | "
+                  f"{dry['rss_mb']:.0f} MB = {dry['rss_mb'] / load['rss_mb']:.2f}x |")
+            other = dry["seconds"] - sum(v for k, v in ph.items() if not k.startswith("rss"))
+            print(f"| dry run phases | read JSON (orjson) {ph['read_json']:.1f} s, index {ph['index_coco']:.1f} s, "
+                  f"digest {ph['_file_digest']:.1f} s, plan {ph['plan_dataset']:.1f} s, "
+                  f"assembly + report {ph['assemble']:.1f} s, other {other:.1f} s | |")
+        if "render" in sections:
+            rows = []
+            for n in renders:
+                sub = subset(source, n, tmp)
+                r = run_child("transform", sub, images, args.target, os.path.join(tmp, f"render{n}"), args.workers,
+                              False, args.level)
+                rows.append((n, r))
+                shutil.rmtree(os.path.join(tmp, f"render{n}"))
+                print(f"| render {n} images ({args.level} level), {args.workers} workers | {r['seconds']:.0f} s = "
+                      f"{r['seconds'] * 1000 / n:.1f} ms/img (assembly {r['phases']['assemble']:.2f} s) | "
+                      f"parent {r['phases']['rss_before_render_mb']:.0f} MB when rendering starts, "
+                      f"peak {r['rss_mb']:.0f} MB |")
+            if len(rows) >= 2:
+                (n0, a), (n1, b) = rows[0], rows[-1]
+                marginal = (b["seconds"] - a["seconds"]) * 1000 / (n1 - n0)
+                print(f"| per-image cost {n0} -> {n1} images | {a['seconds'] * 1000 / n0:.1f} -> "
+                      f"{b['seconds'] * 1000 / n1:.1f} ms/img (marginal {marginal:.1f}) | |")
+        if "resume" in sections:
+            k = min(args.journal_entries, n_images)
+            sub = subset(source, k, tmp)
+            root = os.path.dirname(os.path.abspath(images))  # OUT whose images/ the entries point to
+            j = run_child("resume_start", sub, root, args.target, k, os.path.join(tmp, "resume"))
+            print(f"| resume with {k} journal entries: load + plan | {j['load_plan']:.1f} s | |")
+            print(f"| then its journal scan: SQLite ({j['db_mb']:.0f} MB) | {j['scan_sqlite']:.1f} s "
+                  f"(writing the entries: {j['write_sqlite']:.1f} s) | |")
+            print(f"| the same with one JSON file per image (smplus <= 0.1 journal) | {j['scan_files']:.1f} s "
+                  f"(writing: {j['write_files']:.1f} s) | |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
