@@ -22,10 +22,10 @@ import numpy as np
 import orjson
 
 from . import __version__
-from .coco import TMP_PREFIX, CocoDataset, instance_size, write_json_atomic
+from .coco import TMP_PREFIX, CocoDataset, instance_size, usable_segmentation, write_json_atomic
 from .errors import OutputError, SmplusError
 from .histogram import SizeHistogram, sampling_noise, size_jsd
-from .plan import DatasetPlan, ImagePlan
+from .plan import DatasetPlan, ImagePlan, unscaled_labels
 
 COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, summed into report.json
 
@@ -33,15 +33,18 @@ COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, s
 def planned_entries(ds: CocoDataset, plans: Sequence[ImagePlan]) -> Iterator[Tuple[int, dict]]:
     """A dry run's entries: the planned boxes as annotations, made one at a time."""
     for position, plan in enumerate(plans):
-        category = {a["id"]: a["category_id"] for a in ds.anns_by_image[plan.image_id]} if plan.instances else {}
+        anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id]} if plan.instances or plan.unscaled else {}
         out = []
         for ip in plan.instances:
             x, y, w, h = ip.box
             x0, y0, x1, y1 = round(x, 3), round(y, 3), round(x + w, 3), round(y + h, 3)
-            out.append({"image_id": plan.image_id, "category_id": category[ip.ann_id],
+            out.append({"image_id": plan.image_id, "category_id": anns[ip.ann_id]["category_id"],
                         "bbox": [x0, y0, round(w, 3), round(h, 3)], "area": round(w * h, 3),
                         "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
                         "iscrowd": 0, "source_ann_id": ip.ann_id})
+        if plan.unscaled:
+            im = ds.images[plan.image_id]
+            out += unscaled_labels(plan, anns, im["width"], im["height"])
         yield position, {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
                          "background": plan.background, "annotations": out,
                          "dropped": [list(d) for d in plan.dropped], "skipped": None}
@@ -141,6 +144,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         im = ds.images[plan.image_id]
         if entry["skipped"] is not None:
             skipped.append({"image_id": plan.image_id, "file_name": im["file_name"], "reason": entry["skipped"]})
+            dropped["image_skipped"] += sum(1 for a in ds.anns_by_image[plan.image_id] if not a.get("iscrowd"))
             continue
         image = {**im, "width": entry["width"], "height": entry["height"]}
         if "provenance" in entry:
@@ -157,18 +161,22 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
                 crowd_erased += len(plan.crowd)
             new = entry["annotations"]
         else:  # copied image: its annotations as they were, less degenerate ones
-            bad = {ann_id for ann_id, _ in plan.dropped}
-            new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
+            anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id]}
+            bad = {ann_id for ann_id, _ in plan.dropped + plan.unscaled}
+            new = [{**a, "segmentation": usable_segmentation(a, im), "source_ann_id": a["id"]}
+                   for a in anns.values() if a["id"] not in bad]
+            new += unscaled_labels(plan, anns, im["width"], im["height"])
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))
         writer.annotations([{**a, "id": next_id + k} for k, a in enumerate(new)])
         next_id += len(new)
         for a in new:
             if a.get("iscrowd"):
                 continue
-            instances_out += 1
-            if a.get("from_background"):
+            if a.get("from_background"):  # a copy of another image's label: apart from instances_out
                 background_labels += 1
-            elif a["source_ann_id"] in matched:
+                continue
+            instances_out += 1
+            if a["source_ann_id"] in matched:
                 after.append(instance_size(*a["bbox"][2:]))
 
     n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))

@@ -11,13 +11,14 @@ plan does not depend on worker count, order, or which images ran before.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco import CocoDataset, instance_size
+from .coco import CocoDataset, ann_to_rle, instance_size, usable_polygons
 from .errors import UsageError
 from .histogram import SizeHistogram, msm_sizes
 
@@ -28,6 +29,10 @@ LEVELS = ("instance", "image")  # image: the original Scale Match (Yu et al., WA
 IMAGE_LEVEL_TRIES = 5             # RSM draws until the scale lands in scale_range
 DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
 MIN_SIDE = 2.0  # instances that end under 2 px wide or tall are dropped
+# Labels that cannot be cut out (no usable mask or box) but still locate an object:
+# kept unscaled where the image's own pixels stay, dropped where they do not.
+UNSCALED = ("bad_polygon", "bad_mask", "bad_box", "zero_size_box")
+BACKGROUND_TRIES = 8  # draws of a new background that holds the instances, then the image's own
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class ImagePlan:
                                         # level), or scaled with the image and kept (image level)
     dropped: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason) decided at plan time
     background_labels: Tuple[int, ...] = ()  # cp+: the new background's own annotations, kept
+    unscaled: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason): labels kept as they are (see UNSCALED)
 
     @property
     def transformed(self) -> bool:
@@ -102,14 +108,32 @@ class ImagePlan:
                                                 box=tuple(i["box"]), matched=i["matched"])
                                    for i in d["instances"]),
                    crowd=tuple(d["crowd"]), dropped=tuple(tuple(x) for x in d["dropped"]),
-                   background_labels=tuple(d.get("background_labels", ())))
+                   background_labels=tuple(d.get("background_labels", ())),
+                   unscaled=tuple(tuple(x) for x in d.get("unscaled", ())))
 
 
 # ---------------------------------------------------------------- annotation checks
 
 def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
     """Why an annotation cannot be transformed, from its JSON alone (None if it can)."""
-    box = ann.get("bbox")
+    if width < MIN_SIDE or height < MIN_SIDE:
+        return "image_too_small"  # no room to cut anything out (pymatting fails on 1x1)
+    reason = box_reason(ann.get("bbox"), width, height)
+    if reason is not None:
+        return reason
+    seg = ann.get("segmentation")
+    if isinstance(seg, list):
+        if not usable_polygons(seg, height, width):
+            return "bad_polygon"
+    elif not (isinstance(seg, dict) and "counts" in seg and "size" in seg):
+        return "bad_mask"
+    elif list(seg["size"]) != [height, width]:
+        return "bad_mask"
+    return None
+
+
+def box_reason(box, width: int, height: int) -> Optional[str]:
+    """Why a COCO bbox locates nothing in a width x height image (None if it does)."""
     if not (isinstance(box, (list, tuple)) and len(box) == 4
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)):
         return "bad_box"
@@ -120,15 +144,55 @@ def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
         return "outside_image"
     if min(width, x + w) - max(0, x) < 0.01 or min(height, y + h) - max(0, y) < 0.01:
         return "outside_image"  # only a sliver inside
-    seg = ann.get("segmentation")
-    if isinstance(seg, list):
-        if not any(isinstance(p, list) and len(p) >= 6 for p in seg):
-            return "bad_polygon"
-    elif not (isinstance(seg, dict) and "counts" in seg and "size" in seg):
-        return "bad_mask"
-    elif list(seg["size"]) != [height, width]:
-        return "bad_mask"
     return None
+
+
+def unscaled_label(ann: dict, reason: str, image_id: int, width: int, height: int,
+                   out_size: Optional[Tuple[int, int]] = None) -> Optional[dict]:
+    """The output label of an annotation that cannot be cut out, kept as it is.
+
+    Where its pixels stay (the image's own background) the object is still
+    there, so its label stays: its mask if that is usable, else its box as a
+    polygon; "unscaled" says which and why. `out_size` (W, H): the whole image
+    was resized to it (image level). None when it locates nothing: dropped.
+    """
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    from .coco import mask_to_rle
+
+    if reason not in UNSCALED:
+        return None
+    out_w, out_h = out_size or (width, height)
+    sx, sy = out_w / width, out_h / height
+    rle = ann_to_rle(ann.get("segmentation"), height, width)
+    if rle is not None and mask_utils.area(rle) > 0:
+        mask = mask_utils.decode(rle)
+        if out_size is not None:
+            mask = (cv2.resize(mask.astype(np.float32), out_size, interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
+        if not mask.any():
+            return None
+        segmentation = mask_to_rle(mask)
+        x, y, w, h = (float(v) for v in mask_utils.toBbox({**segmentation, "counts": segmentation["counts"].encode()}))
+        label = {"bbox": [x, y, w, h], "area": int(mask.sum()), "segmentation": segmentation,
+                 "unscaled": {"reason": reason, "mask": "source"}}
+    elif box_reason(ann.get("bbox"), width, height) is None:
+        x, y, w, h = clipped_box(ann, width, height)
+        x, y, w, h = x * sx, y * sy, w * sx, h * sy
+        label = {"bbox": [round(v, 3) for v in (x, y, w, h)], "area": round(w * h, 3),
+                 "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
+                 "unscaled": {"reason": reason, "mask": "box"}}
+    else:
+        return None
+    return {"image_id": image_id, "category_id": ann["category_id"], **label, "iscrowd": 0,
+            "source_ann_id": ann["id"]}
+
+
+def unscaled_labels(plan: "ImagePlan", anns: Dict[int, dict], width: int, height: int) -> List[dict]:
+    """The labels `plan` keeps unscaled, on its output image (source image `width` x `height`)."""
+    out_size = (plan.width, plan.height) if plan.background == "resize" else None
+    return [unscaled_label(anns[ann_id], reason, plan.image_id, width, height, out_size)
+            for ann_id, reason in plan.unscaled]
 
 
 def clipped_box(ann: dict, width: int, height: int) -> Tuple[float, float, float, float]:
@@ -155,27 +219,31 @@ class DatasetPlan:
 def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions) -> DatasetPlan:
     """Plan every image of `ds`. MSM+ needs all source sizes first, so this is one pass over the set."""
     selected = set(options.categories) if options.categories is not None else None
+    bad: Dict[int, str] = {}  # why an annotation cannot be transformed, checked once (few have a reason)
     candidates: Dict[int, List[_Candidate]] = {}
     for image_id, im in ds.images.items():
+        for a in ds.anns_by_image[image_id]:
+            reason = degenerate_reason(a, im["width"], im["height"])
+            if reason is not None:
+                bad[a["id"]] = reason
         candidates[image_id] = [
             _Candidate(image_id, a, instance_size(*clipped_box(a, im["width"], im["height"])[2:]))
             for a in ds.anns_by_image[image_id]
-            if not a.get("iscrowd") and degenerate_reason(a, im["width"], im["height"]) is None
-            and (selected is None or a["category_id"] in selected)]
+            if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected)]
     msm_new: Dict[int, float] = {}
     if options.mode == "msm" and options.level == "instance":
         flat = [c for cs in candidates.values() for c in cs]
         for c, s in zip(flat, msm_sizes([c.size for c in flat], hist)):
             msm_new[c.ann["id"]] = float(s)
 
-    pool = BackgroundPool(sorted(ds.images))
+    pool = BackgroundPool(sorted(ds.images), ds.images)
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
     for image_id in ds.images:
         if options.level == "image":
-            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted)
+            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted, bad)
         else:
-            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool)
+            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool, bad)
         plans.append(plan)
         before.extend(c.size for c in candidates[image_id])
         after.extend(i.size for i in plan.instances if i.matched)
@@ -185,31 +253,53 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
 class BackgroundPool:
     """The images PSI may draw a new background from; a draw is O(1), never a new list."""
 
-    def __init__(self, image_ids: Sequence[int]):
+    def __init__(self, image_ids: Sequence[int], images: Dict[int, dict]):
         self.ids = list(image_ids)
         self._position = {i: k for k, i in enumerate(self.ids)}
+        self._sizes = [(images[i]["width"], images[i]["height"]) for i in self.ids]
+        # Pool positions by shorter side: those from bisect(need) on hold any need up to that side.
+        self._by_side = sorted(range(len(self.ids)), key=lambda k: min(self._sizes[k]))
+        self._sides = [min(self._sizes[k]) for k in self._by_side]
+        self._side_rank = {k: r for r, k in enumerate(self._by_side)}
 
-    def draw(self, rng: np.random.Generator, image_id: int) -> Optional[int]:
-        """A uniformly drawn pool image other than `image_id` (None if there is none)."""
+    def draw(self, rng: np.random.Generator, image_id: int, need: Tuple[float, float] = (0.0, 0.0)) -> Optional[int]:
+        """A pool image other than `image_id` at least `need` = (width, height) large, or None.
+
+        Uniform among the pool images that hold `need`: up to BACKGROUND_TRIES
+        uniform draws, the first that holds it is taken. If all miss (most of
+        the pool is too small), one draw among the images whose shorter side
+        holds both sides of `need`. O(1) expected, O(log n) at worst.
+        """
         own = self._position.get(image_id)
         n = len(self.ids) - (own is not None)
-        if n <= 0:
+        for _ in range(BACKGROUND_TRIES if n > 0 else 0):
+            k = self._skip(int(rng.integers(n)), own)
+            if self._sizes[k][0] >= need[0] and self._sizes[k][1] >= need[1]:
+                return self.ids[k]
+        start = bisect.bisect_left(self._sides, max(need))
+        own_rank = self._side_rank.get(own, -1)
+        m = len(self._sides) - start - (own_rank >= start)
+        if m <= 0:
             return None
-        k = int(rng.integers(n))
-        return self.ids[k + 1 if own is not None and k >= own else k]
+        return self.ids[self._by_side[self._skip(start + int(rng.integers(m)), own_rank)]]
+
+    @staticmethod
+    def _skip(k: int, own: Optional[int]) -> int:
+        """Index k of the list without `own` -> index in the whole list."""
+        return k + 1 if own is not None and k >= own else k
 
 
 def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool) -> ImagePlan:
+               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool,
+               bad: Dict[int, str]) -> ImagePlan:
     im = ds.images[image_id]
+    W, H = im["width"], im["height"]
     rng = np.random.default_rng([options.seed, image_id])
-    # Draw order is fixed (PSI first, then sizes) so a plan never depends on other images.
+    # Draw order is fixed (PSI, sizes, then the background that holds them)
+    # so a plan never depends on other images.
     u = rng.random()
     new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
     new_background = new_background or options.mode in COPY_PASTE
-    drawn = pool.draw(rng, image_id) if new_background else None
-    bg_id = image_id if drawn is None else drawn
-    bg = ds.images[bg_id]
     if options.mode == "rsm":
         new_sizes = dict(zip((c.ann["id"] for c in matched), map(float, hist.sample_rsm(rng, len(matched)))))
     elif options.mode in COPY_PASTE:
@@ -217,42 +307,55 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     else:
         new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in matched}
 
-    fx, fy = bg["width"] / im["width"], bg["height"] / im["height"]
-    instances, erased, dropped = [], [], []
+    scaled, unusable, dropped, unscaled = [], [], [], []
     for a in ds.anns_by_image[image_id]:
         if a.get("iscrowd"):
-            erased.append(a["id"])
             continue
-        reason = degenerate_reason(a, im["width"], im["height"])
+        reason = bad.get(a["id"])
         if reason is not None:
-            dropped.append((a["id"], reason))
+            unusable.append((a, reason))
             continue
-        x, y, w, h = clipped_box(a, im["width"], im["height"])
-        scale = 1.0
+        x, y, w, h = clipped_box(a, W, H)
         if a["id"] in new_sizes:
-            size = new_sizes[a["id"]]
-            scale = size / instance_size(w, h)
+            # r is bounded so the instance fits the image: an outlier target size
+            # must not ask for a paste larger than any background.
+            scale = min(new_sizes[a["id"]] / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
                 continue
+            scaled.append((a, (x, y, w, h), scale, True))
         else:  # another category: kept at its size
-            size = instance_size(w, h)
+            scaled.append((a, (x, y, w, h), 1.0, False))
+    need = (max((b[2] * r for _, b, r, _ in scaled), default=0.0), max((b[3] * r for _, b, r, _ in scaled), default=0.0))
+    drawn = pool.draw(rng, image_id, need) if new_background and matched else None
+    bg_id = image_id if drawn is None else drawn
+    bg = ds.images[bg_id]
+    # Labels that cannot be cut out stay where the image's own pixels stay.
+    for a, reason in unusable:
+        keep = bg_id == image_id and unscaled_label(a, reason, image_id, W, H) is not None
+        (unscaled if keep else dropped).append((a["id"], reason))
+    if not matched:  # nothing to scale: copied as is
+        return ImagePlan(image_id, "none", image_id, W, H, dropped=tuple(dropped), unscaled=tuple(unscaled))
+
+    fx, fy = bg["width"] / W, bg["height"] / H
+    instances = []
+    for a, (x, y, w, h), scale, is_matched in scaled:
         # The centre keeps its place, mapped proportionally onto a new background.
         cx, cy = (x + w / 2) * fx, (y + h / 2) * fy
         box = (cx - w * scale / 2, cy - h * scale / 2, w * scale, h * scale)
-        instances.append(InstancePlan(a["id"], float(scale), float(size), box, a["id"] in new_sizes))
-    if not matched:  # nothing to scale: copied as is, only degenerate annotations dropped
-        return ImagePlan(image_id, "none", image_id, im["width"], im["height"], dropped=tuple(dropped))
+        size = instance_size(w * scale, h * scale)
+        instances.append(InstancePlan(a["id"], float(scale), float(size), box, is_matched))
+    erased = tuple(a["id"] for a in ds.anns_by_image[image_id] if a.get("iscrowd"))
     labels = ()
     if options.mode == "cp+" and bg_id != image_id:
         labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
-                       if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
+                       if not a.get("iscrowd") and a["id"] not in bad)
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
-                     tuple(instances), tuple(erased), tuple(dropped), labels)
+                     tuple(instances), erased, tuple(dropped), labels, tuple(unscaled))
 
 
 def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-                     options: TransformOptions, source_sorted: np.ndarray) -> ImagePlan:
+                     options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str]) -> ImagePlan:
     """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
 
     RSM draws a target size (up to 5 tries to land the scale in scale_range);
@@ -280,14 +383,16 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
     W, H = max(1, int(round(im["width"] * scale))), max(1, int(round(im["height"] * scale)))
     sx, sy = W / im["width"], H / im["height"]  # exact per-axis scales of the resized image
     selected = {c.ann["id"] for c in matched}
-    instances, kept, dropped = [], [], []
+    instances, kept, dropped, unscaled = [], [], [], []
     for a in ds.anns_by_image[image_id]:
-        reason = degenerate_reason(a, im["width"], im["height"])
-        if reason is not None:
-            dropped.append((a["id"], reason))
-            continue
+        reason = bad.get(a["id"])
         if a.get("iscrowd"):
-            kept.append(a["id"])  # the whole image is scaled: a crowd stays a labelled crowd
+            if reason is None:
+                kept.append(a["id"])  # the whole image is scaled: a crowd stays a labelled crowd
+            continue
+        if reason is not None:  # its pixels are scaled with the image: its label too, if it locates them
+            keep = unscaled_label(a, reason, image_id, im["width"], im["height"], (W, H)) is not None
+            (unscaled if keep else dropped).append((a["id"], reason))
             continue
         x, y, w, h = clipped_box(a, im["width"], im["height"])
         if w * sx < MIN_SIDE or h * sy < MIN_SIDE:
@@ -295,4 +400,5 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
             continue
         box = (x * sx, y * sy, w * sx, h * sy)
         instances.append(InstancePlan(a["id"], scale, instance_size(box[2], box[3]), box, a["id"] in selected))
-    return ImagePlan(image_id, "resize", image_id, W, H, tuple(instances), tuple(kept), tuple(dropped))
+    return ImagePlan(image_id, "resize", image_id, W, H, tuple(instances), tuple(kept), tuple(dropped),
+                     unscaled=tuple(unscaled))

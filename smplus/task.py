@@ -18,7 +18,7 @@ import numpy as np
 
 from .coco import CocoDataset, encode_image, read_image, write_bytes_atomic
 from .errors import OutputError, SmplusError
-from .plan import ImagePlan
+from .plan import ImagePlan, unscaled_labels
 
 
 @dataclass
@@ -38,7 +38,7 @@ def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence
     """The tasks of the images at `positions` of `plans` (built lazily: each holds only its own annotations)."""
     for position in positions:
         plan = plans[position]
-        used = set(plan.crowd) | {ip.ann_id for ip in plan.instances}
+        used = set(plan.crowd) | {ip.ann_id for ip in plan.instances} | {ann_id for ann_id, _ in plan.unscaled}
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
         bg = ds.images[plan.background_image_id] if plan.background == "new" else None
         bg_anns = [a for a in ds.anns_by_image[plan.background_image_id]
@@ -69,7 +69,8 @@ def render_task(task: ImageTask) -> dict:
 
     plan = task.plan
     entry = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-             "background": plan.background, "annotations": [], "dropped": [], "skipped": None}
+             "background": plan.background, "annotations": [], "dropped": [list(d) for d in plan.dropped],
+             "skipped": None}
     try:
         if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
             src_path = os.path.join(task.images_dir, task.image["file_name"])
@@ -95,7 +96,8 @@ def render_task(task: ImageTask) -> dict:
             else:
                 result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns)
             data = encode_image(result.image, task.image["file_name"])
-            entry["annotations"] = result.annotations
+            entry["annotations"] = result.annotations + unscaled_labels(plan, task.anns, task.image["width"],
+                                                                        task.image["height"])
             entry["dropped"] = [list(d) for d in result.dropped]
     except SmplusError as e:
         entry["skipped"] = str(e)
