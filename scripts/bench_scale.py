@@ -19,6 +19,7 @@ Everything is written under --tmp and deleted at the end (~600 MB of JSON, 118k 
 """
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -124,9 +125,23 @@ def child_transform(source, images, target, out, workers, dry_run, level="instan
         return render(*args, **kwargs)
 
     pipeline._render = measured_render
+    import smplus.journal
+
+    done_at = []  # when each entry reached the driver
+    record = smplus.journal.Journal.record
+
+    def timed_record(self, position, entry):
+        done_at.append(time.perf_counter())
+        return record(self, position, entry)
+
+    smplus.journal.Journal.record = timed_record
     t = time.perf_counter()
     report = transform(source, images, out, target, options=TransformOptions(level=level),
                        run=RunOptions(workers=workers, dry_run=dry_run, progress=False, overwrite=True)).report
+    if done_at:  # ms per image over the 2nd and the 4th fifth of the images: does the cost grow as the run goes?
+        n = len(done_at)
+        fifth = [(done_at[(k + 1) * n // 5 - 1] - done_at[k * n // 5]) * 1000 / (n // 5 - 1) for k in (1, 3)]
+        log["ms_per_img_fifths"] = fifth
     return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "phases": log,
             "images": report["counts"]["images"], "instances": report["counts"]["instances_in"]}
 
@@ -146,7 +161,7 @@ def child_resume_start(source, images_root, target, n, tmp):
     load_plan = time.perf_counter() - t
     state = os.path.join(tmp, "state")
     os.makedirs(state)
-    entries = [e for _, e in zip(range(n), planned_entries(ds, plans))]
+    entries = [e for _, e in itertools.islice(planned_entries(ds, plans), n)]
     t = time.perf_counter()
     with Journal(state) as journal:
         for k, entry in enumerate(entries):
@@ -233,7 +248,7 @@ def main():
                   f"{load['rss_mb']:.0f} MB |")
             print(f"| smplus --dry-run | {dry['seconds']:.1f} s = {dry['seconds'] / load['seconds']:.2f}x | "
                   f"{dry['rss_mb']:.0f} MB = {dry['rss_mb'] / load['rss_mb']:.2f}x |")
-            other = dry["seconds"] - sum(v for k, v in ph.items() if not k.startswith("rss"))
+            other = dry["seconds"] - sum(ph.values())
             print(f"| dry run phases | read JSON (orjson) {ph['read_json']:.1f} s, index {ph['index_coco']:.1f} s, "
                   f"digest {ph['_file_digest']:.1f} s, plan {ph['plan_dataset']:.1f} s, "
                   f"assembly + report {ph['assemble']:.1f} s, other {other:.1f} s | |")
@@ -245,15 +260,19 @@ def main():
                               False, args.level)
                 rows.append((n, r))
                 shutil.rmtree(os.path.join(tmp, f"render{n}"))
+                a, b = r["phases"]["ms_per_img_fifths"]
                 print(f"| render {n} images ({args.level} level), {args.workers} workers | {r['seconds']:.0f} s = "
-                      f"{r['seconds'] * 1000 / n:.1f} ms/img (assembly {r['phases']['assemble']:.2f} s) | "
+                      f"{r['seconds'] * 1000 / n:.1f} ms/img; steady {a:.1f} ms/img in the 2nd fifth, {b:.1f} in "
+                      f"the 4th ({b / a - 1:+.0%}); assembly {r['phases']['assemble']:.2f} s | "
                       f"parent {r['phases']['rss_before_render_mb']:.0f} MB when rendering starts, "
                       f"peak {r['rss_mb']:.0f} MB |")
             if len(rows) >= 2:
                 (n0, a), (n1, b) = rows[0], rows[-1]
                 marginal = (b["seconds"] - a["seconds"]) * 1000 / (n1 - n0)
-                print(f"| per-image cost {n0} -> {n1} images | {a['seconds'] * 1000 / n0:.1f} -> "
-                      f"{b['seconds'] * 1000 / n1:.1f} ms/img (marginal {marginal:.1f}) | |")
+                sa, sb = (sum(x["phases"]["ms_per_img_fifths"]) / 2 for x in (a, b))
+                print(f"| per-image cost {n0} -> {n1} images | whole runs {a['seconds'] * 1000 / n0:.1f} -> "
+                      f"{b['seconds'] * 1000 / n1:.1f} ms/img (marginal {marginal:.1f}); steady state {sa:.1f} -> "
+                      f"{sb:.1f} ms/img ({sb / sa - 1:+.0%}) | |")
         if "resume" in sections:
             k = min(args.journal_entries, n_images)
             sub = subset(source, k, tmp)
