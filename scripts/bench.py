@@ -1,13 +1,15 @@
 """Benchmark smplus against the I/O floor, in one run, and print a table.
 
     python scripts/bench.py [--quick] [--source ANN --images DIR] [--target T] [--min-images N]
+    python scripts/bench.py --ray [--repeat R]     (only the Ray section)
 
 Rows: decode+encode of every image (the floor); SM+ (MSM+, PSI p=0.4) with one
 worker, in ms per image and as a ratio to the floor; image-level Scale Match;
 two workers (throughput ratio, whole runs and steady state); peak RSS for the
 set and the set grown 10x; InstaBoost if installed; the quality cost of the
 fast settings (mean absolute difference to a full-resolution reference render,
-boxes moved); then where a one-worker run spends its time (cProfile).
+boxes moved); then where a one-worker run spends its time (cProfile); then, if
+Ray is installed, a local Ray instance of 2 CPUs against `--workers 2`.
 Numba's one-time compile is excluded (pymatting is imported before timing).
 """
 
@@ -95,14 +97,14 @@ def instaboost_ms(ann, folder):
     return (time.perf_counter() - t) * 1000 / len(raw["images"])
 
 
-def smplus_run(ann, folder, target, out, workers=1, level="instance"):
+def smplus_run(ann, folder, target, out, workers=1, level="instance", executor="local"):
     """Seconds for one `transform` run (MSM+, PSI p=0.4) and the number of images."""
     from smplus.pipeline import RunOptions, transform
     from smplus.plan import TransformOptions
 
     t = time.perf_counter()
     rep = transform(ann, folder, out, target, options=TransformOptions(mode="msm", psi_p=0.4, level=level),
-                    run=RunOptions(workers=workers, progress=False, overwrite=True)).report
+                    run=RunOptions(workers=workers, progress=False, overwrite=True, executor=executor)).report
     return time.perf_counter() - t, rep["counts"]["images"]
 
 
@@ -190,6 +192,32 @@ def quality(ann, folder, target, tmp, n=40):
     return float(np.mean(inside)), float(np.mean(whole)), moved, len(data["annotations"]), t_ref
 
 
+def ray_rows(source, images, target, n, repeat, tmp):
+    """Ray (a local instance of 2 CPUs, started by each run) against --workers 2 on the same images.
+
+    Whole runs include starting the workers (and, for Ray, the instance); the
+    marginal cost of an image (the difference between a run of n/2 and of n
+    images) leaves start-up out. Runs alternate between the two executors and
+    each figure is the median of `repeat` runs, the machine being shared.
+    """
+    ann, folder, count = repeated_set(source, images, n, os.path.join(tmp, "ray_full"))
+    half_ann, half_folder, half = repeated_set(source, images, count // 2, os.path.join(tmp, "ray_half"))
+    out = os.path.join(tmp, "ray_out")
+    runs = {"local": [], "ray": []}
+    for _ in range(repeat):
+        for executor in runs:
+            runs[executor].append([smplus_run(a, d, target, out, workers=2, executor=executor)[0]
+                                   for a, d in ((half_ann, half_folder), (ann, folder))])
+    whole = {e: float(np.median([r[1] for r in rs])) for e, rs in runs.items()}
+    steady = {e: float(np.median([(r[1] - r[0]) * 1000 / (count - half) for r in rs])) for e, rs in runs.items()}
+    print(f"\nRay, a local instance of 2 CPUs, against --workers 2 ({count} images, median of {repeat} runs each):\n")
+    print(f"| executor | whole run | steady state (marginal ms/img, {half} -> {count} images) | goal |")
+    print("|---|---|---|---|")
+    print(f"| --workers 2 | {whole['local']:.1f} s | {steady['local']:.1f} | |")
+    print(f"| --executor ray --workers 2 | {whole['ray']:.1f} s = {whole['ray'] / whole['local']:.2f}x | "
+          f"{steady['ray']:.1f} = {steady['ray'] / steady['local']:.2f}x | <= 1.10x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default=os.path.join(SHARED, "coco_tiny", "annotations", "instances_val2017.json"))
@@ -197,13 +225,24 @@ def main():
     ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
     ap.add_argument("--min-images", type=int, default=500)
     ap.add_argument("--quick", action="store_true", help="100 images, no 10x memory run")
+    ap.add_argument("--ray", action="store_true", help="only the Ray section")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per executor in the Ray section")
     args = ap.parse_args()
     n = 100 if args.quick else args.min_images
     import pymatting  # noqa: F401  (numba compile excluded from the timings)
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        ray = None
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
     tmp = tempfile.mkdtemp(prefix="smplus-bench-")
+    if args.ray:
+        try:
+            return ray_rows(args.source, args.images, args.target, n, args.repeat, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     try:
         ann, folder, count = repeated_set(args.source, args.images, n, tmp)
         out = os.path.join(tmp, "out")
@@ -252,6 +291,8 @@ def main():
         print("|---|---|---|")
         for label, ms in rows:
             print(f"| {label} | {ms:.1f} | {ms / total:.0%} |")
+        if ray is not None:
+            ray_rows(args.source, args.images, args.target, n, args.repeat, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -36,14 +36,11 @@ RAY_INSTALL_HINT = "pip install 'smplus[ray]'"
 
 def make_executor(kind: str = "local", workers: int = 1, address: Optional[str] = None):
     """The executor for `--executor KIND`: local (in-process or processes) or Ray."""
-    if kind == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UsageError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}") from None
+    if kind == "ray":  # without Ray installed, RayExecutor says how to install it (UsageError)
         from .ray_executor import RayExecutor
 
-        return RayExecutor(workers=workers, address=address)
+        # --workers N: a local Ray instance of N CPUs; the default (1): every core, or the cluster's
+        return RayExecutor(address=address, num_cpus=workers if workers > 1 else None)
     if kind != "local":
         raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
     if address is not None:

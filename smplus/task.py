@@ -99,6 +99,7 @@ def render_task(task: ImageTask) -> dict:
             entry["annotations"] = result.annotations + unscaled_labels(plan, task.anns, task.image["width"],
                                                                         task.image["height"])
             entry["dropped"] = [list(d) for d in result.dropped]
+            entry["placement"] = result.placement  # closed-loop placement counters (render.place_at_size)
     except SmplusError as e:
         entry["skipped"] = str(e)
         return entry
