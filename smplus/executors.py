@@ -65,9 +65,9 @@ class LocalProcesses:
     """N spawned worker processes, each fed one task at a time through its own pipe.
 
     Spawned, not forked: libgomp (used by numba/OpenCV) aborts in a forked
-    child. Each worker imports pymatting once (~0.6 s; numba's kernels load
-    from the on-disk cache), started before the annotations load so that this
-    overlaps the driver's loading and planning. The driver watches the pipes
+    child. Each worker loads the matting kernels once (numba's on-disk cache),
+    started before the annotations load so that this overlaps the driver's
+    loading and planning. The driver watches the pipes
     and the processes together, so a worker killed by the OOM killer or a
     segfault is seen at once, with the task it was on.
     """
@@ -180,7 +180,9 @@ def worker_init() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
     cv2.setNumThreads(1)  # one image per process; threads would only contend
-    import pymatting  # noqa: F401  (numba functions load from their on-disk cache)
+    from .matting import warm_up
+
+    warm_up()  # numba's kernels load from its on-disk cache (compiled, with a one-line notice, if absent)
 
 
 def _worker_main(conn) -> None:

@@ -70,7 +70,9 @@ def _worker_setup() -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    import pymatting  # noqa: F401  (numba functions load from their on-disk cache)
+    from .matting import warm_up
+
+    warm_up()  # numba's kernels load from its on-disk cache (compiled, with a one-line notice, if absent)
 
 
 class RayExecutor:

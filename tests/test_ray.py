@@ -170,7 +170,7 @@ def session_processes(sid):
 
 
 def interrupted_run(source, images, out, signal_it, address=None):
-    """The CLI with --executor ray, signalled once 2 images are journaled; (command, its process)."""
+    """The CLI with --executor ray, signalled once 2 images are journaled; its process."""
     cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", source, "--images", images,
            "--out", str(out), "--seed", str(SEED), "--executor", "ray"]
     proc = subprocess.Popen(cmd + (["--address", address] if address else []), cwd=ROOT,
@@ -188,7 +188,7 @@ def interrupted_run(source, images, out, signal_it, address=None):
     assert err.strip().splitlines() == [f"Error: interrupted after {done} of 18 images; "
                                         "rerun the same command with --resume to continue"], err
     assert out_text == ""
-    return cmd, proc
+    return proc
 
 
 def cluster_is_running():
@@ -201,23 +201,23 @@ def test_ctrl_c_stops_a_local_instance_then_resume_completes(cluster, reference,
     source, images, expected = reference
     out = tmp_path / "out"
     # what Ctrl-C in a terminal does: SIGINT to the whole foreground process group, Ray's processes included
-    cmd, proc = interrupted_run(source, images, out, lambda p: os.killpg(p.pid, signal.SIGINT))
+    proc = interrupted_run(source, images, out, lambda p: os.killpg(p.pid, signal.SIGINT))
     deadline = time.time() + 30
     while session_processes(proc.pid) and time.time() < deadline:
         time.sleep(0.1)
     assert session_processes(proc.pid) == [], "the local instance it started is gone with it"
 
-    r = subprocess.run(cmd + ["--address", cluster, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    # resumed here, on the module's instance (its workers are warm)
+    transform(source, images, str(out), options=TransformOptions(seed=SEED),
+              run=RunOptions(executor="ray", resume=True, progress=False))
     assert tree(out) == expected
-    assert cluster_is_running(), "a cluster we connected to keeps running"
 
 
 def test_sigterm_stops_a_run_on_a_cluster_and_leaves_the_cluster_running(cluster, reference, tmp_path):
     source, images, _ = reference
     # ray.init replaces the driver's SIGTERM handler by sys.exit: smplus keeps its own
     interrupted_run(source, images, tmp_path / "out", lambda p: p.send_signal(signal.SIGTERM), address=cluster)
-    assert cluster_is_running()
+    assert cluster_is_running(), "a cluster we connected to keeps running"
 
 
 def test_an_address_nobody_listens_on_is_refused_at_once():
