@@ -3,6 +3,7 @@
 The contract every executor implements (local here; Ray in smplus.ray_executor):
 
     with Executor(workers, ...) as ex:              # starts workers; stops them on exit
+                                                    # (RayExecutor(workers=N, address=ADDR|None))
         for entry in ex.imap_unordered(tasks):      # tasks: iterable of picklable ImageTask
             ...                                     # entry = render_task(task), in any order
 
