@@ -46,13 +46,17 @@ def hole_mask(rles: Sequence[dict], shape) -> np.ndarray:
     return hole
 
 
-def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = None) -> np.ndarray:
-    """Fill `hole` (uint8, 1 = missing) by Telea inpainting at `scale` resolution (default INPAINT_SCALE)."""
+def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = None) -> Optional[np.ndarray]:
+    """Fill `hole` (uint8, 1 = missing) by Telea inpainting at `scale` resolution (default INPAINT_SCALE).
+
+    None when no known pixel is left at that resolution: Telea would return
+    its input, a blurred copy with the removed objects still in it.
+    """
     scale = INPAINT_SCALE if scale is None else scale  # read at call time, so the setting can be changed
     if not hole.any():
         return image.copy()
     if scale >= 1.0:
-        return cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        return None if hole.all() else cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     # Work in the hole's box, grown by the feather and by the context Telea
     # reads around the hole (its radius, in small pixels).
     roi = _box(hole, int(math.ceil((INPAINT_RADIUS + 2) / scale + 3 * FEATHER)))
@@ -63,6 +67,8 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     # A small pixel is missing if any of its source pixels is.
     small_hole = (cv2.resize(part_hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0)
     small_hole = cv2.dilate(small_hole.astype(np.uint8), np.ones((3, 3), np.uint8))
+    if small_hole.all():
+        return None
     fill = cv2.resize(cv2.inpaint(small, small_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA), (w, h),
                       interpolation=cv2.INTER_LINEAR)
     # Feather: full fill inside the hole, fading out over a few px outside it.

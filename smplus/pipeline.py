@@ -16,13 +16,15 @@ import multiprocessing
 import os
 import shutil
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from . import __version__
 from .coco import (
+    JPEG_QUALITY,
+    JPEG_SUBSAMPLING,
     TMP_PREFIX,
     CocoDataset,
     encode_image,
@@ -34,7 +36,15 @@ from .coco import (
 )
 from .errors import SmplusError, UsageError
 from .histogram import SizeHistogram, load_target, sampling_noise, size_jsd
-from .plan import DatasetPlan, ImagePlan, TransformOptions, plan_dataset
+from .plan import (
+    DEFAULT_MAX_HOLE,
+    DatasetPlan,
+    ImagePlan,
+    TransformOptions,
+    clipped_box,
+    degenerate_reason,
+    plan_dataset,
+)
 
 STATE_DIR = ".smplus"
 OUTPUTS = ("images", "annotations.json", "report.json", STATE_DIR)
@@ -146,6 +156,10 @@ class ImageTask:
     out_dir: str
     background: Optional[dict] = None         # new background's image entry
     background_anns: List[dict] = field(default_factory=list)
+    fallback: Optional[dict] = None           # plan.fallback's background image entry
+    fallback_anns: List[dict] = field(default_factory=list)
+    max_hole: float = DEFAULT_MAX_HOLE
+    jpeg: tuple = (JPEG_QUALITY, JPEG_SUBSAMPLING)  # quality, chroma subsampling
 
 
 def _part_path(out_dir: str, image_id: int) -> str:
@@ -163,13 +177,14 @@ def _decode_checked(images_dir: str, image: dict) -> np.ndarray:
 
 def render_task(task: ImageTask) -> dict:
     """Render (or copy) one image, write it and its journal entry; return the entry."""
-    from .render import render_image, render_resized
+    from .render import UnfillableHoles, render_image, render_resized
 
     plan = task.plan
     src_path = os.path.join(task.images_dir, task.image["file_name"])
     dst_path = os.path.join(task.out_dir, "images", task.image["file_name"])
     part = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-            "background": plan.background, "annotations": [], "dropped": [], "skipped": None}
+            "background": plan.background, "annotations": [], "dropped": [], "skipped": None,
+            "provenance": provenance("copy", None, 0.0)}
     try:
         if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
             try:
@@ -187,14 +202,24 @@ def render_task(task: ImageTask) -> dict:
                 except SmplusError:
                     bg_pixels = None
                 if bg_pixels is None:  # an unreadable background falls back to inpainting
-                    plan = ImagePlan(plan.image_id, "inpaint", plan.image_id, task.image["width"],
-                                     task.image["height"], plan.instances, plan.crowd, plan.dropped)
-                    part.update(background="inpaint", width=plan.width, height=plan.height)
+                    plan = replace(plan, background="inpaint", background_image_id=plan.image_id,
+                                   width=task.image["width"], height=task.image["height"], background_labels=())
+            fallback = None
             if plan.background == "resize":
                 result = render_resized(plan, pixels, task.anns)
             else:
-                result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns)
-            write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"]))
+                try:
+                    result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns, task.max_hole)
+                except UnfillableHoles as e:  # never the blurred source: another image is the background
+                    if plan.fallback is None:
+                        raise SmplusError(f"image {src_path}: {e}, and no other image can be its background") from None
+                    fallback, plan = e.reason, plan.fallback
+                    bg_pixels = _decode_checked(task.images_dir, task.fallback)
+                    result = render_image(plan, pixels, task.anns, bg_pixels, task.fallback_anns)
+            part.update(background=plan.background, width=plan.width, height=plan.height,
+                        provenance=provenance(plan.background, plan.background_image_id, result.hole_fraction,
+                                              fallback))
+            write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"], *task.jpeg))
             part["annotations"] = result.annotations
             part["dropped"] = [list(d) for d in result.dropped]
     except SmplusError as e:
@@ -202,6 +227,19 @@ def render_task(task: ImageTask) -> dict:
     if part["skipped"] is None:
         write_json_atomic(_part_path(task.out_dir, plan.image_id), part)
     return part
+
+
+def provenance(background: str, background_image_id: Optional[int], hole_fraction: Optional[float],
+               fallback: Optional[str] = None) -> dict:
+    """How an output image's background was made; the output `images` entry carries it as "smplus".
+
+    background: inpaint (its own holes filled), new (another image), copy (the
+    file copied unchanged), resize (image level); hole_fraction: the share of
+    the background's pixels inpainted (None in a dry run); fallback: why the
+    planned inpainting gave way to a new background (hole_above_max, no_known_pixel).
+    """
+    return {"background": background, "background_image_id": background_image_id,
+            "hole_fraction": None if hole_fraction is None else round(hole_fraction, 4), "fallback": fallback}
 
 
 # Thread pools of the libraries under each worker. Every process gets one
@@ -261,9 +299,12 @@ def _transform(source, images_dir, out_dir, target, options, bins, except_rate, 
 
     parameters = {"mode": options.mode, "level": options.level, "scale_range": list(options.scale_range),
                   "seed": options.seed, "psi_p": options.psi_p,
-                  "background": options.background,
+                  "background": options.background, "background_pool": options.background_pool,
+                  "max_hole": options.max_hole, "jpeg_quality": options.jpeg_quality,
+                  "jpeg_subsampling": options.jpeg_subsampling,
                   "bins": hist.bins, "except_rate": except_rate, "log_bins": log_bins,
-                  "categories": [ds.categories[c]["name"] for c in cat_ids] if cat_ids else None,
+                  "categories": ([ds.categories[c]["name"] for c in options.categories if c in ds.categories]
+                                 if options.categories else None),
                   "source": os.path.abspath(source), "images": os.path.abspath(images_dir),
                   "target": os.path.abspath(target) if target else None, "dry_run": run.dry_run}
     fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
@@ -273,7 +314,7 @@ def _transform(source, images_dir, out_dir, target, options, bins, except_rate, 
     if run.dry_run:
         parts = {p.image_id: _planned_part(p, ds) for p in dplan.images}
     else:
-        parts = _render_all(ds, dplan, images_dir, out_dir, run, pool)
+        parts = _render_all(ds, dplan, images_dir, out_dir, run, pool, options)
     report = _assemble(ds, dplan, hist, parts, parameters, out_dir, run)
     return TransformResult(report, out_dir)
 
@@ -288,19 +329,29 @@ def _planned_part(plan: ImagePlan, ds: CocoDataset) -> dict:
                     "bbox": [round(v, 3) for v in ip.box], "area": round(w * h, 3),
                     "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
                     "iscrowd": 0, "source_ann_id": ip.ann_id})
+    kind = plan.background if plan.transformed else "copy"
     return {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
             "background": plan.background, "annotations": out, "dropped": [list(d) for d in plan.dropped],
-            "skipped": None}
+            "skipped": None, "provenance": provenance(kind, plan.background_image_id if plan.transformed else None,
+                                                      None if kind == "inpaint" else 0.0)}
 
 
-def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir: str):
+def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir: str, options: TransformOptions):
     for plan in plans:
-        used = set(plan.crowd) | {ip.ann_id for ip in plan.instances}
+        used = set(plan.crowd) | set(plan.removed) | {ip.ann_id for ip in plan.instances}
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
-        bg = ds.images[plan.background_image_id] if plan.background == "new" else None
-        bg_anns = [a for a in ds.anns_by_image[plan.background_image_id]
-                   if a.get("iscrowd") or a["id"] in plan.background_labels] if bg else []
-        yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns)
+        bg, bg_anns = _background(ds, plan)
+        fallback, fallback_anns = _background(ds, plan.fallback) if plan.fallback else (None, [])
+        yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns,
+                        fallback, fallback_anns, options.max_hole, (options.jpeg_quality, options.jpeg_subsampling))
+
+
+def _background(ds: CocoDataset, plan: ImagePlan):
+    """A new background's image entry and the annotations render needs (crowds, cp+ labels)."""
+    if plan.background != "new":
+        return None, []
+    return ds.images[plan.background_image_id], [a for a in ds.anns_by_image[plan.background_image_id]
+                                                 if a.get("iscrowd") or a["id"] in plan.background_labels]
 
 
 @contextlib.contextmanager
@@ -324,7 +375,7 @@ def _worker_pool(run: RunOptions):
 
 
 def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: str,
-                run: RunOptions, pool) -> Dict[int, dict]:
+                run: RunOptions, pool, options: TransformOptions) -> Dict[int, dict]:
     from tqdm import tqdm
 
     if run.resume:
@@ -340,7 +391,7 @@ def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: s
             todo.append(plan)
     disable = None if run.progress is None else not run.progress
     bar = tqdm(total=len(dplan.images), initial=len(parts), desc="SM+", unit="img", disable=disable)
-    tasks = _tasks(ds, todo, images_dir, out_dir)
+    tasks = _tasks(ds, todo, images_dir, out_dir, options)
     try:
         results = pool.imap_unordered(render_task, tasks, chunksize=1) if pool else map(render_task, tasks)
         with _stop_requests() as stop:
@@ -415,7 +466,7 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
         if part["skipped"] is not None:
             skipped.append({"image_id": plan.image_id, "file_name": im["file_name"], "reason": part["skipped"]})
             continue
-        images.append({**im, "width": part["width"], "height": part["height"]})
+        images.append({**im, "width": part["width"], "height": part["height"], "smplus": part["provenance"]})
         dropped.update(reason for _, reason in part["dropped"])
         if plan.transformed:
             backgrounds[part["background"]] += 1
@@ -453,6 +504,7 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
             "dropped": dict(sorted(dropped.items())),
         },
         "backgrounds": {"inpaint": backgrounds["inpaint"], "new": backgrounds["new"]},
+        "provenance": _provenance_summary(ds, dplan, images, annotations, parameters),
         "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
                 "sampling_noise": sampling_noise(hist, len(after))},
         "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},
@@ -469,6 +521,45 @@ def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: D
     write_json_atomic(os.path.join(out_dir, "annotations.json"), dataset)
     write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
     return report
+
+
+def _provenance_summary(ds: CocoDataset, dplan: DatasetPlan, images: List[dict], annotations: List[dict],
+                        parameters: dict) -> dict:
+    """report.json's summary of the images' provenance: kinds, fallbacks by reason, hole
+    fractions, and what the new backgrounds show of the scale-matched categories unlabelled."""
+    kinds: Counter = Counter(im["smplus"]["background"] for im in images)
+    fallbacks: Counter = Counter(im["smplus"]["fallback"] for im in images if im["smplus"]["fallback"])
+    holes = [im["smplus"]["hole_fraction"] for im in images
+             if im["smplus"]["background"] == "inpaint" and im["smplus"]["hole_fraction"] is not None]
+    names = parameters["categories"]
+    matched = {cid for cid, c in ds.categories.items() if names is None or c["name"] in names}
+    labelled = {(a["image_id"], a["source_ann_id"]) for a in annotations if a.get("from_background")}
+    visible = large = 0
+    for im in images:
+        if im["smplus"]["background"] != "new":
+            continue
+        bg = ds.images[im["smplus"]["background_image_id"]]
+        for a in ds.anns_by_image[bg["id"]]:
+            if (a.get("iscrowd") or a["category_id"] not in matched or (im["id"], a["id"]) in labelled
+                    or degenerate_reason(a, bg["width"], bg["height"]) is not None):
+                continue
+            visible += 1
+            large += instance_size(*clipped_box(a, bg["width"], bg["height"])[2:]) > 32
+    return {
+        "images": {k: kinds[k] for k in ("inpaint", "new", "copy", "resize") if kinds[k]},
+        "fallbacks": dict(sorted(fallbacks.items())),
+        "hole_fraction": _quantiles(holes),
+        "background_pool": {"kind": parameters["background_pool"], "size": dplan.pool_size,
+                            "unlabelled_matched_on_new": visible, "unlabelled_matched_on_new_over_32px": large},
+    }
+
+
+def _quantiles(values: Sequence[float]) -> Optional[dict]:
+    if not len(values):
+        return None
+    q = np.quantile(np.asarray(values, float), [0.0, 0.5, 0.9, 1.0])
+    return {"count": len(values), "min": round(float(q[0]), 4), "median": round(float(q[1]), 4),
+            "p90": round(float(q[2]), 4), "max": round(float(q[3]), 4)}
 
 
 def _matched_ids(dplan: DatasetPlan):

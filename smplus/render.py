@@ -31,6 +31,31 @@ class RenderResult:
     image: np.ndarray
     annotations: List[dict]                       # COCO annotations without "id"
     dropped: List[Tuple[int, str]] = field(default_factory=list)
+    hole_fraction: float = 0.0                    # share of the background's pixels that were inpainted
+
+
+class UnfillableHoles(Exception):
+    """Too little known background is left to inpaint (the plan's fallback is used instead)."""
+
+    def __init__(self, reason: str, fraction: float):
+        super().__init__(f"{reason}: holes cover {fraction:.0%} of the image")
+        self.reason, self.fraction = reason, fraction
+
+
+def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0) -> Tuple[np.ndarray, float]:
+    """The image with the masks (`rles`) inpainted, and the share of it that was filled.
+
+    Raises UnfillableHoles when the holes cover more than `max_hole` of the
+    image ("hole_above_max") or leave Telea no known pixel ("no_known_pixel").
+    """
+    hole = hole_mask(rles, image.shape)
+    fraction = float(np.count_nonzero(hole)) / hole.size
+    if fraction > max_hole:
+        raise UnfillableHoles("hole_above_max", fraction)
+    filled = inpaint_holes(image, hole)
+    if filled is None:
+        raise UnfillableHoles("no_known_pixel", fraction)
+    return filled, fraction
 
 
 def instance_rle(ann: dict, height: int, width: int) -> Optional[dict]:
@@ -82,12 +107,14 @@ def _clip_to_canvas(p: PastedInstance, width: int, height: int) -> Optional[Past
 
 def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
                  background: Optional[np.ndarray] = None,
-                 background_anns: Sequence[dict] = ()) -> RenderResult:
+                 background_anns: Sequence[dict] = (), max_hole: float = 1.0) -> RenderResult:
     """SM+ on one image: separate, scale, fill the background (PSI), paste, measure.
 
     `background` is the new background's pixels when plan.background == "new";
     `background_anns` its annotations: crowds are erased like this image's own,
     and those in plan.background_labels (cp+) are kept, less what the pastes cover.
+    Raises UnfillableHoles (before any matting) when the holes to inpaint
+    exceed `max_hole` or leave no known pixel.
     """
     H, W = image.shape[:2]
     dropped: List[Tuple[int, str]] = list(plan.dropped)
@@ -98,16 +125,17 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             dropped.append((ip.ann_id, "empty_mask"))
         else:
             rles[ip.ann_id] = rle
-    crowd = [r for r in (instance_rle(anns[i], H, W) for i in plan.crowd) if r is not None]
+    # Crowds and instances dropped at plan time are erased, not left unlabelled.
+    erased = [r for r in (instance_rle(anns[i], H, W) for i in plan.crowd + plan.removed) if r is not None]
 
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
     if plan.background == "new":
         bh, bw = background.shape[:2]
         bg_crowd = [r for r in (instance_rle(a, bh, bw) for a in background_anns if a.get("iscrowd"))
                     if r is not None]
-        canvas = inpaint_holes(background, hole_mask(bg_crowd, background.shape)) if bg_crowd else background
+        canvas, hole_fraction = fill(background, bg_crowd) if bg_crowd else (background, 0.0)
     else:
-        canvas = inpaint_holes(image, hole_mask(list(rles.values()) + crowd, image.shape))
+        canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole)
     canvas = canvas.astype(np.float32)
     out_h, out_w = canvas.shape[:2]
 
@@ -117,8 +145,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)
         m = separate(image, anns[ip.ann_id]["segmentation"], box, ip.scale)
-        src_center = (box[0] + box[2] / 2, box[1] + box[3] / 2)
-        p = _clip_to_canvas(place(m, ip.scale, src_center, ip.center), out_w, out_h) if m is not None else None
+        p = _clip_to_canvas(place(m, ip.scale, ip.src_point, ip.out_point), out_w, out_h) if m is not None else None
         if p is None:
             dropped.append((ip.ann_id, "outside_image"))
             continue
@@ -141,7 +168,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             annotations.append(ann)
     if plan.background_labels:
         annotations = annotations_bg + annotations
-    return RenderResult(np.clip(canvas + 0.5, 0, 255).astype(np.uint8), annotations, dropped)
+    return RenderResult(np.clip(canvas + 0.5, 0, 255).astype(np.uint8), annotations, dropped, hole_fraction)
 
 
 def _occluded_labels(plan: ImagePlan, background_anns: Sequence[dict], pasted, width: int, height: int):
