@@ -3,7 +3,9 @@
 Telea inpainting at full resolution costs ~36 ms per COCO image; the holes
 are smooth fills anyway, so we inpaint at reduced resolution and upsample
 the fill only inside the hole, feathered at its edge so no seam shows. All
-of it runs in the hole's bounding box, not the whole image.
+of it runs in the hole's bounding box, not the whole image. The smooth fill
+then gets some grain back: the fine detail of a same-shaped known region
+beside each hole (a smear of uniform colour is a cue a detector can learn).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 INPAINT_RADIUS = 3
-INPAINT_SCALE = 0.25   # inpaint at this fraction of the image size
+INPAINT_SCALE = 0.3    # inpaint at this fraction of the image size
+# Grain: the detail finer than TEXTURE_SIGMA px of the known region next to a
+# hole, added at TEXTURE_GAIN. Measured on holes with known truth (coco_tiny,
+# scripts/quality.py): texture ratio 0.074 -> 0.22, PSNR not lower, at ~1.8x
+# the cost of Telea at 1/4 resolution alone.
+TEXTURE_GAIN = 0.5
+TEXTURE_SIGMA = 1.5
+TEXTURE_MAX_OVERLAP = 0.3  # a source region may overlap the hole by this share at most
 HOLE_DILATE = (3, 12)  # px around the masks, min and max: matting halos, jagged polygons
 HOLE_DILATE_REL = 0.03  # ...growing with the largest instance's size
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
@@ -75,4 +84,42 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     weight = np.maximum(cv2.GaussianBlur(part_hole.astype(np.float32), (0, 0), FEATHER), part_hole)
     out = image.copy()
     out[roi] = cv2.blendLinear(fill, part, weight, 1.0 - weight)
+    add_texture(out, image, hole, roi)
     return out
+
+
+def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi) -> None:
+    """Add, in place, to each connected part of the hole the fine detail (finer than
+    TEXTURE_SIGMA) of the nearest same-shaped region of known pixels beside it."""
+    H, W = hole.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole[roi])
+    pad = int(3 * TEXTURE_SIGMA) + 1
+    for c in range(1, n):
+        x, y, w, h, _ = stats[c]
+        part = labels[y:y + h, x:x + w] == c
+        x, y = x + roi[1].start, y + roi[0].start
+        shift = _texture_source(hole, part, x, y)
+        if shift is None:
+            continue
+        sx, sy = x + shift[0], y + shift[1]
+        x0, y0, x1, y1 = max(0, sx - pad), max(0, sy - pad), min(W, sx + w + pad), min(H, sy + h + pad)
+        window = image[y0:y1, x0:x1].astype(np.float32)
+        detail = (window - cv2.GaussianBlur(window, (0, 0), TEXTURE_SIGMA))[sy - y0:sy - y0 + h, sx - x0:sx - x0 + w]
+        take = part & (hole[sy:sy + h, sx:sx + w] == 0)  # known source pixels only
+        dst = filled[y:y + h, x:x + w]
+        dst[take] = np.clip(dst[take] + TEXTURE_GAIN * detail[take] + 0.5, 0, 255).astype(np.uint8)
+
+
+def _texture_source(hole: np.ndarray, part: np.ndarray, x: int, y: int) -> Optional[tuple]:
+    """The shift of the nearest region beside `part` (its box at x, y), inside the image and
+    mostly outside the hole: one, two or three box sizes across, straight or diagonal."""
+    H, W = hole.shape
+    h, w = part.shape
+    shifts = sorted(((k * i * w, k * j * h) for k in (1, 2, 3) for i in (-1, 0, 1) for j in (-1, 0, 1) if i or j),
+                    key=lambda d: (abs(d[0]) + abs(d[1]), d))
+    area = max(1, int(np.count_nonzero(part)))
+    for dx, dy in shifts:
+        if 0 <= x + dx and x + dx + w <= W and 0 <= y + dy and y + dy + h <= H:
+            if np.count_nonzero(hole[y + dy:y + dy + h, x + dx:x + dx + w][part]) <= TEXTURE_MAX_OVERLAP * area:
+                return dx, dy
+    return None
