@@ -120,7 +120,7 @@ PROFILE_GROUPS = [
     ("decode (source and new backgrounds)", ["read_image"]),
     ("encode + write image", ["encode_image", "write_bytes_atomic"]),
     ("annotations: measure + RLE", ["_measure"]),
-    ("journal + annotations.json + report", ["write_json_atomic", "_assemble"]),
+    ("journal + annotations.json + report", ["write_json_atomic", "assemble", "record", "commit"]),
     ("load annotations and target, plan", ["load_coco", "load_target", "plan_dataset"]),
 ]
 

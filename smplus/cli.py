@@ -81,7 +81,15 @@ def _load_config(ctx, param, path):
                    "(cp+ keeps the background's labels, updated for occlusion).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Same seed, same output, whatever the number of workers.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images rendered at once (processes; with --executor ray, Ray tasks).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: processes on this machine; ray: tasks on a Ray cluster (pip install 'smplus[ray]').")
+@click.option("--address", default=None,
+              help="With --executor ray: the cluster's address (default: start a local Ray instance).")
+@click.option("--shard", default=None, metavar="I/N", callback=lambda ctx, param, v: _shard(v),
+              help="Render only the I-th of N parts of the images (I from 0) into OUT; "
+                   "`smplus merge` joins the N OUTs.")
 @click.option("--psi-p", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
               help="PSI: probability of inpainting the image's own background (else a new one).")
 @click.option("--level", type=click.Choice(["instance", "image"]), default="instance", show_default=True,
@@ -114,8 +122,8 @@ def _load_config(ctx, param, path):
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")
 @library_errors
-def transform(source, images_dir, out_dir, target, mode, seed, workers, psi_p, level, scale_range, background,
-              background_pool, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate, log_bins,
+def transform(source, images_dir, out_dir, target, mode, seed, workers, executor, address, shard, psi_p, level, scale_range,
+              background, background_pool, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate, log_bins,
               categories, dry_run, overwrite, resume, allow_skips):
     """Scale-match a COCO dataset instance by instance (SM+)."""
     from .pipeline import RunOptions
@@ -129,8 +137,36 @@ def transform(source, images_dir, out_dir, target, mode, seed, workers, psi_p, l
                                  max_hole=max_hole, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling),
         bins=bins, except_rate=except_rate, log_bins=log_bins, categories=_categories(categories),
         run=RunOptions(workers=workers, dry_run=dry_run, overwrite=overwrite, resume=resume,
-                       allow_skips=allow_skips))
-    _summary(result.report, out_dir)
+                       allow_skips=allow_skips, executor=executor, address=address, shard=shard))
+    if result.report is None:
+        click.echo(f"shard {shard[0]}/{shard[1]}: {result.rendered} images in {out_dir}; "
+                   f"when all {shard[1]} shards are done: smplus merge OUT_0 ... OUT_{shard[1] - 1} --out FINAL")
+    else:
+        _summary(result.report, out_dir)
+
+
+def _shard(value):
+    if value is None:
+        return None
+    i, sep, n = value.partition("/")
+    if not (sep and i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise click.BadParameter(f"must be I/N with 0 <= I < N (e.g. 0/4), got {value!r}")
+    return int(i), int(n)
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder of the whole dataset: images/, annotations.json, report.json.")
+@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT.")
+@click.option("--allow-skips", is_flag=True,
+              help="Write the dataset even if some images could not be read (they are listed in report.json).")
+@library_errors
+def merge(shards, out_dir, overwrite, allow_skips):
+    """Join the OUT folders of all N shards of a run (--shard I/N) into one dataset."""
+    from .pipeline import merge as run_merge
+
+    _summary(run_merge(shards, out_dir, overwrite=overwrite, allow_skips=allow_skips), out_dir)
 
 
 def _summary(report: dict, out_dir: str) -> None:

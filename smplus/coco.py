@@ -229,13 +229,15 @@ def instance_size(w: float, h: float) -> float:
 # ---------------------------------------------------------------- writing
 
 def _atomic_write(path: str, data: bytes) -> None:
-    """Write to a temporary file beside `path` and rename: never a truncated file."""
+    """Write to a temporary file beside `path`, fsync, and rename: never a truncated or empty file."""
     d = os.path.dirname(path) or "."
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=TMP_PREFIX, suffix=os.path.basename(path)[-16:])
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it visible (a power loss keeps the old state)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual rights
         os.replace(tmp, path)
     except BaseException:

@@ -1,10 +1,12 @@
-"""Run SM+ over a dataset: plan, render in workers, journal, assemble, report.
+"""Run SM+ over a dataset: load, plan, render through an executor, assemble.
 
-Every rendered image is written atomically with a small journal entry (its
-annotations) in OUT/.smplus/parts; `annotations.json` and `report.json` are
-assembled from the journal at the end, in source order, with annotation ids
-numbered then. So the output is the same whatever the worker count, and a
-killed run resumes where it stopped (`resume=True`).
+The pieces live in their own modules: the render task every executor runs
+(task.py), the executors (executors.py), the journal of what is rendered
+(journal.py), and assembly of annotations.json + report.json (assemble.py).
+This module is the orchestration: `transform` (a whole run, one shard of it,
+or its resume) and `merge` (shards into one dataset). Plans are global and
+deterministic, so a resume, a shard and a merge all plan the whole set again
+and differ only in which images they render or assemble.
 """
 
 from __future__ import annotations
@@ -12,47 +14,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, Iterable, List, Optional, Sequence
-
-import numpy as np
+from dataclasses import dataclass, fields
+from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import __version__
-from .coco import (
-    JPEG_QUALITY,
-    JPEG_SUBSAMPLING,
-    TMP_PREFIX,
-    CocoDataset,
-    encode_image,
-    instance_size,
-    load_coco,
-    read_image,
-    write_bytes_atomic,
-    write_json_atomic,
-)
-from .errors import SmplusError, UsageError
-from .histogram import SizeHistogram, load_target, sampling_noise, size_jsd
-from .plan import (
-    DEFAULT_MAX_HOLE,
-    DatasetPlan,
-    ImagePlan,
-    TransformOptions,
-    clipped_box,
-    degenerate_reason,
-    plan_dataset,
-)
+from .assemble import assemble, planned_entries
+from .coco import TMP_PREFIX, CocoDataset, load_coco, write_json_atomic
+from .errors import OutputError, SmplusError, UsageError
+from .executors import EXECUTORS, make_executor
+from .histogram import load_target
+from .journal import Journal, merged_entries
+from .plan import DatasetPlan, TransformOptions, plan_dataset
+from .shards import assign_shards, shard_positions
+from .task import image_tasks, output_image_path
 
 STATE_DIR = ".smplus"
+RUN_FILE = "run.json"  # the run's fingerprint: inputs, options, version, shard
 OUTPUTS = ("images", "annotations.json", "report.json", STATE_DIR)
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Where and how to run; none of these change the output."""
+    """Where and how to run; none of these change the output (a shard renders part of it)."""
 
     workers: int = 1
     dry_run: bool = False
@@ -60,18 +45,30 @@ class RunOptions:
     resume: bool = False
     allow_skips: bool = False
     progress: Optional[bool] = None  # None: a bar only on a terminal
+    executor: str = "local"          # local | ray
+    address: Optional[str] = None    # Ray cluster address (None: a local Ray instance)
+    shard: Optional[Tuple[int, int]] = None  # (I, N): render the I-th of N parts of the images
 
     def __post_init__(self):
         if not isinstance(self.workers, int) or self.workers < 1:
             raise UsageError(f"--workers must be an integer >= 1, got {self.workers!r}")
         if self.overwrite and self.resume:
             raise UsageError("--overwrite and --resume exclude each other: resume keeps OUT, overwrite clears it")
+        if self.executor not in EXECUTORS:
+            raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.shard is not None:
+            i, n = self.shard
+            if not (isinstance(i, int) and isinstance(n, int) and 0 <= i < n):
+                raise UsageError(f"--shard must be I/N with 0 <= I < N, got {i!r}/{n!r}")
+            if self.dry_run:
+                raise UsageError("--shard renders a part of the images and --dry-run renders none: drop one of them")
 
 
 @dataclass
 class TransformResult:
-    report: dict
+    report: Optional[dict]  # None for a shard: its images are assembled by `merge`
     out_dir: str
+    rendered: int = 0       # images this shard holds
 
 
 # ---------------------------------------------------------------- categories
@@ -118,7 +115,7 @@ def prepare_out(out_dir: str, inputs: Iterable[str], run: RunOptions) -> None:
                 shutil.rmtree(p)
             elif os.path.exists(p):
                 os.unlink(p)
-    os.makedirs(os.path.join(out_dir, STATE_DIR, "parts"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
 
 
 def _file_digest(path: Optional[str]) -> Optional[str]:
@@ -131,150 +128,64 @@ def _file_digest(path: Optional[str]) -> Optional[str]:
     return h.hexdigest()
 
 
+def _differences(a: dict, b: dict) -> List[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def _check_resume(out_dir: str, fingerprint: dict, run: RunOptions) -> None:
-    path = os.path.join(out_dir, STATE_DIR, "run.json")
+    path = os.path.join(out_dir, STATE_DIR, RUN_FILE)
     if run.resume and os.path.exists(path):
         with open(path) as f:
             before = json.load(f)
         if before != fingerprint:
-            diff = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
-            raise SmplusError(f"--resume: {out_dir} was started with other inputs or options ({', '.join(diff)} "
-                              "differ); rerun with the same ones, or use --overwrite to start again")
+            raise SmplusError(f"--resume: {out_dir} was started with other inputs or options "
+                              f"({', '.join(_differences(before, fingerprint))} differ); "
+                              "rerun with the same ones, or use --overwrite to start again")
     elif run.resume and os.listdir(out_dir) != [STATE_DIR]:
         raise SmplusError(f"--resume: {out_dir} holds no smplus run to resume; use --overwrite to replace it")
-    write_json_atomic(path, fingerprint)
+    try:
+        write_json_atomic(path, fingerprint)
+    except OSError as e:
+        raise OutputError.writing(path, e.strerror or str(e)) from None
 
 
-# ---------------------------------------------------------------- rendering one image (worker side)
+# ---------------------------------------------------------------- planning (the same for a run, a shard and a merge)
 
 @dataclass
-class ImageTask:
-    plan: ImagePlan
-    image: dict                       # source image entry
-    anns: Dict[int, dict]             # this image's annotations used by the plan
-    images_dir: str
-    out_dir: str
-    background: Optional[dict] = None         # new background's image entry
-    background_anns: List[dict] = field(default_factory=list)
-    fallback: Optional[dict] = None           # plan.fallback's background image entry
-    fallback_anns: List[dict] = field(default_factory=list)
-    max_hole: float = DEFAULT_MAX_HOLE
-    jpeg: tuple = (JPEG_QUALITY, JPEG_SUBSAMPLING)  # quality, chroma subsampling
+class _Planned:
+    ds: CocoDataset
+    hist: object
+    dplan: DatasetPlan
+    parameters: dict      # what report.json records
+    fingerprint: dict     # what a resume and a merge compare
+    options: TransformOptions
 
 
-def _part_path(out_dir: str, image_id: int) -> str:
-    return os.path.join(out_dir, STATE_DIR, "parts", f"{image_id}.json")
+def _plan(source: str, images_dir: str, target: Optional[str], options: TransformOptions, bins: int,
+          except_rate: Optional[float], log_bins: bool, categories: Optional[Sequence[str]], dry_run: bool,
+          before_planning=lambda: None) -> _Planned:
+    ds = load_coco(source)
+    hist = load_target(target, bins, except_rate, log_bins)
+    cat_ids = resolve_categories(ds, categories)
+    if cat_ids is not None:
+        options = TransformOptions(**{**{f.name: getattr(options, f.name) for f in fields(options)},
+                                      "categories": cat_ids})
+    before_planning()
+    dplan = plan_dataset(ds, hist, options)
+    # every TransformOptions field, under its own name: a merge rebuilds the options from these
+    parameters = {f.name: getattr(options, f.name) for f in fields(options)}
+    parameters.update(scale_range=list(options.scale_range),
+                      categories=([ds.categories[c]["name"] for c in options.categories if c in ds.categories]
+                                  if options.categories else None),
+                      bins=hist.bins, except_rate=except_rate, log_bins=log_bins,
+                      source=os.path.abspath(source), images=os.path.abspath(images_dir),
+                      target=os.path.abspath(target) if target else None, dry_run=dry_run)
+    fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
+                   "version": __version__}
+    return _Planned(ds, hist, dplan, parameters, fingerprint, options)
 
 
-def _decode_checked(images_dir: str, image: dict) -> np.ndarray:
-    path = os.path.join(images_dir, image["file_name"])
-    pixels = read_image(path)
-    if pixels.shape[:2] != (image["height"], image["width"]):
-        raise SmplusError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]} but the annotations say "
-                          f"{image['width']}x{image['height']}")
-    return pixels
-
-
-def render_task(task: ImageTask) -> dict:
-    """Render (or copy) one image, write it and its journal entry; return the entry."""
-    from .render import UnfillableHoles, render_image, render_resized
-
-    plan = task.plan
-    src_path = os.path.join(task.images_dir, task.image["file_name"])
-    dst_path = os.path.join(task.out_dir, "images", task.image["file_name"])
-    part = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-            "background": plan.background, "annotations": [], "dropped": [], "skipped": None,
-            "provenance": provenance("copy", None, 0.0)}
-    try:
-        if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
-            try:
-                with open(src_path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                raise SmplusError(f"image could not be read: {src_path} ({e.strerror})") from None
-            write_bytes_atomic(dst_path, data)
-        else:
-            pixels = _decode_checked(task.images_dir, task.image)
-            bg_pixels = None
-            if plan.background == "new":
-                try:
-                    bg_pixels = _decode_checked(task.images_dir, task.background)
-                except SmplusError:
-                    bg_pixels = None
-                if bg_pixels is None:  # an unreadable background falls back to inpainting
-                    plan = replace(plan, background="inpaint", background_image_id=plan.image_id,
-                                   width=task.image["width"], height=task.image["height"], background_labels=())
-            fallback = None
-            if plan.background == "resize":
-                result = render_resized(plan, pixels, task.anns)
-            else:
-                try:
-                    result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns, task.max_hole)
-                except UnfillableHoles as e:  # never the blurred source: another image is the background
-                    if plan.fallback is None:
-                        raise SmplusError(f"image {src_path}: {e}, and no other image can be its background") from None
-                    fallback, plan = e.reason, plan.fallback
-                    bg_pixels = _decode_checked(task.images_dir, task.fallback)
-                    result = render_image(plan, pixels, task.anns, bg_pixels, task.fallback_anns)
-            part.update(background=plan.background, width=plan.width, height=plan.height,
-                        provenance=provenance(plan.background, plan.background_image_id, result.hole_fraction,
-                                              fallback))
-            write_bytes_atomic(dst_path, encode_image(result.image, task.image["file_name"], *task.jpeg))
-            part["annotations"] = result.annotations
-            part["dropped"] = [list(d) for d in result.dropped]
-    except SmplusError as e:
-        part["skipped"] = str(e)
-    if part["skipped"] is None:
-        write_json_atomic(_part_path(task.out_dir, plan.image_id), part)
-    return part
-
-
-def provenance(background: str, background_image_id: Optional[int], hole_fraction: Optional[float],
-               fallback: Optional[str] = None) -> dict:
-    """How an output image's background was made; the output `images` entry carries it as "smplus".
-
-    background: inpaint (its own holes filled), new (another image), copy (the
-    file copied unchanged), resize (image level); hole_fraction: the share of
-    the background's pixels inpainted (None in a dry run); fallback: why the
-    planned inpainting gave way to a new background (hole_above_max, no_known_pixel).
-    """
-    return {"background": background, "background_image_id": background_image_id,
-            "hole_fraction": None if hole_fraction is None else round(hole_fraction, 4), "fallback": fallback}
-
-
-# Thread pools of the libraries under each worker. Every process gets one
-# thread: N processes x default threads oversubscribe the cores, and OpenMP's
-# spinning threads then make 2 workers 15x slower than 1.
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _single_threaded_children():
-    """Spawned children read these at import, before any initializer runs."""
-    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
-    os.environ.update({k: "1" for k in _THREAD_ENV})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _worker_init():
-    import signal
-
-    import cv2
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C for the pool
-
-    cv2.setNumThreads(1)  # one image per process; threads would only contend
-    _warm_up_matting()
-
-
-# ---------------------------------------------------------------- the run
+# ---------------------------------------------------------------- transform
 
 def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] = None,
               options: TransformOptions = TransformOptions(), bins: int = 100,
@@ -283,132 +194,53 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     """SM+ on a COCO dataset: the library entry point behind `smplus transform`."""
     if not os.path.isdir(images_dir):
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
-    with _worker_pool(run) as pool:  # workers start up while the annotations load
-        return _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories,
-                          run, pool)
+    executor = contextlib.nullcontext() if run.dry_run else make_executor(run.executor, run.workers, run.address)
+    with executor:  # workers start up while the annotations load
+        p = _plan(source, images_dir, target, options, bins, except_rate, log_bins, categories, run.dry_run,
+                  before_planning=lambda: prepare_out(out_dir, [source, images_dir, target], run))
+        fingerprint = {**p.fingerprint, "shard": list(run.shard) if run.shard else None}
+        _check_resume(out_dir, fingerprint, run)
+        if run.dry_run:
+            return TransformResult(assemble(p.ds, p.dplan, p.hist, planned_entries(p.ds, p.dplan.images),
+                                            p.parameters, out_dir, run.allow_skips), out_dir)
+        positions = (shard_positions(p.dplan.images, *run.shard) if run.shard
+                     else range(len(p.dplan.images)))
+        with Journal(os.path.join(out_dir, STATE_DIR)) as journal:
+            rendered = _render(p, positions, images_dir, out_dir, run, journal, executor)
+            if run.shard:
+                return TransformResult(None, out_dir, rendered)
+            report = assemble(p.ds, p.dplan, p.hist, journal.entries(), p.parameters, out_dir, run.allow_skips)
+    return TransformResult(report, out_dir, rendered)
 
 
-def _transform(source, images_dir, out_dir, target, options, bins, except_rate, log_bins, categories, run, pool):
-    ds = load_coco(source)
-    hist = load_target(target, bins, except_rate, log_bins)
-    cat_ids = resolve_categories(ds, categories)
-    if cat_ids is not None:
-        options = TransformOptions(**{**asdict(options), "categories": cat_ids})
-    prepare_out(out_dir, [source, images_dir, target], run)
-    dplan = plan_dataset(ds, hist, options)
-
-    parameters = {"mode": options.mode, "level": options.level, "scale_range": list(options.scale_range),
-                  "seed": options.seed, "psi_p": options.psi_p,
-                  "background": options.background, "background_pool": options.background_pool,
-                  "max_hole": options.max_hole, "jpeg_quality": options.jpeg_quality,
-                  "jpeg_subsampling": options.jpeg_subsampling,
-                  "bins": hist.bins, "except_rate": except_rate, "log_bins": log_bins,
-                  "categories": ([ds.categories[c]["name"] for c in options.categories if c in ds.categories]
-                                 if options.categories else None),
-                  "source": os.path.abspath(source), "images": os.path.abspath(images_dir),
-                  "target": os.path.abspath(target) if target else None, "dry_run": run.dry_run}
-    fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
-                   "version": __version__}
-    _check_resume(out_dir, fingerprint, run)
-
-    if run.dry_run:
-        parts = {p.image_id: _planned_part(p, ds) for p in dplan.images}
-    else:
-        parts = _render_all(ds, dplan, images_dir, out_dir, run, pool, options)
-    report = _assemble(ds, dplan, hist, parts, parameters, out_dir, run)
-    return TransformResult(report, out_dir)
-
-
-def _planned_part(plan: ImagePlan, ds: CocoDataset) -> dict:
-    """A dry run's journal entry: the planned boxes as annotations."""
-    anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id]}
-    out = []
-    for ip in plan.instances:
-        x, y, w, h = ip.box
-        out.append({"image_id": plan.image_id, "category_id": anns[ip.ann_id]["category_id"],
-                    "bbox": [round(v, 3) for v in ip.box], "area": round(w * h, 3),
-                    "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
-                    "iscrowd": 0, "source_ann_id": ip.ann_id})
-    kind = plan.background if plan.transformed else "copy"
-    return {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-            "background": plan.background, "annotations": out, "dropped": [list(d) for d in plan.dropped],
-            "skipped": None, "provenance": provenance(kind, plan.background_image_id if plan.transformed else None,
-                                                      None if kind == "inpaint" else 0.0)}
-
-
-def _tasks(ds: CocoDataset, plans: Sequence[ImagePlan], images_dir: str, out_dir: str, options: TransformOptions):
-    for plan in plans:
-        used = set(plan.crowd) | set(plan.removed) | {ip.ann_id for ip in plan.instances}
-        anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
-        bg, bg_anns = _background(ds, plan)
-        fallback, fallback_anns = _background(ds, plan.fallback) if plan.fallback else (None, [])
-        yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns,
-                        fallback, fallback_anns, options.max_hole, (options.jpeg_quality, options.jpeg_subsampling))
-
-
-def _background(ds: CocoDataset, plan: ImagePlan):
-    """A new background's image entry and the annotations render needs (crowds, cp+ labels)."""
-    if plan.background != "new":
-        return None, []
-    return ds.images[plan.background_image_id], [a for a in ds.anns_by_image[plan.background_image_id]
-                                                 if a.get("iscrowd") or a["id"] in plan.background_labels]
-
-
-@contextlib.contextmanager
-def _worker_pool(run: RunOptions):
-    """Worker processes for rendering (None for one worker), terminated on the way out.
-
-    Spawned, not forked: libgomp (used by numba/OpenCV) aborts in a forked
-    child. Each worker imports pymatting once (~0.6 s; numba's compiled kernels
-    load from its on-disk cache, compiled by the first run on the machine).
-    """
-    if run.workers < 2 or run.dry_run:
-        yield None
-        return
-    with _single_threaded_children():
-        pool = multiprocessing.get_context("spawn").Pool(run.workers, initializer=_worker_init)
-    try:
-        yield pool
-    finally:
-        pool.terminate()
-        pool.join()
-
-
-def _render_all(ds: CocoDataset, dplan: DatasetPlan, images_dir: str, out_dir: str,
-                run: RunOptions, pool, options: TransformOptions) -> Dict[int, dict]:
+def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str, run: RunOptions,
+            journal: Journal, executor) -> int:
+    """Render the images at `positions` not yet done, recording each entry; return how many are done."""
     from tqdm import tqdm
 
+    done: Set[int] = set()
     if run.resume:
         _remove_partial_writes(out_dir)
-    parts: Dict[int, dict] = {}
-    todo = []
-    for plan in dplan.images:
-        path = _part_path(out_dir, plan.image_id)
-        if run.resume and os.path.exists(path):
-            with open(path) as f:
-                parts[plan.image_id] = json.load(f)
-        else:
-            todo.append(plan)
+        done = journal.scan(p.dplan.images, p.ds, out_dir)[0]
+    todo = [k for k in positions if k not in done]
+    position = {p.dplan.images[k].image_id: k for k in todo}
+    count = len(positions) - len(todo)
     disable = None if run.progress is None else not run.progress
-    bar = tqdm(total=len(dplan.images), initial=len(parts), desc="SM+", unit="img", disable=disable)
-    tasks = _tasks(ds, todo, images_dir, out_dir, options)
+    bar = tqdm(total=len(positions), initial=count, desc="SM+", unit="img", disable=disable)
     try:
-        results = pool.imap_unordered(render_task, tasks, chunksize=1) if pool else map(render_task, tasks)
         with _stop_requests() as stop:
-            for part in results:
-                parts[part["image_id"]] = part
+            for entry in executor.imap_unordered(image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir, p.options)):
+                journal.record(position[entry["image_id"]], entry)
+                count += 1
                 bar.update(1)
                 if stop:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if pool is not None:
-            pool.terminate()
-        done = len(os.listdir(os.path.dirname(_part_path(out_dir, 0))))
-        raise SmplusError(f"interrupted after {done} of {len(dplan.images)} images; "
+        raise SmplusError(f"interrupted after {count} of {len(positions)} images; "
                           f"rerun the same command with --resume to continue") from None
     finally:
         bar.close()
-    return parts
+    return count
 
 
 @contextlib.contextmanager
@@ -448,130 +280,80 @@ def _remove_partial_writes(out_dir: str) -> None:
                 os.unlink(os.path.join(root, name))
 
 
-def _warm_up_matting():
-    import pymatting  # noqa: F401  (numba functions load from their on-disk cache)
+# ---------------------------------------------------------------- merge
 
+def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allow_skips: bool = False) -> dict:
+    """The dataset from the OUTs of all N shards of one run: byte-identical to a run without shards."""
+    from .shards import check_shards
 
-def _assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, parts: Dict[int, dict],
-              parameters: dict, out_dir: str, run: RunOptions) -> dict:
-    """annotations.json and report.json from the journal, in source order."""
-    matched = set(_matched_ids(dplan))
-    images, annotations, skipped = [], [], []
-    dropped: Counter = Counter()
-    backgrounds: Counter = Counter()
-    crowd_erased = crowd_kept = 0
-    next_id = 1
-    for plan in dplan.images:
-        im, part = ds.images[plan.image_id], parts[plan.image_id]
-        if part["skipped"] is not None:
-            skipped.append({"image_id": plan.image_id, "file_name": im["file_name"], "reason": part["skipped"]})
-            continue
-        images.append({**im, "width": part["width"], "height": part["height"], "smplus": part["provenance"]})
-        dropped.update(reason for _, reason in part["dropped"])
-        if plan.transformed:
-            backgrounds[part["background"]] += 1
-            if plan.background == "resize":
-                crowd_kept += len(plan.crowd)
-            else:
-                crowd_erased += len(plan.crowd)
-            new = part["annotations"]
-        else:  # copied image: its annotations as they were, less degenerate ones
-            bad = {ann_id for ann_id, _ in plan.dropped}
-            new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
-            crowd_kept += sum(1 for a in new if a.get("iscrowd"))
-        for a in new:
-            annotations.append({**a, "id": next_id})
-            next_id += 1
-
-    after = [instance_size(*a["bbox"][2:]) for a in annotations
-             if a["source_ann_id"] in matched and not a.get("iscrowd") and not a.get("from_background")]
-    n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))
-    report = {
-        "smplus_version": __version__,
-        **{k: parameters[k] for k in ("mode", "level", "seed")},
-        "parameters": parameters,
-        "target": {"source": hist.source, "bins": hist.bins, "boxes": hist.count},
-        "counts": {
-            "images": len(images),
-            "images_transformed": sum(backgrounds.values()),
-            "instances_in": n_src_instances,
-            "instances_out": sum(1 for a in annotations if not a.get("iscrowd")),
-            "scale_matched_in": len(dplan.source_sizes),
-            "scale_matched_out": len(after),
-            "background_labels_kept": sum(1 for a in annotations if a.get("from_background")),
-            "crowd_erased": crowd_erased,
-            "crowd_kept": crowd_kept,
-            "dropped": dict(sorted(dropped.items())),
-        },
-        "backgrounds": {"inpaint": backgrounds["inpaint"], "new": backgrounds["new"]},
-        "provenance": _provenance_summary(ds, dplan, images, annotations, parameters),
-        "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
-                "sampling_noise": sampling_noise(hist, len(after))},
-        "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},
-        "skipped": skipped,
-    }
-    if skipped and not run.allow_skips:
-        write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
-        first = skipped[0]
-        raise SmplusError(f"{len(skipped)} image(s) could not be transformed, first {first['reason']}; "
-                          f"see {out_dir}/report.json. Fix them and rerun with --resume, "
-                          "or pass --allow-skips to write the dataset without them")
-    dataset = {k: v for k, v in ds.raw.items() if k not in ("images", "annotations")}
-    dataset.update(images=images, annotations=annotations)
-    write_json_atomic(os.path.join(out_dir, "annotations.json"), dataset)
-    write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
+    fingerprints = [_read_fingerprint(d) for d in shard_dirs]
+    check_shards(shard_dirs, fingerprints)
+    f = fingerprints[0]
+    options = TransformOptions(**{fl.name: f[fl.name] for fl in fields(TransformOptions) if fl.name != "categories"}
+                               | {"scale_range": tuple(f["scale_range"])})
+    for path, digest in ((f["source"], f["source_sha256"]), (f["target"], f["target_sha256"])):
+        if path is not None and (not os.path.isfile(path) or _file_digest(path) != digest):
+            raise SmplusError(f"merge: {path}, an input of the shards, is missing or has changed since they ran; "
+                              "merge where the shards' inputs are, as they were")
+    p = _plan(f["source"], f["images"], f["target"], options, f["bins"], f["except_rate"], f["log_bins"],
+              f["categories"], dry_run=False)
+    assignment = assign_shards(p.dplan.images, f["shard"][1])
+    journals = []
+    try:
+        for d, fp in zip(shard_dirs, fingerprints):
+            journal = Journal(os.path.join(d, STATE_DIR))
+            journals.append(journal)
+            _check_complete(p, d, fp["shard"], [k for k, s in enumerate(assignment) if s == fp["shard"][0]], journal)
+        prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
+                    RunOptions(overwrite=overwrite))
+        write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None})
+        for d, journal in zip(shard_dirs, journals):
+            for _, entry in journal.entries():
+                if entry["skipped"] is None:
+                    _link_image(d, out_dir, p.ds.images[entry["image_id"]])
+        report = assemble(p.ds, p.dplan, p.hist, merged_entries(journals), p.parameters, out_dir, allow_skips)
+    finally:
+        for journal in journals:
+            journal.close()
     return report
 
 
-def _provenance_summary(ds: CocoDataset, dplan: DatasetPlan, images: List[dict], annotations: List[dict],
-                        parameters: dict) -> dict:
-    """report.json's summary of the images' provenance: kinds, fallbacks by reason, hole
-    fractions, and what the new backgrounds show of the scale-matched categories unlabelled."""
-    kinds: Counter = Counter(im["smplus"]["background"] for im in images)
-    fallbacks: Counter = Counter(im["smplus"]["fallback"] for im in images if im["smplus"]["fallback"])
-    holes = [im["smplus"]["hole_fraction"] for im in images
-             if im["smplus"]["background"] == "inpaint" and im["smplus"]["hole_fraction"] is not None]
-    names = parameters["categories"]
-    matched = {cid for cid, c in ds.categories.items() if names is None or c["name"] in names}
-    labelled = {(a["image_id"], a["source_ann_id"]) for a in annotations if a.get("from_background")}
-    visible = large = 0
-    for im in images:
-        if im["smplus"]["background"] != "new":
-            continue
-        bg = ds.images[im["smplus"]["background_image_id"]]
-        for a in ds.anns_by_image[bg["id"]]:
-            if (a.get("iscrowd") or a["category_id"] not in matched or (im["id"], a["id"]) in labelled
-                    or degenerate_reason(a, bg["width"], bg["height"]) is not None):
-                continue
-            visible += 1
-            large += instance_size(*clipped_box(a, bg["width"], bg["height"])[2:]) > 32
-    return {
-        "images": {k: kinds[k] for k in ("inpaint", "new", "copy", "resize") if kinds[k]},
-        "fallbacks": dict(sorted(fallbacks.items())),
-        "hole_fraction": _quantiles(holes),
-        "background_pool": {"kind": parameters["background_pool"], "size": dplan.pool_size,
-                            "unlabelled_matched_on_new": visible, "unlabelled_matched_on_new_over_32px": large},
-    }
+def _read_fingerprint(shard_dir: str) -> dict:
+    path = os.path.join(shard_dir, STATE_DIR, RUN_FILE)
+    try:
+        with open(path) as f:
+            fingerprint = json.load(f)
+    except (OSError, ValueError):
+        raise SmplusError(f"merge: {shard_dir} holds no smplus run ({path} is missing or damaged)") from None
+    if not fingerprint.get("shard"):
+        raise SmplusError(f"merge: {shard_dir} is not a shard (it was run without --shard)")
+    return fingerprint
 
 
-def _quantiles(values: Sequence[float]) -> Optional[dict]:
-    if not len(values):
-        return None
-    q = np.quantile(np.asarray(values, float), [0.0, 0.5, 0.9, 1.0])
-    return {"count": len(values), "min": round(float(q[0]), 4), "median": round(float(q[1]), 4),
-            "p90": round(float(q[2]), 4), "max": round(float(q[3]), 4)}
+def _check_complete(p: _Planned, shard_dir: str, shard: Sequence[int], expected: Sequence[int], journal: Journal) -> None:
+    done, skipped = journal.scan(p.dplan.images, p.ds, shard_dir)
+    missing = [k for k in expected if k not in done and k not in skipped]
+    if missing:
+        im = p.ds.images[p.dplan.images[missing[0]].image_id]
+        raise SmplusError(f"merge: shard {shard[0]}/{shard[1]} in {shard_dir} is incomplete: "
+                          f"{len(missing)} of its {len(expected)} images are not rendered (first {im['file_name']}); "
+                          "rerun its command with --resume, then merge again")
 
 
-def _matched_ids(dplan: DatasetPlan):
-    for plan in dplan.images:
-        for ip in plan.instances:
-            if ip.matched:
-                yield ip.ann_id
+def _link_image(shard_dir: str, out_dir: str, image: dict) -> None:
+    """The shard's image into OUT/images: a hard link where possible, else a copy (atomically)."""
+    src, dst = output_image_path(shard_dir, image), output_image_path(out_dir, image)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(dst), TMP_PREFIX + os.path.basename(dst))
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise OutputError.writing(dst, e.strerror or str(e)) from None
 
 
-def _size_stats(sizes: Sequence[float]) -> Optional[dict]:
-    if not len(sizes):
-        return None
-    s = np.asarray(sizes, float)
-    return {"mean": round(float(s.mean()), 3), "std": round(float(s.std()), 3),
-            "median": round(float(np.median(s)), 3)}

@@ -1,9 +1,13 @@
 """Interrupted runs resume to byte-identical output; atomic writes leave no partial file."""
 
+import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -47,6 +51,23 @@ def tree(out):
     return result
 
 
+def journal_ids(out):
+    """Image ids the journal of OUT has committed (read as another process would)."""
+    path = os.path.join(out, ".smplus", "journal.sqlite")
+    if not os.path.exists(path):
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+            return [r[0] for r in db.execute("SELECT image_id FROM entries")]
+    except sqlite3.OperationalError:  # not created yet
+        return []
+
+
+def written_images(out):
+    folder = os.path.join(out, "images")
+    return [f for f in os.listdir(folder) if not f.startswith(".tmp-")] if os.path.isdir(folder) else []
+
+
 def test_kill_9_then_resume_is_byte_identical(tmp_path):
     source, images = larger_set(tmp_path)
     whole = tmp_path / "whole"
@@ -56,14 +77,12 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", source, "--images", images,
            "--out", str(out), "--seed", "5"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    parts = out / ".smplus" / "parts"
     deadline = time.time() + 120
-    while time.time() < deadline and not (parts.exists() and len(os.listdir(parts)) >= 2):
-        time.sleep(0.005)
+    while time.time() < deadline and len(journal_ids(out)) < 2:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(os.listdir(parts))
-    assert 2 <= done < 30, "the run must be killed midway"
+    assert 2 <= len(journal_ids(out)) < 30, "the run must be killed midway, with some entries committed"
     assert not (out / "annotations.json").exists(), "a killed run never leaves a dataset that looks whole"
 
     r = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True)
@@ -79,9 +98,8 @@ def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, workers):
     cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", source, "--images", images,
            "--out", str(out), "--workers", workers]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    parts = out / ".smplus" / "parts"
     deadline = time.time() + 120
-    while time.time() < deadline and not (parts.exists() and len(os.listdir(parts)) >= 1):
+    while time.time() < deadline and not written_images(out):
         time.sleep(0.005)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -102,12 +120,12 @@ def test_resume_removes_partial_writes_and_renders_the_rest(tmp_path):
     # a temporary file of an unfinished write
     os.unlink(out / "annotations.json")
     os.unlink(out / "report.json")
-    parts = sorted(os.listdir(out / ".smplus" / "parts"))[:3]
     raw = json.load(open(FIXTURE_ANNOTATIONS))
-    names = {str(im["id"]): im["file_name"] for im in raw["images"]}
-    for p in parts:
-        os.unlink(out / ".smplus" / "parts" / p)
-        os.unlink(out / "images" / names[p[:-5]])
+    with contextlib.closing(sqlite3.connect(out / ".smplus" / "journal.sqlite")) as db:
+        db.execute("DELETE FROM entries WHERE position < 3")
+        db.commit()
+    for im in raw["images"][:3]:
+        os.unlink(out / "images" / im["file_name"])
     (out / "images" / ".tmp-abc000000184324.jpg").write_bytes(b"\xff\xd8 truncated")
     transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(out), options=TransformOptions(seed=2),
               run=RunOptions(resume=True, progress=False))
@@ -127,3 +145,136 @@ def test_written_files_have_normal_permissions(tmp_path):
     out = tmp_path / "out"
     transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(out), run=RunOptions(dry_run=True, progress=False))
     assert os.stat(out / "annotations.json").st_mode & 0o044 == 0o044
+
+
+# A worker killed by the system (the OOM killer sends SIGKILL): this script is the CLI with
+# render_image wrapped so that the worker rendering one chosen image kills itself. Spawned
+# workers import the parent's main script too, so the wrapper is in force in every worker.
+KILLER = """
+import os, signal, sys
+import smplus.render as render
+_render_image = render.render_image
+def render_image(plan, *args, **kwargs):
+    if plan.image_id == int(os.environ["SMPLUS_TEST_VICTIM"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _render_image(plan, *args, **kwargs)
+render.render_image = render_image
+if __name__ == "__main__":
+    from smplus.cli import main
+    sys.exit(main())
+"""
+
+
+def test_dead_worker_stops_the_run_naming_its_image_and_resume_completes(tmp_path):
+    from smplus.coco import load_coco
+    from smplus.histogram import load_target
+    from smplus.plan import plan_dataset
+
+    source, images = larger_set(tmp_path, copies=3)
+    whole = tmp_path / "whole"
+    transform(source, images, str(whole), options=TransformOptions(seed=5), run=RunOptions(progress=False))
+    ds = load_coco(source)
+    victim = [p.image_id for p in plan_dataset(ds, load_target(None), TransformOptions(seed=5)).images
+              if p.transformed][4]
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    out = tmp_path / "out"
+    args = ["--source", source, "--images", images, "--out", str(out), "--seed", "5", "--workers", "2"]
+    env = {**os.environ, "SMPLUS_TEST_VICTIM": str(victim), "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, str(script), "transform", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=120)  # a hang fails here
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"Error: a worker process was killed by SIGKILL (the out-of-memory killer sends it) while rendering "
+        f"image {victim} ({ds.images[victim]['file_name']}); rerun the same command with --resume to continue "
+        "(fewer --workers if memory is short)")
+    assert not (out / "annotations.json").exists()
+    r = subprocess.run([sys.executable, "-m", "smplus.cli", "transform", *args, "--resume"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert tree(out) == tree(whole)
+
+
+def _killed_run(tmp_path, seed=2):
+    """A whole run, then OUT as a run killed before assembly leaves it."""
+    whole = tmp_path / "whole"
+    transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(whole), options=TransformOptions(seed=seed),
+              run=RunOptions(progress=False))
+    out = tmp_path / "out"
+    shutil.copytree(whole, out)
+    os.unlink(out / "annotations.json")
+    os.unlink(out / "report.json")
+    return whole, out
+
+
+def _resume(out, seed=2):
+    transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(out), options=TransformOptions(seed=seed),
+              run=RunOptions(resume=True, progress=False))
+
+
+def test_damaged_and_orphaned_journal_entries_are_rendered_again(tmp_path):
+    whole, out = _killed_run(tmp_path)
+    names = [im["file_name"] for im in json.load(open(FIXTURE_ANNOTATIONS))["images"]]
+    with contextlib.closing(sqlite3.connect(out / ".smplus" / "journal.sqlite")) as db:
+        db.execute("UPDATE entries SET entry = '' WHERE position = 0")  # a zero-byte entry
+        db.execute("UPDATE entries SET entry = substr(entry, 1, 40) WHERE position = 1")  # a torn one
+        db.commit()
+    os.unlink(out / "images" / names[2])  # an entry whose image was deleted
+    (out / "images" / names[3]).write_bytes(b"")  # an entry whose image is empty
+    _resume(out)
+    assert tree(out) == tree(whole)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a database" * 100])
+def test_damaged_journal_file_renders_everything_again(tmp_path, content):
+    whole, out = _killed_run(tmp_path)
+    for name in os.listdir(out / "images")[:2]:
+        os.unlink(out / "images" / name)
+    (out / ".smplus" / "journal.sqlite").write_bytes(content)
+    _resume(out)
+    assert tree(out) == tree(whole)
+
+
+def test_file_size_limit_on_out_is_one_line_then_resume_continues(tmp_path):
+    import resource
+
+    whole = tmp_path / "whole"
+    transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(whole), run=RunOptions(progress=False))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", FIXTURE_ANNOTATIONS,
+           "--images", FIXTURE_IMAGES, "--out", str(out), "--workers", "2"]
+    limit = 30_000  # bytes: the run's state fits, no image does
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert re.fullmatch(rf"Error: cannot write {out}/images/\S+\.jpg: File too large; once that is fixed, "
+                        r"rerun the same command with --resume to continue", lines[0])
+    r = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert tree(out) == tree(whole)
+
+
+def test_disk_full_on_out_is_one_line_never_a_skipped_image(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from smplus.cli import main
+
+    replace = os.replace
+
+    def full_disk(src, dst):
+        if f"{os.sep}images{os.sep}" in str(dst):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), src)
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["transform", "--source", FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES,
+                                  "--out", str(out)])
+    assert r.exit_code == 1
+    assert re.fullmatch(rf"Error: cannot write {out}/images/\S+: No space left on device; once that is fixed, "
+                        r"rerun the same command with --resume to continue", r.output.strip())
+    assert not (out / "report.json").exists() and not (out / "annotations.json").exists()

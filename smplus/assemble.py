@@ -1,0 +1,251 @@
+"""Assembly: annotations.json and report.json from journal entries, in source order.
+
+Entries stream through once: each image entry is written as it comes, its
+annotations go to a spool file appended after the images, so the output is
+never held in memory (nor twice). Annotation ids are numbered here, in
+source order, so the dataset is the same whatever executor, worker count or
+shards produced the entries. Keys an entry carries beyond the base ones are
+kept: "provenance" becomes the output image's "smplus", and the counters in
+COUNTED_KEYS are summed into report.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from array import array
+from collections import Counter
+from typing import Iterable, Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import __version__
+from .coco import TMP_PREFIX, CocoDataset, instance_size, write_json_atomic
+from .errors import OutputError, SmplusError
+from .histogram import SizeHistogram, sampling_noise, size_jsd
+from .plan import DatasetPlan, ImagePlan, clipped_box, degenerate_reason
+from .task import provenance
+
+COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, summed into report.json
+
+
+def planned_entries(ds: CocoDataset, plans: Sequence[ImagePlan]) -> Iterator[Tuple[int, dict]]:
+    """A dry run's entries: the planned boxes as annotations, made one at a time."""
+    for position, plan in enumerate(plans):
+        anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id]}
+        out = []
+        for ip in plan.instances:
+            x, y, w, h = ip.box
+            out.append({"image_id": plan.image_id, "category_id": anns[ip.ann_id]["category_id"],
+                        "bbox": [round(v, 3) for v in ip.box], "area": round(w * h, 3),
+                        "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
+                        "iscrowd": 0, "source_ann_id": ip.ann_id})
+        kind = plan.background if plan.transformed else "copy"
+        yield position, {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
+                         "background": plan.background, "annotations": out,
+                         "dropped": [list(d) for d in plan.dropped], "skipped": None,
+                         "provenance": provenance(kind, plan.background_image_id if plan.transformed else None,
+                                                  None if kind == "inpaint" else 0.0)}
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+class _DatasetWriter:
+    """annotations.json written as it comes, byte for byte what json.dumps of the whole would give."""
+
+    def __init__(self, path: str, raw: dict):
+        self.path = path
+        d = os.path.dirname(path)
+        self._main = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=d, prefix=TMP_PREFIX, delete=False)
+        self._spool = tempfile.NamedTemporaryFile("w+", encoding="utf-8", dir=d, prefix=TMP_PREFIX, delete=False)
+        head = "".join(f"{_dumps(k)}: {_dumps(v)}, " for k, v in raw.items() if k not in ("images", "annotations"))
+        self._main.write("{" + head + '"images": [')
+        self.images_written = self._anns = 0
+
+    def image(self, image: dict) -> None:
+        self._main.write((", " if self.images_written else "") + _dumps(image))
+        self.images_written += 1
+
+    def annotation(self, ann: dict) -> None:
+        self._spool.write((", " if self._anns else "") + _dumps(ann))
+        self._anns += 1
+
+    def commit(self) -> None:
+        self._main.write('], "annotations": [')
+        self._spool.seek(0)
+        shutil.copyfileobj(self._spool, self._main, 1 << 20)
+        self._main.write("]}")
+        self._main.flush()
+        os.fsync(self._main.fileno())
+        self._main.close()
+        os.chmod(self._main.name, 0o644)
+        os.replace(self._main.name, self.path)
+        self.discard()
+
+    def discard(self) -> None:
+        for f in (self._main, self._spool):
+            f.close()
+            if os.path.exists(f.name):
+                os.unlink(f.name)
+
+
+def assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: Iterable[Tuple[int, dict]],
+             parameters: dict, out_dir: str, allow_skips: bool = False) -> dict:
+    """Write OUT/annotations.json and OUT/report.json from every image's entry; return the report."""
+    path = os.path.join(out_dir, "annotations.json")
+    try:
+        writer = _DatasetWriter(path, ds.raw)
+        try:
+            report = _write(ds, dplan, hist, entries, parameters, writer)
+            if report["skipped"] and not allow_skips:
+                write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
+                first = report["skipped"][0]
+                raise SmplusError(f"{len(report['skipped'])} image(s) could not be transformed, first {first['reason']}; "
+                                  f"see {out_dir}/report.json. Fix them and rerun with --resume, "
+                                  "or pass --allow-skips to write the dataset without them")
+            writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
+        write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
+    except OSError as e:
+        raise OutputError.writing(e.filename or path, e.strerror or str(e)) from None
+    return report
+
+
+def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: Iterable[Tuple[int, dict]],
+           parameters: dict, writer: _DatasetWriter) -> dict:
+    matched = {ip.ann_id for plan in dplan.images for ip in plan.instances if ip.matched}
+    after = array("d")  # sizes of the scale-matched instances written
+    skipped = []
+    dropped: Counter = Counter()
+    backgrounds: Counter = Counter()
+    counted = {k: Counter() for k in COUNTED_KEYS}
+    crowd_erased = crowd_kept = instances_out = background_labels = 0
+    tally = _ProvenanceTally(ds, parameters["categories"])
+    next_id = 1
+    entries = iter(entries)
+    for position, plan in enumerate(dplan.images):
+        at, entry = next(entries, (None, None))
+        if at != position:
+            raise SmplusError(f"the journal has no entry for image {plan.image_id} (position {position}); "
+                              "rerun with --resume to render it")
+        im = ds.images[plan.image_id]
+        if entry["skipped"] is not None:
+            skipped.append({"image_id": plan.image_id, "file_name": im["file_name"], "reason": entry["skipped"]})
+            continue
+        image = {**im, "width": entry["width"], "height": entry["height"]}
+        if "provenance" in entry:
+            image["smplus"] = entry["provenance"]
+            tally.add(entry)
+        writer.image(image)
+        dropped.update(reason for _, reason in entry["dropped"])
+        for k in COUNTED_KEYS:
+            counted[k].update(entry.get(k) or {})
+        if plan.transformed:
+            backgrounds[entry["background"]] += 1
+            if plan.background == "resize":
+                crowd_kept += len(plan.crowd)
+            else:
+                crowd_erased += len(plan.crowd)
+            new = entry["annotations"]
+        else:  # copied image: its annotations as they were, less degenerate ones
+            bad = {ann_id for ann_id, _ in plan.dropped}
+            new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
+            crowd_kept += sum(1 for a in new if a.get("iscrowd"))
+        for a in new:
+            writer.annotation({**a, "id": next_id})
+            next_id += 1
+            if a.get("iscrowd"):
+                continue
+            instances_out += 1
+            if a.get("from_background"):
+                background_labels += 1
+            elif a["source_ann_id"] in matched:
+                after.append(instance_size(*a["bbox"][2:]))
+
+    n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))
+    report = {
+        "smplus_version": __version__,
+        **{k: parameters[k] for k in ("mode", "level", "seed")},
+        "parameters": parameters,
+        "target": {"source": hist.source, "bins": hist.bins, "boxes": hist.count},
+        "counts": {
+            "images": writer.images_written,
+            "images_transformed": sum(backgrounds.values()),
+            "instances_in": n_src_instances,
+            "instances_out": instances_out,
+            "scale_matched_in": len(dplan.source_sizes),
+            "scale_matched_out": len(after),
+            "background_labels_kept": background_labels,
+            "crowd_erased": crowd_erased,
+            "crowd_kept": crowd_kept,
+            "dropped": dict(sorted(dropped.items())),
+        },
+        "backgrounds": {"inpaint": backgrounds["inpaint"], "new": backgrounds["new"]},
+        "provenance": tally.summary(parameters.get("background_pool"), dplan.pool_size),
+        "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
+                "sampling_noise": sampling_noise(hist, len(after))},
+        "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},
+        "skipped": skipped,
+    }
+    for k in COUNTED_KEYS:
+        if counted[k]:
+            report[k] = dict(sorted(counted[k].items()))
+    return report
+
+
+class _ProvenanceTally:
+    """report.json's summary of the images' provenance: kinds, fallbacks by reason, hole
+    fractions, and the new backgrounds' own scale-matched instances left visible unlabelled."""
+
+    def __init__(self, ds: CocoDataset, category_names: Optional[Sequence[str]]):
+        self.ds = ds
+        self.matched = {cid for cid, c in ds.categories.items() if category_names is None or c["name"] in category_names}
+        self.kinds: Counter = Counter()
+        self.fallbacks: Counter = Counter()
+        self.holes = array("d")
+        self.unlabelled = self.unlabelled_large = 0
+
+    def add(self, entry: dict) -> None:
+        p = entry["provenance"]
+        self.kinds[p["background"]] += 1
+        if p["fallback"]:
+            self.fallbacks[p["fallback"]] += 1
+        if p["background"] == "inpaint" and p["hole_fraction"] is not None:
+            self.holes.append(p["hole_fraction"])
+        if p["background"] != "new":
+            return
+        bg = self.ds.images[p["background_image_id"]]
+        kept = {a["source_ann_id"] for a in entry["annotations"] if a.get("from_background")}  # cp+
+        for a in self.ds.anns_by_image[bg["id"]]:
+            if (a.get("iscrowd") or a["category_id"] not in self.matched or a["id"] in kept
+                    or degenerate_reason(a, bg["width"], bg["height"]) is not None):
+                continue
+            self.unlabelled += 1
+            self.unlabelled_large += instance_size(*clipped_box(a, bg["width"], bg["height"])[2:]) > 32
+
+    def summary(self, pool: Optional[str], pool_size: int) -> dict:
+        holes = None
+        if len(self.holes):
+            q = np.quantile(np.asarray(self.holes), [0.0, 0.5, 0.9, 1.0])
+            holes = {"count": len(self.holes), "min": round(float(q[0]), 4), "median": round(float(q[1]), 4),
+                     "p90": round(float(q[2]), 4), "max": round(float(q[3]), 4)}
+        return {"images": {k: self.kinds[k] for k in ("inpaint", "new", "copy", "resize") if self.kinds[k]},
+                "fallbacks": dict(sorted(self.fallbacks.items())),
+                "hole_fraction": holes,
+                "background_pool": {"kind": pool, "size": pool_size,
+                                    "unlabelled_matched_on_new": self.unlabelled,
+                                    "unlabelled_matched_on_new_over_32px": self.unlabelled_large}}
+
+
+def _size_stats(sizes: Sequence[float]) -> Optional[dict]:
+    if not len(sizes):
+        return None
+    s = np.asarray(sizes, float)
+    return {"mean": round(float(s.mean()), 3), "std": round(float(s.std()), 3),
+            "median": round(float(np.median(s)), 3)}

@@ -1,0 +1,63 @@
+"""Shards: a deterministic split of the plan's images, for batch jobs with no shared state.
+
+Every shard plans the whole set (plans are global: MSM quantiles, background
+draws), then renders its part into its own OUT. The split is balanced by
+instance count (the render cost follows the instances): images in decreasing
+order of instances go to the least loaded shard, ties to the lowest index.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter
+from typing import List, Sequence
+
+from .errors import SmplusError
+from .plan import ImagePlan
+
+PATH_KEYS = ("source", "images", "target")  # may differ between machines; the inputs' digests may not
+
+
+def assign_shards(plans: Sequence[ImagePlan], n: int) -> List[int]:
+    """The shard of each image (by position in the source)."""
+    order = sorted(range(len(plans)), key=lambda k: (-(len(plans[k].instances) + 1), k))
+    loads = [(0, i) for i in range(n)]
+    shard = [0] * len(plans)
+    for k in order:
+        load, i = heapq.heappop(loads)
+        shard[k] = i
+        heapq.heappush(loads, (load + len(plans[k].instances) + 1, i))
+    return shard
+
+
+def shard_positions(plans: Sequence[ImagePlan], i: int, n: int) -> List[int]:
+    """Positions of the images shard i of n renders, in source order."""
+    return [k for k, s in enumerate(assign_shards(plans, n)) if s == i]
+
+
+def check_shards(shard_dirs: Sequence[str], fingerprints: Sequence[dict]) -> None:
+    """Refuse, naming the culprit, shards of other runs, a duplicated shard or a missing one."""
+    def run_of(f: dict) -> dict:
+        return {**{k: v for k, v in f.items() if k not in PATH_KEYS}, "shard": f["shard"][1]}
+
+    keys = [json.dumps(run_of(f), sort_keys=True) for f in fingerprints]
+    common = Counter(keys).most_common(1)[0][0]
+    ref = keys.index(common)
+    for d, f, key in zip(shard_dirs, fingerprints, keys):
+        if key != common:
+            a, b = run_of(fingerprints[ref]), run_of(f)
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise SmplusError(f"merge: {d} is a shard of another run than {shard_dirs[ref]} "
+                              f"({', '.join(diff)} differ); merge the shards of one run")
+    n = fingerprints[ref]["shard"][1]
+    where = {}
+    for d, f in zip(shard_dirs, fingerprints):
+        i = f["shard"][0]
+        if i in where:
+            raise SmplusError(f"merge: {where[i]} and {d} are both shard {i}/{n}; give each shard once")
+        where[i] = d
+    missing = [i for i in range(n) if i not in where]
+    if missing:
+        raise SmplusError(f"merge: shard {missing[0]}/{n} is missing ({len(missing)} of {n} missing); "
+                          f"give the OUT folders of all {n} shards")
