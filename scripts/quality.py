@@ -63,14 +63,18 @@ def collect(data, target, splits):
     from smplus.plan import TransformOptions, plan_dataset
 
     new_code = "background_pool" in TransformOptions.__dataclass_fields__
+    try:  # where render_task lives (pipeline.py before the split into task.py)
+        from smplus import task as renderer
+    except ImportError:
+        renderer = pipeline
     rendered = {}
-    real_encode = pipeline.encode_image
+    real_encode = renderer.encode_image
 
     def keep_rendered(image, file_name, *args):  # the pixels before JPEG, for the chroma error
         rendered[file_name] = image.copy()
         return real_encode(image, file_name, *args)
 
-    pipeline.encode_image = keep_rendered
+    renderer.encode_image = keep_rendered
     out = {}
     for split in splits:
         source = os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json")
