@@ -32,6 +32,10 @@ MIN_SIDE = 2.0  # instances that end under 2 px wide or tall are dropped
 # often stop up to a pixel short of the frame (coco_tiny: 155 box sides within
 # 1 px of an edge, 137 with a mask pixel on it, none missed).
 FRAME_TOLERANCE = 1.0
+# A box spanning this share of a frame side fills it: cut by both edges, even if
+# its polygon stops short of them (COCO's whole-frame tables and bowls stop
+# 2-6 px short, and were pasted as pictures in the picture).
+WHOLE_FRAME = 0.98
 BACKGROUND_POOLS = ("all", "clean")
 # clean pool: when fewer images than this share of the set hold no scale-matched
 # object, the share with the least such area (boxes over image) is the pool.
@@ -178,13 +182,13 @@ def fixed_point(box: Tuple[float, float, float, float], width: int, height: int)
     Per axis: its box centre, or, for an instance cut by the frame, its point
     on that frame edge (left/top -> 0, right/bottom -> W/H), so the cut stays
     on the edge of the output frame (mapped proportionally to the same edge of
-    a new background). None when it is cut by two opposite edges: no smaller
-    copy can keep both cuts on the frame.
+    a new background). None when it is cut by two opposite edges (or fills
+    the frame along an axis): no smaller copy can keep both cuts on the frame.
     """
     point = []
     for lo, extent, size in ((box[0], box[2], width), (box[1], box[3], height)):
         first, last = lo <= FRAME_TOLERANCE, lo + extent >= size - FRAME_TOLERANCE
-        if first and last:
+        if (first and last) or extent >= WHOLE_FRAME * size:
             return None
         point.append(0.0 if first else float(size) if last else lo + extent / 2)
     return point[0], point[1]
