@@ -304,34 +304,39 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         new_sizes = {c.ann["id"]: c.size for c in scaled}
     else:
         new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in scaled}
+    # Each annotation's checks, once for the plan and its fallback: (ann, reason it is
+    # degenerate, clipped box, fixed point); None for a crowd.
+    checked = []
+    for a in ds.anns_by_image[image_id]:
+        reason = None if a.get("iscrowd") else degenerate_reason(a, im["width"], im["height"])
+        box = clipped_box(a, im["width"], im["height"]) if reason is None and not a.get("iscrowd") else None
+        checked.append((a, reason, box, fixed_point(box, im["width"], im["height"]) if box else None))
     if not matched:  # nothing to scale: copied as is, only degenerate annotations dropped
-        dropped = [(a["id"], r) for a in ds.anns_by_image[image_id]
-                   if not a.get("iscrowd") and (r := degenerate_reason(a, im["width"], im["height"])) is not None]
+        dropped = [(a["id"], reason) for a, reason, _, _ in checked if reason is not None]
         return ImagePlan(image_id, "none", image_id, im["width"], im["height"], dropped=tuple(dropped))
-    plan = _plan_on(ds, image_id, bg_id, new_sizes, {c.ann["id"] for c in matched if c.cut_both}, options)
+    cut_both = {c.ann["id"] for c in matched if c.cut_both}
+    plan = _plan_on(ds, image_id, checked, bg_id, new_sizes, cut_both, options)
     if bg_id == image_id:  # holes too large to inpaint take another image instead (drawn last)
         fallback_id = pool.draw(rng, image_id)
         if fallback_id is not None:
-            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, new_sizes, set(), options))
+            return replace(plan, fallback=_plan_on(ds, image_id, checked, fallback_id, new_sizes, cut_both, options))
     return plan
 
 
-def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, new_sizes: Dict[int, float], cut_both: set,
-             options: TransformOptions) -> ImagePlan:
+def _plan_on(ds: CocoDataset, image_id: int, checked: Sequence[tuple], bg_id: int, new_sizes: Dict[int, float],
+             cut_both: set, options: TransformOptions) -> ImagePlan:
     """The plan of `image_id` on the background of image `bg_id` (itself: inpainted), sizes decided."""
     im, bg = ds.images[image_id], ds.images[bg_id]
     fx, fy = bg["width"] / im["width"], bg["height"] / im["height"]
     instances, erased, dropped, removed = [], [], [], []
-    for a in ds.anns_by_image[image_id]:
+    for a, reason, box, src in checked:
         if a.get("iscrowd"):
             erased.append(a["id"])
             continue
-        reason = degenerate_reason(a, im["width"], im["height"])
         if reason is not None:
             dropped.append((a["id"], reason))
             continue
-        x, y, w, h = clipped_box(a, im["width"], im["height"])
-        src = fixed_point((x, y, w, h), im["width"], im["height"])
+        x, y, w, h = box
         if a["id"] in cut_both or (src is None and bg_id != image_id):
             # Cut by two opposite edges: a smaller (or moved) copy would show a cut
             # inside the frame. Kept only in place, at its size, on its own image.
