@@ -96,8 +96,10 @@ def test_unfillable_holes_take_a_new_background_never_the_blurred_source(tmp_pat
         assert im["smplus"]["background"] == "inpaint" and 0.6 < im["smplus"]["hole_fraction"] <= 0.95
 
 
-def test_instance_cut_by_both_opposite_edges_is_dropped_and_erased(tmp_path, tinyperson_target):
-    source, images = crafted(tmp_path, [rect(0, 60, 320, 120), rect(150, 150, 180, 220)])
+@pytest.mark.parametrize("band", [rect(0, 60, 320, 120),   # cut by the left and right edges
+                                  rect(3, 60, 317, 120)])  # spans 98 % of the width: a polygon short of the frame
+def test_instance_cut_by_both_opposite_edges_is_dropped_and_erased(tmp_path, tinyperson_target, band):
+    source, images = crafted(tmp_path, [band, rect(150, 150, 180, 220)])
     report, data = run(source, images, tmp_path / "out", tinyperson_target[0], background="inpaint")
     assert report["counts"]["dropped"] == {"cut_both_edges": 1}
     assert {a["source_ann_id"] for a in data["annotations"]} == {2}
