@@ -22,10 +22,10 @@ from typing import Iterable, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
-from .coco import TMP_PREFIX, CocoDataset, instance_size, write_json_atomic
+from .coco import TMP_PREFIX, CocoDataset, instance_size, usable_segmentation, write_json_atomic
 from .errors import OutputError, SmplusError
 from .histogram import SizeHistogram, sampling_noise, size_jsd
-from .plan import DatasetPlan, ImagePlan, clipped_box, degenerate_reason
+from .plan import DatasetPlan, ImagePlan, clipped_box, degenerate_reason, unscaled_labels
 from .task import provenance
 
 COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, summed into report.json
@@ -42,6 +42,8 @@ def planned_entries(ds: CocoDataset, plans: Sequence[ImagePlan]) -> Iterator[Tup
                         "bbox": [round(v, 3) for v in ip.box], "area": round(w * h, 3),
                         "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
                         "iscrowd": 0, "source_ann_id": ip.ann_id})
+        im = ds.images[plan.image_id]
+        out += unscaled_labels(plan, anns, im["width"], im["height"])
         kind = plan.background if plan.transformed else "copy"
         yield position, {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
                          "background": plan.background, "annotations": out,
@@ -137,6 +139,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         im = ds.images[plan.image_id]
         if entry["skipped"] is not None:
             skipped.append({"image_id": plan.image_id, "file_name": im["file_name"], "reason": entry["skipped"]})
+            dropped["image_skipped"] += sum(1 for a in ds.anns_by_image[plan.image_id] if not a.get("iscrowd"))
             continue
         image = {**im, "width": entry["width"], "height": entry["height"]}
         if "provenance" in entry:
@@ -154,18 +157,22 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
                 crowd_erased += len(plan.crowd)
             new = entry["annotations"]
         else:  # copied image: its annotations as they were, less degenerate ones
-            bad = {ann_id for ann_id, _ in plan.dropped}
-            new = [{**a, "source_ann_id": a["id"]} for a in ds.anns_by_image[plan.image_id] if a["id"] not in bad]
+            anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id]}
+            bad = {ann_id for ann_id, _ in plan.dropped + plan.unscaled}
+            new = [{**a, "segmentation": usable_segmentation(a, im), "source_ann_id": a["id"]}
+                   for a in anns.values() if a["id"] not in bad]
+            new += unscaled_labels(plan, anns, im["width"], im["height"])
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))
         for a in new:
             writer.annotation({**a, "id": next_id})
             next_id += 1
             if a.get("iscrowd"):
                 continue
-            instances_out += 1
-            if a.get("from_background"):
+            if a.get("from_background"):  # a copy of another image's label: apart from instances_out
                 background_labels += 1
-            elif a["source_ann_id"] in matched:
+                continue
+            instances_out += 1
+            if a["source_ann_id"] in matched:
                 after.append(instance_size(*a["bbox"][2:]))
 
     n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))

@@ -84,20 +84,29 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     weight = np.maximum(cv2.GaussianBlur(part_hole.astype(np.float32), (0, 0), FEATHER), part_hole)
     out = image.copy()
     out[roi] = cv2.blendLinear(fill, part, weight, 1.0 - weight)
-    add_texture(out, image, hole, roi)
+    add_texture(out, image, hole, roi, small_hole)
     return out
 
 
-def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi) -> None:
+def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, small_hole: np.ndarray) -> None:
     """Add, in place, to each connected part of the hole the fine detail (finer than
-    TEXTURE_SIGMA) of the nearest same-shaped region of known pixels beside it."""
+    TEXTURE_SIGMA) of the nearest same-shaped region of known pixels beside it.
+
+    The parts are labelled on `small_hole`, the hole of `roi` at inpainting
+    resolution: labels at full resolution would cost 4 bytes per pixel.
+    """
     H, W = hole.shape
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole[roi], connectivity=4)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(small_hole, connectivity=4)
+    fx, fy = (roi[1].stop - roi[1].start) / small_hole.shape[1], (roi[0].stop - roi[0].start) / small_hole.shape[0]
     pad = int(3 * TEXTURE_SIGMA) + 1
     for c in range(1, n):
-        x, y, w, h, _ = stats[c]
-        part = labels[y:y + h, x:x + w] == c
-        x, y = x + roi[1].start, y + roi[0].start
+        u, v, su, sv, _ = stats[c]
+        x, y = roi[1].start + int(u * fx), roi[0].start + int(v * fy)
+        w, h = min(W, roi[1].start + math.ceil((u + su) * fx)) - x, min(H, roi[0].start + math.ceil((v + sv) * fy)) - y
+        own = cv2.resize((labels[v:v + sv, u:u + su] == c).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        part = (own > 0) & (hole[y:y + h, x:x + w] > 0)
+        if not part.any():
+            continue
         shift = _texture_source(hole, part, x, y)
         if shift is None:
             continue

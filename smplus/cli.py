@@ -65,8 +65,9 @@ def _load_config(ctx, param, path):
 @main.command()
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_load_config,
-              help="JSON or TOML file of option values (names as the flags, e.g. \"psi-p\": 0.4); "
-                   "flags given on the command line override it. configs/ has the paper's setups.")
+              help="A paper setup shipped with smplus, by name (msm+, rsm+, msm, rsm, cp, cp+, ...; see README), or "
+                   "a JSON or TOML file of option values (names as the flags, e.g. \"psi-p\": 0.4); "
+                   "flags given on the command line override it.")
 @click.option("--source", required=True, type=click.Path(dir_okay=False), help="COCO instances JSON with masks.")
 @click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False),
               help="Folder the source file_names are relative to.")
@@ -117,7 +118,8 @@ def _load_config(ctx, param, path):
 @click.option("--log-bins", is_flag=True, help="Equal bins in log size.")
 @click.option("--categories", default=None, help="Comma-separated category names (or ids) to scale-match. Default: all.")
 @click.option("--dry-run", is_flag=True, help="Plan only: planned boxes and report.json, no pixels.")
-@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output of an earlier smplus run in OUT (never a folder smplus did not write).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (same inputs and options).")
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")
@@ -158,7 +160,8 @@ def _shard(value):
 @click.argument("shards", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder of the whole dataset: images/, annotations.json, report.json.")
-@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output of an earlier smplus run in OUT (never a folder smplus did not write).")
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images could not be read (they are listed in report.json).")
 @library_errors
@@ -173,7 +176,9 @@ def _summary(report: dict, out_dir: str) -> None:
     c, j = report["counts"], report["jsd"]
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     click.echo(f"{'planned' if report['parameters']['dry_run'] else 'wrote'} {c['images']} images, "
-               f"{c['instances_out']} instances ({sum(c['dropped'].values())} dropped) to {out_dir}; "
+               f"{c['instances_out']} instances ({sum(c['dropped'].values())} dropped"
+               f"{', +%d background labels' % c['background_labels_kept'] if c['background_labels_kept'] else ''}) "
+               f"to {out_dir}; "
                f"JSD to target {fmt(j['before'])} -> {fmt(j['after'])} "
                f"(noise of random draws {fmt(j['sampling_noise'])})")
     if report["skipped"]:
@@ -254,7 +259,8 @@ def preview(out_dir, count, output, image_ids):
 @click.option("--mode", type=click.Choice(["msm", "rsm"]), default="msm", show_default=True,
               help="MSM+ or RSM+.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
-@click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in OUT_DIR.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output of an earlier smplus run in OUT_DIR (never a folder smplus did not write).")
 @library_errors
 def demo(out_dir, mode, seed, overwrite):
     """Run SM+ on the bundled sample COCO images into OUT_DIR."""

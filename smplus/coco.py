@@ -25,6 +25,7 @@ JPEG_QUALITY = 95
 # several times larger and shows as colour bleed (scripts/quality.py).
 JPEG_SUBSAMPLING = "444"
 TMP_PREFIX = ".tmp-"  # atomic writes go through such files, renamed into place
+POLYGON_MARGIN = 1.0  # polygon vertices may lie this many image sizes outside the image
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -91,6 +92,7 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
         if not isinstance(raw[key], list):
             raise SmplusError(f"{what} {path}: '{key}' must be a list, got {type(raw[key]).__name__}")
     ds = CocoDataset(raw=raw, path=path)
+    files: Dict[str, int] = {}  # normalized file_name -> image id
     for i, c in enumerate(raw["categories"]):
         if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
             raise SmplusError(f"{what} {path}: categories[{i}] needs an integer 'id' and a 'name'")
@@ -103,12 +105,17 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
             v = im.get(key)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise SmplusError(f"{where} (id {im['id']}): '{key}' must be a positive integer, got {v!r}")
-        check_file_name(im.get("file_name"), f"{where} (id {im['id']})")
+        name = check_file_name(im.get("file_name"), f"{where} (id {im['id']})")
         if im["id"] in ds.images:
             raise SmplusError(f"{where}: duplicate image id {im['id']}")
+        if name in files:
+            raise SmplusError(f"{where}: images id {files[name]} and id {im['id']} both have file_name "
+                              f"{im['file_name']!r}; each image entry needs its own file (remove or rename one)")
+        files[name] = im["id"]
         ds.images[im["id"]] = im
         ds.anns_by_image[im["id"]] = []
     seen = set()
+    masks = False  # any annotation with a segmentation at all
     for i, a in enumerate(raw["annotations"]):
         where = f"{what} {path}: annotations[{i}]"
         if not isinstance(a, dict) or not isinstance(a.get("id"), int):
@@ -120,7 +127,15 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
             raise SmplusError(f"{where} (id {a['id']}) points to unknown image_id {a.get('image_id')!r}")
         if a.get("category_id") not in ds.categories:
             raise SmplusError(f"{where} (id {a['id']}) has unknown category_id {a.get('category_id')!r}")
+        if a.get("iscrowd", 0) not in (0, 1):  # also refuses "0"/"1" strings: never guess a flag
+            raise SmplusError(f"{where} (id {a['id']}): iscrowd must be the number 0 or 1, got {a['iscrowd']!r} "
+                              "(write it without quotes)")
+        masks = masks or a.get("segmentation") not in (None, [], {})
         ds.anns_by_image[a["image_id"]].append(a)
+    if raw["annotations"] and not masks:
+        raise SmplusError(f"{what} {path}: no annotation has a 'segmentation'; SM+ cuts each instance out by its "
+                          "mask and needs instance masks (polygons or RLE, like COCO's instances_*.json), "
+                          "not a detection-only file with boxes")
     return ds
 
 
@@ -133,10 +148,7 @@ def ann_to_rle(segm: Any, height: int, width: int) -> dict | None:
     with at least 3 points, malformed RLE, RLE of another image size).
     """
     if isinstance(segm, list):
-        polys = [p for p in segm if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and _finite_numbers(p)]
-        if not polys:
-            return None
-        return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+        return _polygons_rle(usable_polygons(segm, height, width), height, width)
     if isinstance(segm, dict) and "counts" in segm and "size" in segm:
         if list(segm["size"]) != [height, width]:
             return None
@@ -153,10 +165,35 @@ def ann_to_rle(segm: Any, height: int, width: int) -> dict | None:
     return None
 
 
-def _finite_numbers(values: list) -> bool:
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return False
-    return bool(np.isfinite(np.asarray(values, np.float64)).all())
+def usable_polygons(segm: list, height: int, width: int) -> list:
+    """The polygons of a segmentation pycocotools can rasterize safely.
+
+    At least 3 points, finite numbers, every vertex within POLYGON_MARGIN image
+    sizes of the image: pycocotools walks each edge pixel by pixel (a
+    coordinate of 1e12 makes it crash, not fail). Plain Python on purpose:
+    planning checks every annotation, and numpy's per-call cost was 7x this.
+    """
+    margin = POLYGON_MARGIN * max(height, width)
+    out = []
+    for p in segm:
+        if not (isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0):
+            continue
+        try:  # one margin for both axes: it only has to keep pycocotools' work near the image's
+            if -margin <= min(p) and max(p) <= max(height, width) + margin and math.isfinite(sum(p)):
+                out.append(p)  # (the sum is NaN or inf if any number is)
+        except TypeError:  # not all numbers
+            continue
+    return out
+
+
+def usable_segmentation(ann: dict, image: dict) -> Any:
+    """An annotation's segmentation as written out: polygons pycocotools cannot read left out (no NaN in JSON)."""
+    segm = ann.get("segmentation")
+    return usable_polygons(segm, image["height"], image["width"]) if isinstance(segm, list) else segm
+
+
+def _polygons_rle(polys: list, height: int, width: int) -> dict | None:
+    return mask_utils.merge(mask_utils.frPyObjects(polys, height, width)) if polys else None
 
 
 def decode_rle(rle: dict) -> np.ndarray:
@@ -171,7 +208,8 @@ def window_mask(segm: Any, window: tuple, height: int, width: int) -> np.ndarray
     """
     x0, y0, x1, y1 = window
     if isinstance(segm, list):
-        rle = ann_to_rle([_shift_polygon(p, x0, y0) for p in segm], y1 - y0, x1 - x0)
+        polys = [_shift_polygon(p, x0, y0) for p in usable_polygons(segm, height, width)]
+        rle = _polygons_rle(polys, y1 - y0, x1 - x0)
         return None if rle is None else decode_rle(rle)
     rle = ann_to_rle(segm, height, width)
     return None if rle is None else decode_rle(rle)[y0:y1, x0:x1]
@@ -191,8 +229,6 @@ def _shift_polygon(poly: Any, dx: int, dy: int) -> Any:
     subtracting the shift first would flip some ties. Snap at the original
     coordinates, shift the grid index, and hand back a value that snaps to it.
     """
-    if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0 and _finite_numbers(poly)):
-        return poly  # ann_to_rle rejects it as it would unshifted
     k = np.trunc(5.0 * np.asarray(poly, np.float64) + 0.5) - 5.0 * np.tile([dx, dy], len(poly) // 2)
     return ((k - (k < 0)) / 5.0).tolist()  # (int) truncates toward zero: aim below negative ticks
 

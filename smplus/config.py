@@ -1,28 +1,45 @@
-"""Config files: option values for a command, from JSON or TOML."""
+"""Config files: option values for a command, from JSON or TOML.
+
+The paper's setups ship with the package (smplus/configs/*.json): `--config
+msm+` names one, any other value is a file path.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict
+import pathlib
+from importlib import resources
+from typing import Dict, List
 
 from .errors import SmplusError
 
 
+def shipped_configs() -> List[str]:
+    """Names of the configs shipped with smplus (the paper's rows)."""
+    return sorted(p.name[:-5] for p in resources.files("smplus").joinpath("configs").iterdir()
+                  if p.name.endswith(".json"))
+
+
 def read_config(path: str, options: Dict[str, object]) -> dict:
-    """{option name: value} from `path`; keys are flag names (dashes or underscores)."""
-    if not os.path.isfile(path):
-        raise SmplusError(f"config file not found: {path}")
+    """{option name: value} from a file or a shipped config's name; keys are flag names (dashes or underscores)."""
+    if os.path.isfile(path):
+        source = pathlib.Path(path)
+    elif path in shipped_configs():
+        source = resources.files("smplus").joinpath("configs", f"{path}.json")
+    else:
+        raise SmplusError(f"config file not found: {path} (give a file, or one of the shipped configs: "
+                          f"{', '.join(shipped_configs())})")
     try:
         if path.endswith(".toml"):
             try:
                 import tomllib
             except ImportError:  # Python < 3.11
                 raise SmplusError(f"{path}: TOML configs need Python 3.11+; use a .json config") from None
-            with open(path, "rb") as f:
+            with source.open("rb") as f:
                 raw = tomllib.load(f)
         else:
-            with open(path, "rb") as f:
+            with source.open("rb") as f:
                 raw = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
         raise SmplusError(f"config {path} is not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {e}") from None

@@ -24,6 +24,10 @@ HISTOGRAM_FORMAT = "smplus-histogram"
 # 18.0 +- 17.4 px. The bundled prior is the log-normal law with these moments.
 TINYPERSON_MEAN = 18.0
 TINYPERSON_STD = 17.4
+# The tail bin ends at most this many times its lower edge: one outlier box
+# must not stretch it (a 1e6-px box made RSM+ ask for a 6.6 TB paste). Real
+# targets end at 1.1-3.9x (scripts/tail_bound.py); sizes beyond are counted in it.
+TAIL_RATIO = 8.0
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,10 @@ def build_histogram(sizes: Sequence[float], bins: int = 100, except_rate: Option
     hi = (s[n - c - 1] + s[n - c]) / 2 if c >= 1 else s[-1]
     if s[0] < lo < hi < s[-1]:
         middle = unspace(np.linspace(space(lo), space(hi), bins - 1))
-        edges = np.concatenate([[s[0]], middle, [s[-1]]])
+        edges = np.concatenate([[s[0]], middle, [min(s[-1], TAIL_RATIO * hi)]])
     else:  # too few boxes to rectify the tail: K equal bins over the whole range
         edges = unspace(np.linspace(space(s[0]), space(s[-1]), bins + 1))
-    edges[0], edges[-1] = s[0], s[-1]
+        edges[0], edges[-1] = s[0], s[-1]
     counts = np.bincount(np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1), minlength=bins)
     return SizeHistogram(edges=tuple(map(float, edges)), probs=tuple(map(float, counts / n)),
                          log_bins=log_bins, source=source, count=n)

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, fields
-from typing import Iterable, List, Optional, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from . import __version__
 from .assemble import assemble, planned_entries
@@ -26,13 +26,12 @@ from .errors import OutputError, SmplusError, UsageError
 from .executors import EXECUTORS, make_executor
 from .histogram import load_target
 from .journal import Journal, merged_entries
+from .outdir import STATE_DIR, prepare_out
 from .plan import DatasetPlan, TransformOptions, plan_dataset
 from .shards import assign_shards, shard_positions
 from .task import image_tasks, output_image_path
 
-STATE_DIR = ".smplus"
 RUN_FILE = "run.json"  # the run's fingerprint: inputs, options, version, shard
-OUTPUTS = ("images", "annotations.json", "report.json", STATE_DIR)
 
 
 @dataclass(frozen=True)
@@ -89,33 +88,6 @@ def resolve_categories(ds: CocoDataset, names: Optional[Sequence[str]]) -> Optio
             known = ", ".join(sorted(by_name)[:12]) + (", ..." if len(by_name) > 12 else "")
             raise UsageError(f"--categories: unknown category {n!r} in {ds.path} (known: {known})")
     return tuple(sorted(ids))
-
-
-# ---------------------------------------------------------------- output folder
-
-def _inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def prepare_out(out_dir: str, inputs: Iterable[str], run: RunOptions) -> None:
-    """Refuse an OUT that holds inputs or another run's output; clear it with overwrite."""
-    for p in inputs:
-        if p and (_inside(p, out_dir) or _inside(out_dir, p) and os.path.isdir(p)):
-            raise SmplusError(f"--out {out_dir} overlaps the input {p}; choose an output folder apart from the inputs")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise SmplusError(f"--out {out_dir} exists and is not a folder")
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not run.resume:
-        if not run.overwrite:
-            raise SmplusError(f"output folder {out_dir} is not empty; pass --overwrite to replace it "
-                              "or --resume to continue an interrupted run")
-        for name in OUTPUTS:
-            p = os.path.join(out_dir, name)
-            if os.path.isdir(p):
-                shutil.rmtree(p)
-            elif os.path.exists(p):
-                os.unlink(p)
-    os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
 
 
 def _file_digest(path: Optional[str]) -> Optional[str]:
@@ -195,9 +167,10 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     if not os.path.isdir(images_dir):
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
     executor = contextlib.nullcontext() if run.dry_run else make_executor(run.executor, run.workers, run.address)
-    with executor:  # workers start up while the annotations load
+    # Workers start up while the annotations load; OUT stays claimed (locked) until the run ends.
+    with executor, contextlib.ExitStack() as held:
         p = _plan(source, images_dir, target, options, bins, except_rate, log_bins, categories, run.dry_run,
-                  before_planning=lambda: prepare_out(out_dir, [source, images_dir, target], run))
+                  before_planning=lambda: held.enter_context(prepare_out(out_dir, [source, images_dir, target], run)))
         fingerprint = {**p.fingerprint, "shard": list(run.shard) if run.shard else None}
         _check_resume(out_dir, fingerprint, run)
         if run.dry_run:
@@ -298,14 +271,14 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
     p = _plan(f["source"], f["images"], f["target"], options, f["bins"], f["except_rate"], f["log_bins"],
               f["categories"], dry_run=False)
     assignment = assign_shards(p.dplan.images, f["shard"][1])
-    journals = []
+    journals, held = [], contextlib.ExitStack()  # held: OUT, claimed until the merge ends
     try:
         for d, fp in zip(shard_dirs, fingerprints):
             journal = Journal(os.path.join(d, STATE_DIR))
             journals.append(journal)
             _check_complete(p, d, fp["shard"], [k for k, s in enumerate(assignment) if s == fp["shard"][0]], journal)
-        prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
-                    RunOptions(overwrite=overwrite))
+        held.enter_context(prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
+                                       RunOptions(overwrite=overwrite)))
         write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None})
         for d, journal in zip(shard_dirs, journals):
             for _, entry in journal.entries():
@@ -315,6 +288,7 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
     finally:
         for journal in journals:
             journal.close()
+        held.close()
     return report
 
 

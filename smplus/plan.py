@@ -11,13 +11,14 @@ plan does not depend on worker count, order, or which images ran before.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, instance_size
+from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, ann_to_rle, instance_size, usable_polygons
 from .errors import UsageError
 from .histogram import SizeHistogram, msm_sizes
 
@@ -28,6 +29,10 @@ LEVELS = ("instance", "image")  # image: the original Scale Match (Yu et al., WA
 IMAGE_LEVEL_TRIES = 5             # RSM draws until the scale lands in scale_range
 DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
 MIN_SIDE = 2.0  # instances that end under 2 px wide or tall are dropped
+# Labels that cannot be cut out (no usable mask or box) but still locate an object:
+# kept unscaled where the image's own pixels stay, dropped where they do not.
+UNSCALED = ("bad_polygon", "bad_mask", "bad_box", "zero_size_box")
+BACKGROUND_TRIES = 8  # draws of a new background that holds the instances, then the image's own
 # A box this close to an image edge is cut by it: COCO polygons of cut objects
 # often stop up to a pixel short of the frame (coco_tiny: 155 box sides within
 # 1 px of an edge, 137 with a mask pixel on it, none missed).
@@ -44,6 +49,7 @@ DEFAULT_MAX_HOLE = 0.5  # a hole over this share of the image: a new background 
 JPEG_SUBSAMPLINGS = ("444", "422", "420")
 
 
+
 @dataclass(frozen=True)
 class TransformOptions:
     mode: str = "msm"
@@ -57,6 +63,7 @@ class TransformOptions:
     max_hole: float = DEFAULT_MAX_HOLE  # render: holes above this fraction are not inpainted
     jpeg_quality: int = JPEG_QUALITY
     jpeg_subsampling: str = JPEG_SUBSAMPLING
+
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -84,6 +91,7 @@ class TransformOptions:
         if self.jpeg_subsampling not in JPEG_SUBSAMPLINGS:
             raise UsageError(f"--jpeg-subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)}, "
                              f"got {self.jpeg_subsampling!r}")
+
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class ImagePlan:
                                         # level), or scaled with the image and kept (image level)
     dropped: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason) decided at plan time
     background_labels: Tuple[int, ...] = ()  # cp+: the new background's own annotations, kept
+    unscaled: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason): labels kept as they are (see UNSCALED)
     removed: Tuple[int, ...] = ()       # dropped instances whose pixels are erased with the holes
     fallback: Optional["ImagePlan"] = None  # inpaint: the new-background plan used when the holes
                                             # are too large to fill (see render.UnfillableHoles)
@@ -139,7 +148,8 @@ class ImagePlan:
                                                 src_point=tuple(i["src_point"]), out_point=tuple(i["out_point"]))
                                    for i in d["instances"]),
                    crowd=tuple(d["crowd"]), dropped=tuple(tuple(x) for x in d["dropped"]),
-                   background_labels=tuple(d.get("background_labels", ())), removed=tuple(d.get("removed", ())),
+                   background_labels=tuple(d.get("background_labels", ())),
+                   unscaled=tuple(tuple(x) for x in d.get("unscaled", ())), removed=tuple(d.get("removed", ())),
                    fallback=cls.from_json(d["fallback"]) if d.get("fallback") else None)
 
 
@@ -147,7 +157,24 @@ class ImagePlan:
 
 def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
     """Why an annotation cannot be transformed, from its JSON alone (None if it can)."""
-    box = ann.get("bbox")
+    if width < MIN_SIDE or height < MIN_SIDE:
+        return "image_too_small"  # no room to cut anything out (pymatting fails on 1x1)
+    reason = box_reason(ann.get("bbox"), width, height)
+    if reason is not None:
+        return reason
+    seg = ann.get("segmentation")
+    if isinstance(seg, list):
+        if not usable_polygons(seg, height, width):
+            return "bad_polygon"
+    elif not (isinstance(seg, dict) and "counts" in seg and "size" in seg):
+        return "bad_mask"
+    elif list(seg["size"]) != [height, width]:
+        return "bad_mask"
+    return None
+
+
+def box_reason(box, width: int, height: int) -> Optional[str]:
+    """Why a COCO bbox locates nothing in a width x height image (None if it does)."""
     if not (isinstance(box, (list, tuple)) and len(box) == 4
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)):
         return "bad_box"
@@ -158,15 +185,55 @@ def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
         return "outside_image"
     if min(width, x + w) - max(0, x) < 0.01 or min(height, y + h) - max(0, y) < 0.01:
         return "outside_image"  # only a sliver inside
-    seg = ann.get("segmentation")
-    if isinstance(seg, list):
-        if not any(isinstance(p, list) and len(p) >= 6 for p in seg):
-            return "bad_polygon"
-    elif not (isinstance(seg, dict) and "counts" in seg and "size" in seg):
-        return "bad_mask"
-    elif list(seg["size"]) != [height, width]:
-        return "bad_mask"
     return None
+
+
+def unscaled_label(ann: dict, reason: str, image_id: int, width: int, height: int,
+                   out_size: Optional[Tuple[int, int]] = None) -> Optional[dict]:
+    """The output label of an annotation that cannot be cut out, kept as it is.
+
+    Where its pixels stay (the image's own background) the object is still
+    there, so its label stays: its mask if that is usable, else its box as a
+    polygon; "unscaled" says which and why. `out_size` (W, H): the whole image
+    was resized to it (image level). None when it locates nothing: dropped.
+    """
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    from .coco import mask_to_rle
+
+    if reason not in UNSCALED:
+        return None
+    out_w, out_h = out_size or (width, height)
+    sx, sy = out_w / width, out_h / height
+    rle = ann_to_rle(ann.get("segmentation"), height, width)
+    if rle is not None and mask_utils.area(rle) > 0:
+        mask = mask_utils.decode(rle)
+        if out_size is not None:
+            mask = (cv2.resize(mask.astype(np.float32), out_size, interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
+        if not mask.any():
+            return None
+        segmentation = mask_to_rle(mask)
+        x, y, w, h = (float(v) for v in mask_utils.toBbox({**segmentation, "counts": segmentation["counts"].encode()}))
+        label = {"bbox": [x, y, w, h], "area": int(mask.sum()), "segmentation": segmentation,
+                 "unscaled": {"reason": reason, "mask": "source"}}
+    elif box_reason(ann.get("bbox"), width, height) is None:
+        x, y, w, h = clipped_box(ann, width, height)
+        x, y, w, h = x * sx, y * sy, w * sx, h * sy
+        label = {"bbox": [round(v, 3) for v in (x, y, w, h)], "area": round(w * h, 3),
+                 "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
+                 "unscaled": {"reason": reason, "mask": "box"}}
+    else:
+        return None
+    return {"image_id": image_id, "category_id": ann["category_id"], **label, "iscrowd": 0,
+            "source_ann_id": ann["id"]}
+
+
+def unscaled_labels(plan: "ImagePlan", anns: Dict[int, dict], width: int, height: int) -> List[dict]:
+    """The labels `plan` keeps unscaled, on its output image (source image `width` x `height`)."""
+    out_size = (plan.width, plan.height) if plan.background == "resize" else None
+    return [unscaled_label(anns[ann_id], reason, plan.image_id, width, height, out_size)
+            for ann_id, reason in plan.unscaled]
 
 
 def clipped_box(ann: dict, width: int, height: int) -> Tuple[float, float, float, float]:
@@ -213,12 +280,16 @@ class DatasetPlan:
 def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions) -> DatasetPlan:
     """Plan every image of `ds`. MSM+ needs all source sizes first, so this is one pass over the set."""
     selected = set(options.categories) if options.categories is not None else None
+    bad: Dict[int, str] = {}  # why an annotation cannot be transformed, checked once (few have a reason)
     candidates: Dict[int, List[_Candidate]] = {}
     for image_id, im in ds.images.items():
+        for a in ds.anns_by_image[image_id]:
+            reason = degenerate_reason(a, im["width"], im["height"])
+            if reason is not None:
+                bad[a["id"]] = reason
         candidates[image_id] = []
         for a in ds.anns_by_image[image_id]:
-            if not a.get("iscrowd") and degenerate_reason(a, im["width"], im["height"]) is None \
-                    and (selected is None or a["category_id"] in selected):
+            if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
                 box = clipped_box(a, im["width"], im["height"])
                 candidates[image_id].append(_Candidate(image_id, a, instance_size(*box[2:]),
                                                        fixed_point(box, im["width"], im["height"]) is None))
@@ -228,14 +299,14 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
         for c, s in zip(flat, msm_sizes([c.size for c in flat], hist)):
             msm_new[c.ann["id"]] = float(s)
 
-    pool = BackgroundPool(pool_images(ds, options.background_pool, selected))
+    pool = BackgroundPool(pool_images(ds, options.background_pool, selected), ds.images)
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
     for image_id in ds.images:
         if options.level == "image":
-            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted)
+            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted, bad)
         else:
-            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool)
+            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool, bad)
         plans.append(plan)
         before.extend(c.size for c in candidates[image_id])
         after.extend(i.size for i in plan.instances if i.matched)
@@ -272,103 +343,140 @@ def pool_images(ds: CocoDataset, kind: str, selected: Optional[set]) -> List[int
 class BackgroundPool:
     """The images PSI may draw a new background from; a draw is O(1), never a new list."""
 
-    def __init__(self, image_ids: Sequence[int]):
+    def __init__(self, image_ids: Sequence[int], images: Dict[int, dict]):
         self.ids = list(image_ids)
         self._position = {i: k for k, i in enumerate(self.ids)}
+        self._sizes = [(images[i]["width"], images[i]["height"]) for i in self.ids]
+        # Pool positions by shorter side: those from bisect(need) on hold any need up to that side.
+        self._by_side = sorted(range(len(self.ids)), key=lambda k: min(self._sizes[k]))
+        self._sides = [min(self._sizes[k]) for k in self._by_side]
+        self._side_rank = {k: r for r, k in enumerate(self._by_side)}
 
-    def draw(self, rng: np.random.Generator, image_id: int) -> Optional[int]:
-        """A uniformly drawn pool image other than `image_id` (None if there is none)."""
+    def draw(self, rng: np.random.Generator, image_id: int, need: Tuple[float, float] = (0.0, 0.0)) -> Optional[int]:
+        """A pool image other than `image_id` at least `need` = (width, height) large, or None.
+
+        Uniform among the pool images that hold `need`: up to BACKGROUND_TRIES
+        uniform draws, the first that holds it is taken. If all miss (most of
+        the pool is too small), one draw among the images whose shorter side
+        holds both sides of `need`. O(1) expected, O(log n) at worst.
+        """
         own = self._position.get(image_id)
         n = len(self.ids) - (own is not None)
-        if n <= 0:
+        for _ in range(BACKGROUND_TRIES if n > 0 else 0):
+            k = self._skip(int(rng.integers(n)), own)
+            if self._sizes[k][0] >= need[0] and self._sizes[k][1] >= need[1]:
+                return self.ids[k]
+        start = bisect.bisect_left(self._sides, max(need))
+        own_rank = self._side_rank.get(own, -1)
+        m = len(self._sides) - start - (own_rank >= start)
+        if m <= 0:
             return None
-        k = int(rng.integers(n))
-        return self.ids[k + 1 if own is not None and k >= own else k]
+        return self.ids[self._by_side[self._skip(start + int(rng.integers(m)), own_rank)]]
+
+    @staticmethod
+    def _skip(k: int, own: Optional[int]) -> int:
+        """Index k of the list without `own` -> index in the whole list."""
+        return k + 1 if own is not None and k >= own else k
 
 
 def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool) -> ImagePlan:
+               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool,
+               bad: Dict[int, str]) -> ImagePlan:
     im = ds.images[image_id]
+    W, H = im["width"], im["height"]
     rng = np.random.default_rng([options.seed, image_id])
-    # Draw order is fixed (PSI first, then sizes, then the fallback background)
-    # so a plan never depends on other images.
+    # Draw order is fixed (PSI, sizes, the background that holds them, then the
+    # fallback background) so a plan never depends on other images.
     u = rng.random()
     new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
     new_background = new_background or options.mode in COPY_PASTE
-    drawn = pool.draw(rng, image_id) if new_background else None
-    bg_id = image_id if drawn is None else drawn
-    scaled = [c for c in matched if not c.cut_both]
+    to_scale = [c for c in matched if not c.cut_both]
     if options.mode == "rsm":
-        new_sizes = dict(zip((c.ann["id"] for c in scaled), map(float, hist.sample_rsm(rng, len(scaled)))))
+        new_sizes = dict(zip((c.ann["id"] for c in to_scale), map(float, hist.sample_rsm(rng, len(to_scale)))))
     elif options.mode in COPY_PASTE:
-        new_sizes = {c.ann["id"]: c.size for c in scaled}
+        new_sizes = {c.ann["id"]: c.size for c in to_scale}
     else:
-        new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in scaled}
-    # Each annotation's checks, once for the plan and its fallback: (ann, reason it is
-    # degenerate, clipped box, fixed point); None for a crowd.
-    checked = []
-    for a in ds.anns_by_image[image_id]:
-        reason = None if a.get("iscrowd") else degenerate_reason(a, im["width"], im["height"])
-        box = clipped_box(a, im["width"], im["height"]) if reason is None and not a.get("iscrowd") else None
-        checked.append((a, reason, box, fixed_point(box, im["width"], im["height"]) if box else None))
-    if not matched:  # nothing to scale: copied as is, only degenerate annotations dropped
-        dropped = [(a["id"], reason) for a, reason, _, _ in checked if reason is not None]
-        return ImagePlan(image_id, "none", image_id, im["width"], im["height"], dropped=tuple(dropped))
+        new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in to_scale}
     cut_both = {c.ann["id"] for c in matched if c.cut_both}
-    plan = _plan_on(ds, image_id, checked, bg_id, new_sizes, cut_both, options)
-    if bg_id == image_id:  # holes too large to inpaint take another image instead (drawn last)
-        fallback_id = pool.draw(rng, image_id)
-        if fallback_id is not None:
-            return replace(plan, fallback=_plan_on(ds, image_id, checked, fallback_id, new_sizes, cut_both, options))
-    return plan
 
-
-def _plan_on(ds: CocoDataset, image_id: int, checked: Sequence[tuple], bg_id: int, new_sizes: Dict[int, float],
-             cut_both: set, options: TransformOptions) -> ImagePlan:
-    """The plan of `image_id` on the background of image `bg_id` (itself: inpainted), sizes decided."""
-    im, bg = ds.images[image_id], ds.images[bg_id]
-    fx, fy = bg["width"] / im["width"], bg["height"] / im["height"]
-    instances, erased, dropped, removed = [], [], [], []
-    for a, reason, box, src in checked:
+    scaled, unusable, dropped, removed = [], [], [], []
+    for a in ds.anns_by_image[image_id]:
         if a.get("iscrowd"):
-            erased.append(a["id"])
             continue
+        reason = bad.get(a["id"])
         if reason is not None:
-            dropped.append((a["id"], reason))
+            unusable.append((a, reason))
             continue
-        x, y, w, h = box
-        if a["id"] in cut_both or (src is None and bg_id != image_id):
-            # Cut by two opposite edges: a smaller (or moved) copy would show a cut
-            # inside the frame. Kept only in place, at its size, on its own image.
+        x, y, w, h = box = clipped_box(a, W, H)
+        if a["id"] in cut_both:
+            # Cut by two opposite edges: a smaller copy would show a cut inside the frame.
             dropped.append((a["id"], "cut_both_edges"))
             removed.append(a["id"])
             continue
-        scale = 1.0
         if a["id"] in new_sizes:
-            size = new_sizes[a["id"]]
-            scale = size / instance_size(w, h)
+            # r is bounded so the instance fits the image: an outlier target size
+            # must not ask for a paste larger than any background.
+            scale = min(new_sizes[a["id"]] / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
                 removed.append(a["id"])
                 continue
+            scaled.append((a, box, scale, True, fixed_point(box, W, H)))
         else:  # another category: kept at its size
-            size = instance_size(w, h)
-        if src is None:
+            scaled.append((a, box, 1.0, False, fixed_point(box, W, H)))
+    need = (max((b[2] * r for _, b, r, _, _ in scaled), default=0.0),
+            max((b[3] * r for _, b, r, _, _ in scaled), default=0.0))
+    drawn = pool.draw(rng, image_id, need) if new_background and matched else None
+    bg_id = image_id if drawn is None else drawn
+    if not matched:  # nothing to scale: copied as is
+        plan = _plan_on(ds, image_id, image_id, scaled, unusable, dropped, removed, options)
+        return ImagePlan(image_id, "none", image_id, W, H, dropped=plan.dropped, unscaled=plan.unscaled)
+    plan = _plan_on(ds, image_id, bg_id, scaled, unusable, dropped, removed, options)
+    if bg_id == image_id:  # holes too large to inpaint take another image instead (drawn last)
+        fallback_id = pool.draw(rng, image_id, need)
+        if fallback_id is not None:
+            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, scaled, unusable, dropped, removed,
+                                                   options))
+    return plan
+
+
+def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple], unusable: Sequence[tuple],
+             dropped: Sequence[tuple], removed: Sequence[int], options: TransformOptions) -> ImagePlan:
+    """The plan of `image_id` on the background of image `bg_id` (itself: inpainted), scales decided.
+
+    `scaled`: (annotation, clipped box, scale, matched, fixed point); `unusable`:
+    (annotation, reason) of those that cannot be cut out.
+    """
+    im, bg = ds.images[image_id], ds.images[bg_id]
+    W, H = im["width"], im["height"]
+    dropped, removed, unscaled = list(dropped), list(removed), []
+    # Labels that cannot be cut out stay where the image's own pixels stay.
+    for a, reason in unusable:
+        keep = bg_id == image_id and unscaled_label(a, reason, image_id, W, H) is not None
+        (unscaled if keep else dropped).append((a["id"], reason))
+    fx, fy = bg["width"] / W, bg["height"] / H
+    instances = []
+    for a, (x, y, w, h), scale, is_matched, src in scaled:
+        if src is None:  # another category cut by two opposite edges: kept in place on its own image only
+            if bg_id != image_id:
+                dropped.append((a["id"], "cut_both_edges"))
+                continue
             src = (x + w / 2, y + h / 2)
         out = (src[0] * fx, src[1] * fy)  # the same place, proportionally, on a new background
         box = (out[0] + scale * (x - src[0]), out[1] + scale * (y - src[1]), w * scale, h * scale)
-        instances.append(InstancePlan(a["id"], float(scale), float(size), box, a["id"] in new_sizes,
+        instances.append(InstancePlan(a["id"], float(scale), instance_size(w * scale, h * scale), box, is_matched,
                                       src, out))
+    erased = tuple(a["id"] for a in ds.anns_by_image[image_id] if a.get("iscrowd"))
     labels = ()
     if options.mode == "cp+" and bg_id != image_id:
         labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
                        if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
-                     tuple(instances), tuple(erased), tuple(dropped), labels, tuple(removed))
+                     tuple(instances), erased, tuple(dropped), labels, tuple(unscaled), tuple(removed))
 
 
 def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-                     options: TransformOptions, source_sorted: np.ndarray) -> ImagePlan:
+                     options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str]) -> ImagePlan:
     """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
 
     RSM draws a target size (up to 5 tries to land the scale in scale_range);
@@ -396,14 +504,16 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
     W, H = max(1, int(round(im["width"] * scale))), max(1, int(round(im["height"] * scale)))
     sx, sy = W / im["width"], H / im["height"]  # exact per-axis scales of the resized image
     selected = {c.ann["id"] for c in matched}
-    instances, kept, dropped = [], [], []
+    instances, kept, dropped, unscaled = [], [], [], []
     for a in ds.anns_by_image[image_id]:
-        reason = degenerate_reason(a, im["width"], im["height"])
-        if reason is not None:
-            dropped.append((a["id"], reason))
-            continue
+        reason = bad.get(a["id"])
         if a.get("iscrowd"):
-            kept.append(a["id"])  # the whole image is scaled: a crowd stays a labelled crowd
+            if reason is None:
+                kept.append(a["id"])  # the whole image is scaled: a crowd stays a labelled crowd
+            continue
+        if reason is not None:  # its pixels are scaled with the image: its label too, if it locates them
+            keep = unscaled_label(a, reason, image_id, im["width"], im["height"], (W, H)) is not None
+            (unscaled if keep else dropped).append((a["id"], reason))
             continue
         x, y, w, h = clipped_box(a, im["width"], im["height"])
         if w * sx < MIN_SIDE or h * sy < MIN_SIDE:
@@ -411,4 +521,5 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
             continue
         box = (x * sx, y * sy, w * sx, h * sy)
         instances.append(InstancePlan(a["id"], scale, instance_size(box[2], box[3]), box, a["id"] in selected))
-    return ImagePlan(image_id, "resize", image_id, W, H, tuple(instances), tuple(kept), tuple(dropped))
+    return ImagePlan(image_id, "resize", image_id, W, H, tuple(instances), tuple(kept), tuple(dropped),
+                     unscaled=tuple(unscaled))

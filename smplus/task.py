@@ -18,7 +18,7 @@ import numpy as np
 
 from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, encode_image, read_image, write_bytes_atomic
 from .errors import OutputError, SmplusError
-from .plan import DEFAULT_MAX_HOLE, ImagePlan, TransformOptions
+from .plan import DEFAULT_MAX_HOLE, ImagePlan, TransformOptions, unscaled_labels
 
 
 @dataclass
@@ -42,7 +42,8 @@ def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence
     """The tasks of the images at `positions` of `plans` (built lazily: each holds only its own annotations)."""
     for position in positions:
         plan = plans[position]
-        used = set(plan.crowd) | set(plan.removed) | {ip.ann_id for ip in plan.instances}
+        used = (set(plan.crowd) | set(plan.removed) | {ip.ann_id for ip in plan.instances}
+                | {ann_id for ann_id, _ in plan.unscaled})
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
         bg, bg_anns = _background(ds, plan)
         fallback, fallback_anns = _background(ds, plan.fallback) if plan.fallback else (None, [])
@@ -81,8 +82,8 @@ def render_task(task: ImageTask) -> dict:
 
     plan = task.plan
     entry = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-             "background": plan.background, "annotations": [], "dropped": [], "skipped": None,
-             "provenance": provenance("copy", None, 0.0)}
+             "background": plan.background, "annotations": [], "dropped": [list(d) for d in plan.dropped],
+             "skipped": None, "provenance": provenance("copy", None, 0.0)}
     try:
         if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
             src_path = os.path.join(task.images_dir, task.image["file_name"])
@@ -119,8 +120,10 @@ def render_task(task: ImageTask) -> dict:
                          provenance=provenance(plan.background, plan.background_image_id, result.hole_fraction,
                                                fallback))
             data = encode_image(result.image, task.image["file_name"], *task.jpeg)
-            entry["annotations"] = result.annotations
+            entry["annotations"] = result.annotations + unscaled_labels(plan, task.anns, task.image["width"],
+                                                                        task.image["height"])
             entry["dropped"] = [list(d) for d in result.dropped]
+            entry["placement"] = result.placement  # closed-loop placement counters (render.place_at_size)
     except SmplusError as e:
         entry["skipped"] = str(e)
         return entry

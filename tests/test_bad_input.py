@@ -74,6 +74,14 @@ CASES = [
      1, ["file_name '/etc/passwd' is absolute"]),
     ("zero width", lambda r: {**r, "images": [{**r["images"][0], "width": 0}] + r["images"][1:]},
      1, ["'width' must be a positive integer, got 0"]),
+    ("detection only", lambda r: {**r, "annotations": [{k: v for k, v in a.items() if k != "segmentation"}
+                                                      for a in r["annotations"]]},
+     1, ["no annotation has a 'segmentation'; SM+ cuts each instance out by its mask and needs instance masks"]),
+    ("one file_name twice", lambda r: {**r, "images": r["images"][:2] + [{**r["images"][2], "file_name":
+                                                                          r["images"][0]["file_name"]}]},
+     1, ["images[2]: images id 184324 and id 343937 both have file_name '000000184324.jpg'"]),
+    ("iscrowd strings", lambda r: {**r, "annotations": [{**a, "iscrowd": str(a["iscrowd"])} for a in r["annotations"]]},
+     1, ["annotations[0] (id ", "iscrowd must be the number 0 or 1, got '0' (write it without quotes)"]),
 ]
 
 
@@ -181,6 +189,9 @@ def test_unreadable_image_fails_the_run_unless_skips_allowed(tmp_path, problem):
 def test_degenerate_annotations_are_dropped_and_counted(tmp_path):
     raw, images = one_image(tmp_path)
     im = raw["images"][0]
+    background = next(i for i in valid()["images"] if i["file_name"] == "000000343937.jpg")
+    shutil.copy(os.path.join(FIXTURE_IMAGES, background["file_name"]), images / background["file_name"])
+    raw["images"].append(background)  # another image: a new background to draw
     bad = [
         make_ann(id=900001, image_id=im["id"], bbox=[10, 10, 0, 5]),                             # zero-size box
         make_ann(id=900002, image_id=im["id"], segmentation=[[10, 10, 20, 20]]),                 # 2-point polygon
@@ -193,14 +204,21 @@ def test_degenerate_annotations_are_dropped_and_counted(tmp_path):
     src = tmp_path / "ann.json"
     src.write_text(json.dumps(raw))
     before = digest(src)
-    r = run_cli(tmp_path, source=src, images=images, extra=["--psi-p", "1"])
-    assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    d = report["counts"]["dropped"]
-    for reason in ("zero_size_box", "bad_polygon", "outside_image", "bad_mask", "empty_mask"):
-        assert d.get(reason, 0) >= 1, (reason, d)
-    c = report["counts"]
-    assert c["instances_in"] == c["instances_out"] + sum(d.values())
-    out_src = {a["source_ann_id"] for a in json.loads((tmp_path / "out" / "annotations.json").read_text())["annotations"]}
-    assert not out_src & {a["id"] for a in bad}
+    # On the image's own background, labels that only lack a usable mask or box still
+    # locate their object (its pixels stay): kept unscaled and marked. On a new
+    # background they are dropped and counted, like those that locate nothing.
+    for extra, kept in [(["--psi-p", "1"], {900001: "zero_size_box", 900002: "bad_polygon", 900004: "bad_mask"}),
+                        (["--background", "new"], {})]:
+        r = run_cli(tmp_path, source=src, images=images, extra=[*extra, "--overwrite"])
+        assert r.exit_code == 0, r.output
+        report = json.loads((tmp_path / "out" / "report.json").read_text())
+        d = report["counts"]["dropped"]
+        for reason in {"zero_size_box", "bad_polygon", "outside_image", "bad_mask", "empty_mask"} - set(kept.values()):
+            assert d.get(reason, 0) >= 1, (reason, d)
+        c = report["counts"]
+        assert c["instances_in"] == c["instances_out"] + sum(d.values())
+        out = json.loads((tmp_path / "out" / "annotations.json").read_text())["annotations"]
+        unscaled = {a["source_ann_id"]: a["unscaled"]["reason"] for a in out if "unscaled" in a}
+        assert unscaled == kept
+        assert not {a["source_ann_id"] for a in out} & ({a["id"] for a in bad} - set(kept))
     assert digest(src) == before

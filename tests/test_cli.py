@@ -1,5 +1,6 @@
 import json
 import os
+from importlib import resources
 
 import click
 import pytest
@@ -35,14 +36,16 @@ def test_transform_writes_dataset_and_summary(tmp_path, tinyperson_target):
 
 def test_non_empty_out_is_refused_unless_overwrite(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
     args = ["transform", "--source", FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES, "--out", out, "--dry-run"]
+    assert invoke(*args).exit_code == 0
+    (out / "keep.txt").write_text("x")
     r = invoke(*args)
     assert r.exit_code == 1
     assert r.output.strip() == f"Error: output folder {out} is not empty; pass --overwrite to replace it " \
                                "or --resume to continue an interrupted run"
     assert invoke(*args, "--overwrite").exit_code == 0
+    # --overwrite replaces smplus's own output only
+    assert (out / "keep.txt").read_text() == "x" and (out / "annotations.json").exists()
 
 
 def test_histogram_command(tmp_path, tinyperson_target):
@@ -108,16 +111,25 @@ def test_config_file_sets_options_and_flags_override(tmp_path):
     assert (rep["mode"], rep["seed"], rep["level"]) == ("rsm", 8, "instance")
 
 
-def test_every_paper_config_runs():
-    configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-    names = sorted(os.listdir(configs))
-    assert {"rsm.json", "msm.json", "rsm+.json", "msm+.json", "rsm+_wo_psi.json", "msm+_wo_psi.json",
-            "cp.json", "cp+.json"} <= set(names)
+def test_every_shipped_config_loads_by_name(tmp_path):
+    from smplus.config import shipped_configs
+
+    names = shipped_configs()
+    assert {"rsm", "msm", "rsm+", "msm+", "rsm+_wo_psi", "msm+_wo_psi", "cp", "cp+"} <= set(names)
     for name in names:
-        with CliRunner().isolated_filesystem():
-            r = invoke("transform", "--config", os.path.join(configs, name), "--source", FIXTURE_ANNOTATIONS,
-                       "--images", FIXTURE_IMAGES, "--out", "o", "--dry-run")
-            assert r.exit_code == 0, (name, r.output)
+        out = tmp_path / name
+        r = invoke("transform", "--config", name, "--source", FIXTURE_ANNOTATIONS,
+                   "--images", FIXTURE_IMAGES, "--out", out, "--dry-run")
+        assert r.exit_code == 0, (name, r.output)
+        raw = json.loads((resources.files("smplus") / "configs" / f"{name}.json").read_text())
+        params = json.loads((out / "report.json").read_text())["parameters"]
+        for key, value in raw.items():
+            if not key.startswith("_"):
+                got = params[key.replace("-", "_")]
+                assert got == value or list(got) == value, (name, key, got, value)
+    r = invoke("transform", "--config", "msm++", "--source", FIXTURE_ANNOTATIONS, "--images", FIXTURE_IMAGES,
+               "--out", tmp_path / "x", "--dry-run")
+    assert r.exit_code == 2 and "config file not found: msm++" in r.output and "msm+, msm+_wo_psi" in r.output
 
 
 @pytest.mark.parametrize("content, message", [

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from smplus.coco import ann_to_rle, decode_rle, index_coco, mask_to_rle, patch_to_rle, window_mask
 from smplus.histogram import build_histogram
 from smplus.plan import FRAME_TOLERANCE, MIN_SIDE, ImagePlan, TransformOptions, clipped_box, plan_dataset
-from smplus.render import alpha_box
+from smplus.render import SUPPORT, alpha_box
 from smplus.separate import place, separate
 
 HIST = build_histogram(np.random.default_rng(0).lognormal(2.56, 0.81, 5000), bins=30)
@@ -92,8 +92,9 @@ def test_alpha_box_is_inside_the_patch_and_around_the_mask(w, h, fx, fy):
     x, y, bw, bh = box
     assert 0 <= x and 0 <= y and x + bw <= alpha.shape[1] and y + bh <= alpha.shape[0]
     assert bw > 0 and bh > 0
-    assert abs(bw - (w + (fx if fx >= 0.4 else 0))) <= 1.0  # sub-pixel width of the covered run
-    assert abs(bh - (h + (fy if fy >= 0.4 else 0))) <= 1.0
+    # sub-pixel extent of the support (pixels at SUPPORT or more, the mask), to half a pixel per edge
+    assert abs(bw - (w + (fx >= SUPPORT))) <= 1.0
+    assert abs(bh - (h + (fy >= SUPPORT))) <= 1.0
 
 
 @settings(max_examples=40, deadline=None)

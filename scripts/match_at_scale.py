@@ -1,0 +1,178 @@
+"""Do rendered sizes land on the plan, at scale? (issue 13)
+
+    python scripts/match_at_scale.py [--repeat 50] [--split val2017] [--workers 2] [--modes msm,rsm]
+
+Builds a set of ~4,000 images from coco_tiny (the split repeated --repeat
+times with new image and annotation ids, files hard-linked into a temporary
+folder that is deleted at the end), then for MSM+ and RSM+ (PSI p = 0.4,
+seed 0) plans it (dry run) and renders it, with the tinyperson_like target.
+Prints per mode:
+- the JSD to the target of the planned and of the rendered sizes (report.json's
+  histogram: s = sqrt(w*h) of the boxes, the target's bins) and the noise of as
+  many random draws from the target;
+- rendered / planned size of each instance, p5 / p50 / p95, overall and per
+  planned size class;
+- annotations whose RLE box and bbox differ by more than 1 px at some edge;
+- the placement counters of report.json and the render time per image (wall
+  time, and the CPU time of all processes: steadier on a shared machine).
+With --repeat 1 it checks one split of coco_tiny as it is.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+if not os.path.isdir(SHARED):  # a worktree in /work/wt/NAME
+    SHARED = os.path.join(ROOT, "..", "..", "shared", "data")
+
+from pycocotools import mask as mask_utils  # noqa: E402
+
+from smplus.coco import ann_to_rle, instance_size  # noqa: E402
+from smplus.histogram import load_target, size_jsd  # noqa: E402
+from smplus.pipeline import RunOptions, transform  # noqa: E402
+from smplus.plan import TransformOptions  # noqa: E402
+
+CLASSES = [(2, 8), (8, 12), (12, 20), (20, 32), (32, float("inf"))]
+MODES = {"msm": "MSM+", "rsm": "RSM+"}
+
+
+def repeated_set(split: str, repeat: int, tmp: str):
+    """coco_tiny's `split` repeated: new ids, hard-linked files (a symlink across file systems)."""
+    src_dir = os.path.join(SHARED, "coco_tiny", split)
+    raw = json.load(open(os.path.join(SHARED, "coco_tiny", "annotations", f"instances_{split}.json")))
+    folder = os.path.join(tmp, "images")
+    os.makedirs(folder)
+    images, anns = [], []
+    for k in range(repeat):
+        for im in raw["images"]:
+            name = f"{k}_{im['file_name']}"
+            src, dst = os.path.join(src_dir, im["file_name"]), os.path.join(folder, name)
+            try:
+                os.link(src, dst)
+            except OSError:
+                os.symlink(os.path.abspath(src), dst)
+            images.append({**im, "id": k * 10**7 + im["id"], "file_name": name})
+        anns.extend({**a, "id": k * 10**8 + a["id"], "image_id": k * 10**7 + a["image_id"]}
+                    for a in raw["annotations"])
+    path = os.path.join(tmp, "annotations.json")
+    json.dump({**raw, "images": images, "annotations": anns}, open(path, "w"))
+    return path, folder, len(images)
+
+
+def rle_box_disagreements(data: dict) -> int:
+    """Annotations whose RLE's pixel box and bbox differ by more than 1 px at some edge."""
+    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+    bad = 0
+    for a in data["annotations"]:
+        if a.get("iscrowd") or a.get("from_background"):
+            continue
+        rx, ry, rw, rh = mask_utils.toBbox(ann_to_rle(a["segmentation"], *sizes[a["image_id"]]))
+        x, y, w, h = a["bbox"]
+        edges = np.abs(np.array([x - rx, y - ry, x + w - rx - rw, y + h - ry - rh]))
+        bad += bool(edges.max() > 1.0)
+    return bad
+
+
+def apart(plan: dict) -> set:
+    """Instances whose planned box is inside its image and meets no other planned box
+    (so neither occlusion nor clipping changes their rendered size)."""
+    sizes = {im["id"]: (im["width"], im["height"]) for im in plan["images"]}
+    by_image: dict = {}
+    for a in plan["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    out = set()
+    for image_id, anns in by_image.items():
+        W, H = sizes[image_id]
+        boxes = np.array([a["bbox"] for a in anns], float).reshape(-1, 4)
+        x0, y0 = boxes[:, 0] - 1, boxes[:, 1] - 1
+        x1, y1 = boxes[:, 0] + boxes[:, 2] + 1, boxes[:, 1] + boxes[:, 3] + 1
+        meet = (x0[:, None] < x1[None]) & (x0[None] < x1[:, None]) & (y0[:, None] < y1[None]) & (y0[None] < y1[:, None])
+        inside = (x0 >= 0) & (y0 >= 0) & (x1 <= W) & (y1 <= H)
+        for k, a in enumerate(anns):
+            if inside[k] and meet[k].sum() == 1:
+                out.add(a["source_ann_id"])
+    return out
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the workers, once joined):
+    steadier than wall time on a shared machine."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def percentiles(r) -> str:
+    if len(r) == 0:
+        return "-"
+    p5, p50, p95 = np.percentile(r, [5, 50, 95])
+    return f"{p5:.3f} / {p50:.3f} / {p95:.3f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--split", default="val2017")
+    ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--modes", default="msm,rsm")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
+    args = ap.parse_args()
+
+    hist = load_target(args.target)  # report.json's histogram (default bins)
+    with tempfile.TemporaryDirectory(prefix="match_at_scale_") as tmp:
+        ann, folder, n_images = repeated_set(args.split, args.repeat, tmp)
+        print(f"coco_tiny {args.split} x{args.repeat}: {n_images} images, seed {args.seed}, "
+              f"{args.workers} workers, target {os.path.basename(args.target)}\n")
+        for mode in args.modes.split(","):
+            opts = TransformOptions(mode=mode, seed=args.seed)
+            dry = transform(ann, folder, os.path.join(tmp, f"{mode}_plan"), target=args.target, options=opts,
+                            run=RunOptions(dry_run=True, progress=False)).report
+            t, cpu = time.perf_counter(), cpu_seconds()
+            out = os.path.join(tmp, mode)
+            rep = transform(ann, folder, out, target=args.target, options=opts,
+                            run=RunOptions(workers=args.workers, progress=False)).report
+            ms = (time.perf_counter() - t) * 1000 / n_images
+            cpu_ms = (cpu_seconds() - cpu) * 1000 / n_images
+            plan = json.load(open(os.path.join(tmp, f"{mode}_plan", "annotations.json")))
+            planned = {a["source_ann_id"]: instance_size(*a["bbox"][2:]) for a in plan["annotations"]}
+            free = apart(plan)
+            data = json.load(open(os.path.join(out, "annotations.json")))
+            rendered = [a for a in data["annotations"] if a["source_ann_id"] in planned]
+            pairs = np.array([(planned[a["source_ann_id"]], instance_size(*a["bbox"][2:])) for a in rendered])
+            ratio = pairs[:, 1] / pairs[:, 0]
+            alone = np.array([a["source_ann_id"] in free for a in rendered])
+            print(f"## {MODES[mode]}: {len(pairs)} instances rendered of {len(planned)} planned; "
+                  f"dropped {rep['counts']['dropped']}")
+            print("| measure | value |\n|---|---|")
+            print(f"| JSD planned (dry run) | {dry['jsd']['after']:.4f} |")
+            print(f"| JSD rendered | {rep['jsd']['after']:.4f} |")
+            print(f"| JSD planned, only the instances rendered | {size_jsd(pairs[:, 0], hist):.4f} |")
+            print(f"| noise of random draws at N = {rep['counts']['scale_matched_out']} | "
+                  f"{rep['jsd']['sampling_noise']:.4f} |")
+            print(f"| rendered / planned size, p5 / p50 / p95 | {percentiles(ratio)} |")
+            for lo, hi in CLASSES:
+                sel = (pairs[:, 0] >= lo) & (pairs[:, 0] < hi)
+                name = f"{lo}+ px" if hi == float("inf") else f"{lo}-{hi} px"
+                print(f"| ... planned {name} ({int(sel.sum())}) | {percentiles(ratio[sel])} |")
+            print(f"| ... planned box apart from the others and inside the image ({int(alone.sum())}) | "
+                  f"{percentiles(ratio[alone])} |")
+            off = np.abs(ratio - 1.0)
+            print(f"| rendered more than 1 % / 3 % off the plan | {np.mean(off > 0.01):.2%} / {np.mean(off > 0.03):.2%} |")
+            print(f"| median rendered - planned size | {np.median(ratio) - 1:+.2%} |")
+            print(f"| RLE box vs bbox differ > 1 px | {rle_box_disagreements(data)} of {len(data['annotations'])} |")
+            print(f"| placement | {json.dumps(rep.get('placement'))} |")
+            print(f"| render time, {args.workers} workers: wall / CPU of all processes | "
+                  f"{ms:.1f} / {cpu_ms:.1f} ms/img |\n")
+
+
+if __name__ == "__main__":
+    main()
