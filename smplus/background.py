@@ -111,12 +111,26 @@ def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, sm
         if shift is None:
             continue
         sx, sy = x + shift[0], y + shift[1]
-        x0, y0, x1, y1 = max(0, sx - pad), max(0, sy - pad), min(W, sx + w + pad), min(H, sy + h + pad)
-        window = image[y0:y1, x0:x1].astype(np.float32)
-        detail = (window - cv2.GaussianBlur(window, (0, 0), TEXTURE_SIGMA))[sy - y0:sy - y0 + h, sx - x0:sx - x0 + w]
+        detail = _detail(image, sx, sy, w, h, pad)
         take = part & (hole[sy:sy + h, sx:sx + w] == 0)  # known source pixels only
+        # The grain of the neighbourhood, not of the source region: scaled to the
+        # detail in a ring of known pixels around this part of the hole.
+        around = _detail(image, x, y, w, h, pad)
+        ring = (cv2.dilate(part.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0) & (hole[y:y + h, x:x + w] == 0)
+        strength = np.abs(detail[take]).mean() if take.any() else 0.0
+        if not ring.any() or strength == 0.0:
+            continue
+        gain = TEXTURE_GAIN * min(1.0, float(np.abs(around[ring]).mean()) / strength)
         dst = filled[y:y + h, x:x + w]
-        dst[take] = np.clip(dst[take] + TEXTURE_GAIN * detail[take] + 0.5, 0, 255).astype(np.uint8)
+        dst[take] = np.clip(dst[take] + gain * detail[take] + 0.5, 0, 255).astype(np.uint8)
+
+
+def _detail(image: np.ndarray, x: int, y: int, w: int, h: int, pad: int) -> np.ndarray:
+    """The detail finer than TEXTURE_SIGMA of image[y:y+h, x:x+w] (float32, signed)."""
+    H, W = image.shape[:2]
+    x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
+    window = image[y0:y1, x0:x1].astype(np.float32)
+    return (window - cv2.GaussianBlur(window, (0, 0), TEXTURE_SIGMA))[y - y0:y - y0 + h, x - x0:x - x0 + w]
 
 
 def _texture_source(hole: np.ndarray, part: np.ndarray, x: int, y: int) -> Optional[tuple]:
