@@ -111,26 +111,28 @@ def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, sm
         if shift is None:
             continue
         sx, sy = x + shift[0], y + shift[1]
-        detail = _detail(image, sx, sy, w, h, pad)
         take = part & (hole[sy:sy + h, sx:sx + w] == 0)  # known source pixels only
         # The grain of the neighbourhood, not of the source region: scaled to the
         # detail in a ring of known pixels around this part of the hole.
-        around = _detail(image, x, y, w, h, pad)
         ring = (cv2.dilate(part.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0) & (hole[y:y + h, x:x + w] == 0)
-        strength = np.abs(detail[take]).mean() if take.any() else 0.0
-        if not ring.any() or strength == 0.0:
+        strength = _detail(image, sx, sy, w, h, pad, gray=True)[take]
+        if not ring.any() or not strength.size or not strength.any():
             continue
-        gain = TEXTURE_GAIN * min(1.0, float(np.abs(around[ring]).mean()) / strength)
+        around = float(np.abs(_detail(image, x, y, w, h, pad, gray=True)[ring]).mean())
+        gain = TEXTURE_GAIN * min(1.0, around / float(np.abs(strength).mean()))
+        detail = _detail(image, sx, sy, w, h, pad)[take]
         dst = filled[y:y + h, x:x + w]
-        dst[take] = np.clip(dst[take] + gain * detail[take] + 0.5, 0, 255).astype(np.uint8)
+        dst[take] = np.clip(dst[take] + gain * detail + 0.5, 0, 255).astype(np.uint8)
 
 
-def _detail(image: np.ndarray, x: int, y: int, w: int, h: int, pad: int) -> np.ndarray:
-    """The detail finer than TEXTURE_SIGMA of image[y:y+h, x:x+w] (float32, signed)."""
+def _detail(image: np.ndarray, x: int, y: int, w: int, h: int, pad: int, gray: bool = False) -> np.ndarray:
+    """The detail finer than TEXTURE_SIGMA of image[y:y+h, x:x+w] (float32, signed; of its gray levels)."""
     H, W = image.shape[:2]
     x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
-    window = image[y0:y1, x0:x1].astype(np.float32)
-    return (window - cv2.GaussianBlur(window, (0, 0), TEXTURE_SIGMA))[y - y0:y - y0 + h, x - x0:x - x0 + w]
+    window = image[y0:y1, x0:x1]
+    window = (cv2.cvtColor(window, cv2.COLOR_BGR2GRAY) if gray else window).astype(np.float32)
+    window -= cv2.GaussianBlur(window, (0, 0), TEXTURE_SIGMA)
+    return window[y - y0:y - y0 + h, x - x0:x - x0 + w]
 
 
 def _texture_source(hole: np.ndarray, part: np.ndarray, x: int, y: int) -> Optional[tuple]:
