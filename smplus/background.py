@@ -21,7 +21,7 @@ INPAINT_RADIUS = 3
 INPAINT_SCALE = 0.3    # inpaint at this fraction of the image size
 # Grain: the detail finer than TEXTURE_SIGMA px of the known region next to a
 # hole, added at TEXTURE_GAIN. Measured on holes with known truth (coco_tiny,
-# scripts/quality.py): texture ratio 0.07 -> 0.17-0.25, PSNR +0.1-0.2 dB, at ~1.6x
+# scripts/quality.py): texture ratio 0.07 -> 0.17-0.22, PSNR +0.1-0.2 dB, at ~1.6x
 # the cost of Telea at 1/4 resolution alone.
 TEXTURE_GAIN = 0.5
 TEXTURE_SIGMA = 1.5
