@@ -1,14 +1,19 @@
 """Benchmark smplus against the I/O floor, in one run, and print a table.
 
     python scripts/bench.py [--quick] [--source ANN --images DIR] [--target T] [--min-images N]
+    python scripts/bench.py --ray [--repeat R]     (only the Ray section)
 
-Rows: decode+encode of every image (the floor); SM+ (MSM+, PSI p=0.4) with one
-worker, in ms per image and as a ratio to the floor; image-level Scale Match;
+Rows: decode+encode of every image (the floor); SM+'s own I/O floor (decode the
+source, decode the new background where PSI draws one, encode); per-instance
+matting time (median, p90; pymatting's solver on the same crops for reference);
+SM+ (MSM+, PSI p=0.4) with one worker, in ms per image and as a ratio to the
+floors; image-level Scale Match;
 two workers (throughput ratio, whole runs and steady state); peak RSS for the
 set and the set grown 10x; InstaBoost if installed; the quality cost of the
 fast settings (mean absolute difference to a full-resolution reference render,
-boxes moved); then where a one-worker run spends its time (cProfile).
-Numba's one-time compile is excluded (pymatting is imported before timing).
+boxes moved); then where a one-worker run spends its time (cProfile); then, if
+Ray is installed, a local Ray instance of 2 CPUs against `--workers 2`.
+Numba's one-time compile is excluded (the matting kernels are loaded before timing).
 """
 
 import argparse
@@ -51,13 +56,127 @@ def repeated_set(source, images, n, tmp):
     return path, folder, len(out_images)
 
 
+# The clock of one-process measurements: wall time, or with --cpu-time this process's CPU time
+# (on a machine others load, a process waits for a core; its CPU time is what it costs).
+CLOCK = time.perf_counter
+
+
 def floor_ms(ann, folder):
     names = [im["file_name"] for im in json.load(open(ann))["images"]]
-    t = time.perf_counter()
+    t = CLOCK()
     for n in names:
         img = cv2.imdecode(np.fromfile(os.path.join(folder, n), np.uint8), cv2.IMREAD_COLOR)
         cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    return (time.perf_counter() - t) * 1000 / len(names)
+    return (CLOCK() - t) * 1000 / len(names)
+
+
+def smplus_floor_ms(ann, folder, target, psi_p=0.4):
+    """SM+'s physical floor: the I/O of its plan alone. Decode each image it renders and the new
+    background PSI draws for it (for 1 - p of them), encode the output; copy the untouched ones."""
+    from smplus.coco import encode_image, load_coco, read_image
+    from smplus.histogram import load_target
+    from smplus.plan import TransformOptions, plan_dataset
+
+    ds = load_coco(ann)
+    plans = plan_dataset(ds, load_target(target), TransformOptions(mode="msm", psi_p=psi_p)).images
+    t = CLOCK()
+    for plan in plans:
+        name = ds.images[plan.image_id]["file_name"]
+        if not plan.transformed:
+            with open(os.path.join(folder, name), "rb") as f:
+                f.read()
+            continue
+        img = read_image(os.path.join(folder, name))
+        if plan.background == "new":
+            img = read_image(os.path.join(folder, ds.images[plan.background_image_id]["file_name"]))
+        encode_image(img, name)
+    return (CLOCK() - t) * 1000 / len(plans)
+
+
+def matting_problems(ann, folder, target, out):
+    """The (crop, soft mask, band) of every instance matte() gets in one SM+ run."""
+    import smplus.separate as separate
+
+    seen, real = [], separate.matte
+    separate.matte = lambda crop, soft, band: (seen.append((crop, soft, band)), real(crop, soft, band))[1]
+    try:
+        smplus_run(ann, folder, target, out)
+    finally:
+        separate.matte = real
+    return seen
+
+
+def per_instance_ms(problems, matte, repeats=3):
+    """Median and p90 over instances of the time of one matte() call (best of `repeats`: load spikes)."""
+    times = []
+    for crop, soft, band in problems:
+        best = float("inf")
+        for _ in range(repeats):
+            t = CLOCK()
+            matte(crop, soft, band)
+            best = min(best, CLOCK() - t)
+        times.append(best * 1000)
+    return float(np.median(times)), float(np.percentile(times, 90))
+
+
+def _pymatting_one_thread():
+    """pymatting as smplus ran it before its band solver: parallel kernels on one numba thread
+    (spinning threads made it 40x slower on a busy machine), incomplete Cholesky sized to the system."""
+    import contextlib
+    import io
+
+    import numba
+    from pymatting import ichol
+
+    def sized_ichol(A):
+        with contextlib.redirect_stdout(io.StringIO()):
+            return ichol(A, max_nnz=4 * A.nnz + A.shape[0])
+
+    numba.set_num_threads(1)
+    return sized_ichol
+
+
+def _trimap(crop, soft, band):
+    from smplus.separate import make_trimap
+
+    trimap = make_trimap((soft >= 0.5).astype(np.uint8), band)
+    return trimap if (trimap == 1).any() and (trimap == 0).any() else None
+
+
+def pymatting_matte(crop, soft, band):
+    """The matte() smplus had before: pymatting's closed-form alpha over the whole crop, multilevel foreground."""
+    from pymatting import estimate_alpha_cf, estimate_foreground_ml
+
+    preconditioner = _pymatting_one_thread()
+    trimap = _trimap(crop, soft, band)
+    if trimap is not None:
+        image = crop.astype(np.float64) / 255.0
+        estimate_foreground_ml(image, np.clip(estimate_alpha_cf(image, trimap, preconditioner=preconditioner), 0, 1))
+
+
+def matting_agreement(problems):
+    """The band solver against pymatting on the same crops: per instance, mean and max |alpha difference|
+    over the band; mean |premultiplied colour difference| over the band (0-255), same alpha given to both."""
+    from pymatting import estimate_alpha_cf, estimate_foreground_ml
+
+    from smplus.matting import estimate_alpha, estimate_foreground
+
+    preconditioner = _pymatting_one_thread()
+    means, maxes, colours = [], [], []
+    for crop, soft, band in problems:
+        trimap = _trimap(crop, soft, band)
+        if trimap is None:
+            continue
+        image = crop.astype(np.float64) / 255.0
+        ref = np.clip(estimate_alpha_cf(image, trimap, preconditioner=preconditioner), 0, 1)
+        alpha = estimate_alpha(image, trimap)
+        d = np.abs(alpha - ref)[trimap == 0.5]
+        means.append(d.mean())
+        maxes.append(d.max())
+        ref[ref < 0.02], ref[ref > 0.98] = 0.0, 1.0
+        colour = ref[..., None] * np.abs(estimate_foreground(image, ref) - estimate_foreground_ml(image, ref))
+        colours.append(colour[trimap == 0.5].mean() * 255)
+    return len(means), float(np.mean(means)), float(np.max(means)), float(np.max(maxes)), float(np.mean(colours))
 
 
 def instaboost_ms(ann, folder):
@@ -95,26 +214,27 @@ def instaboost_ms(ann, folder):
     return (time.perf_counter() - t) * 1000 / len(raw["images"])
 
 
-def smplus_run(ann, folder, target, out, workers=1, level="instance"):
+def smplus_run(ann, folder, target, out, workers=1, level="instance", clock=None, executor="local"):
     """Seconds for one `transform` run (MSM+, PSI p=0.4) and the number of images."""
     from smplus.pipeline import RunOptions, transform
     from smplus.plan import TransformOptions
 
-    t = time.perf_counter()
+    clock = clock or time.perf_counter
+    t = clock()
     rep = transform(ann, folder, out, target, options=TransformOptions(mode="msm", psi_p=0.4, level=level),
-                    run=RunOptions(workers=workers, progress=False, overwrite=True)).report
-    return time.perf_counter() - t, rep["counts"]["images"]
+                    run=RunOptions(workers=workers, progress=False, overwrite=True, executor=executor)).report
+    return clock() - t, rep["counts"]["images"]
 
 
-def smplus_ms(ann, folder, target, out, workers=1, level="instance"):
-    seconds, images = smplus_run(ann, folder, target, out, workers, level)
+def smplus_ms(ann, folder, target, out, workers=1, level="instance", clock=None):
+    seconds, images = smplus_run(ann, folder, target, out, workers, level, clock)
     return seconds * 1000 / images
 
 
 # Where the time of a one-worker run goes: (row, functions whose cumulative time it is).
 PROFILE_GROUPS = [
-    ("closed-form alpha (pymatting estimate_alpha_cf)", ["estimate_alpha_cf"]),
-    ("foreground colours (pymatting estimate_foreground_ml)", ["estimate_foreground_ml"]),
+    ("closed-form alpha over the band (matting.estimate_alpha)", ["estimate_alpha"]),
+    ("foreground colours over the band (matting.estimate_foreground)", ["estimate_foreground"]),
     ("rest of separate + scale (crop, resize, warp)", ["separate", "place"]),
     ("inpainting (hole mask + Telea)", ["inpaint_holes", "hole_mask"]),
     ("decode (source and new backgrounds)", ["read_image"]),
@@ -130,8 +250,8 @@ def profile_rows(ann, folder, target, out):
     import cProfile
     import pstats
 
-    prof = cProfile.Profile()
-    seconds, images = prof.runcall(smplus_run, ann, folder, target, out)
+    prof = cProfile.Profile(CLOCK)
+    seconds, images = prof.runcall(smplus_run, ann, folder, target, out, clock=CLOCK)
     cum = {}
     for (_, _, name), (_, _, _, ct, _) in pstats.Stats(prof).stats.items():
         cum[name] = cum.get(name, 0.0) + ct
@@ -190,6 +310,32 @@ def quality(ann, folder, target, tmp, n=40):
     return float(np.mean(inside)), float(np.mean(whole)), moved, len(data["annotations"]), t_ref
 
 
+def ray_rows(source, images, target, n, repeat, tmp):
+    """Ray (a local instance of 2 CPUs, started by each run) against --workers 2 on the same images.
+
+    Whole runs include starting the workers (and, for Ray, the instance); the
+    marginal cost of an image (the difference between a run of n/2 and of n
+    images) leaves start-up out. Runs alternate between the two executors and
+    each figure is the median of `repeat` runs, the machine being shared.
+    """
+    ann, folder, count = repeated_set(source, images, n, os.path.join(tmp, "ray_full"))
+    half_ann, half_folder, half = repeated_set(source, images, count // 2, os.path.join(tmp, "ray_half"))
+    out = os.path.join(tmp, "ray_out")
+    runs = {"local": [], "ray": []}
+    for _ in range(repeat):
+        for executor in runs:
+            runs[executor].append([smplus_run(a, d, target, out, workers=2, executor=executor)[0]
+                                   for a, d in ((half_ann, half_folder), (ann, folder))])
+    whole = {e: float(np.median([r[1] for r in rs])) for e, rs in runs.items()}
+    steady = {e: float(np.median([(r[1] - r[0]) * 1000 / (count - half) for r in rs])) for e, rs in runs.items()}
+    print(f"\nRay, a local instance of 2 CPUs, against --workers 2 ({count} images, median of {repeat} runs each):\n")
+    print(f"| executor | whole run | steady state (marginal ms/img, {half} -> {count} images) | goal |")
+    print("|---|---|---|---|")
+    print(f"| --workers 2 | {whole['local']:.1f} s | {steady['local']:.1f} | |")
+    print(f"| --executor ray --workers 2 | {whole['ray']:.1f} s = {whole['ray'] / whole['local']:.2f}x | "
+          f"{steady['ray']:.1f} = {steady['ray'] / steady['local']:.2f}x | <= 1.10x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default=os.path.join(SHARED, "coco_tiny", "annotations", "instances_val2017.json"))
@@ -197,32 +343,81 @@ def main():
     ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
     ap.add_argument("--min-images", type=int, default=500)
     ap.add_argument("--quick", action="store_true", help="100 images, no 10x memory run")
+    ap.add_argument("--no-instaboost", action="store_true", help="skip the InstaBoost row (the longest)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time one-process rows by CPU time, not wall time (a machine others load)")
+    ap.add_argument("--ray", action="store_true", help="only the Ray section")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per executor in the Ray section")
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
     n = 100 if args.quick else args.min_images
-    import pymatting  # noqa: F401  (numba compile excluded from the timings)
+    from smplus.matting import warm_up
+
+    warm_up()  # numba compile excluded from the timings
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        ray = None
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
+    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}; load average "
+          f"{os.getloadavg()[0]:.1f}; one-process rows in {'CPU' if args.cpu_time else 'wall'} time")
     tmp = tempfile.mkdtemp(prefix="smplus-bench-")
+    if args.ray:
+        try:
+            return ray_rows(args.source, args.images, args.target, n, args.repeat, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     try:
         ann, folder, count = repeated_set(args.source, args.images, n, tmp)
         out = os.path.join(tmp, "out")
         f = floor_ms(ann, folder)
+        phys = smplus_floor_ms(ann, folder, args.target)
         half_ann, half_folder, half = repeated_set(args.source, args.images, count // 2, os.path.join(tmp, "half"))
+        # 1 against 2 workers: wall time, whatever --cpu-time says
         runs = {w: [smplus_run(a, d, args.target, out, workers=w) for a, d in ((half_ann, half_folder), (ann, folder))]
                 for w in (1, 2)}
-        one, two = (runs[w][1][0] * 1000 / count for w in (1, 2))
+        one_wall, two = (runs[w][1][0] * 1000 / count for w in (1, 2))
+        if CLOCK is time.perf_counter:
+            one, one_steady = one_wall, (runs[1][1][0] - runs[1][0][0]) * 1000 / (count - half)
+        else:
+            cpu = [smplus_run(a, d, args.target, out, clock=CLOCK) for a, d in ((half_ann, half_folder), (ann, folder))]
+            one, one_steady = cpu[1][0] * 1000 / count, (cpu[1][0] - cpu[0][0]) * 1000 / (count - half)
         # Marginal cost of an image: the difference of the two set sizes cancels start-up and loading.
         steady = {w: (r[1][0] - r[0][0]) * 1000 / (r[1][1] - r[0][1]) for w, r in runs.items()}
-        img = smplus_ms(ann, folder, args.target, out, level="image")
+        img = smplus_ms(ann, folder, args.target, out, level="image", clock=CLOCK)
         print(f"\n{count} images\n")
         print("| measure | value | goal |")
         print("|---|---|---|")
         print(f"| floor: decode + encode (JPEG q{JPEG_QUALITY}), 1 process | {f:.1f} ms/img | |")
-        print(f"| SM+ (MSM+, PSI p=0.4), 1 worker | {one:.1f} ms/img = {one / f:.1f}x floor | <= 2.0x |")
+        print(f"| SM+ physical floor: decode source + new background (PSI, 1-p of images) + encode | "
+              f"{phys:.1f} ms/img = {phys / f:.1f}x floor | |")
+        problems = matting_problems(args.source, args.images, args.target, os.path.join(tmp, "mp"))
+        from smplus.separate import matte
+        med, p90 = per_instance_ms(problems, matte)
+        row = f"median {med:.2f} ms, p90 {p90:.2f} ms ({len(problems)} instances)"
+        try:
+            rmed, rp90 = per_instance_ms(problems, pymatting_matte, repeats=1)
+            row += f"; pymatting on the same crops: median {rmed:.2f}, p90 {rp90:.2f} ms"
+            agree = matting_agreement(problems)
+        except ImportError:
+            agree = None
+        print(f"| matting per instance (alpha + foreground) | {row} | median <= 0.3 ms |")
+        if agree:
+            print(f"| band solver vs pymatting, same crops ({agree[0]} with a trimap) | |alpha diff| over the band: "
+                  f"mean {agree[1]:.1e} (worst instance {agree[2]:.1e}), max {agree[3]:.1e}; premultiplied colour "
+                  f"{agree[4]:.1f}/255 | mean <= 0.01, max <= 0.05 |")
+        print(f"| SM+ (MSM+, PSI p=0.4), 1 worker, whole run | {one:.1f} ms/img = {one / f:.1f}x floor, "
+              f"{one / phys:.1f}x SM+ physical floor | <= 6x floor |")
+        print(f"| SM+, 1 worker, marginal cost of an image ({half} -> {count} images; loading the target and "
+              f"planning cancel) | {one_steady:.1f} ms/img = {one_steady / f:.1f}x floor, "
+              f"{one_steady / phys:.1f}x SM+ physical floor | <= 6x floor |")
         print(f"| Scale Match (image level), 1 worker | {img:.1f} ms/img = {img / f:.1f}x floor | |")
-        print(f"| SM+, 2 workers | {two:.1f} ms/img: throughput {one / two:.2f}x of 1 worker | >= 1.8x |")
-        print(f"| SM+, steady state (marginal ms/img, {half} -> {count} images) | 1 worker {steady[1]:.1f}, "
+        print(f"| SM+, 2 workers (wall) | {two:.1f} vs {one_wall:.1f} ms/img: throughput {one_wall / two:.2f}x "
+              f"of 1 worker | >= 1.8x |")
+        print(f"| SM+, steady state (wall, marginal ms/img, {half} -> {count} images) | 1 worker {steady[1]:.1f}, "
               f"2 workers {steady[2]:.1f}: throughput {steady[1] / steady[2]:.2f}x | >= 1.8x |")
         base = json.load(open(args.source))
         n1 = len(base["images"])
@@ -237,12 +432,14 @@ def main():
         else:
             print(f"| peak RSS: {n1} images | {r1:.0f} MB | |")
         try:
+            if args.no_instaboost:
+                raise ImportError
             import instaboostfast  # noqa: F401
             ib = instaboost_ms(ann, folder)
             print(f"| InstaBoost (instaboostfast), 1 process | {ib:.1f} ms/img = {ib / f:.1f}x floor; "
                   f"{ib / one:.1f}x the time of SM+ (1 worker) | |")
         except ImportError:
-            print("| InstaBoost | n/a (pip install instaboostfast) | |")
+            print("| InstaBoost | n/a (pip install instaboostfast; not --no-instaboost) | |")
         mad_in, mad_all, moved, boxes, t_ref = quality(ann, folder, args.target, tmp)
         print(f"| quality: fast vs full-resolution reference ({t_ref:.0f} ms/img) | MAD {mad_in:.1f} inside "
               f"instances, {mad_all:.1f} whole image (of 255); {moved} of {boxes} boxes differ by > 0.5 px | |")
@@ -252,6 +449,8 @@ def main():
         print("|---|---|---|")
         for label, ms in rows:
             print(f"| {label} | {ms:.1f} | {ms / total:.0%} |")
+        if ray is not None:
+            ray_rows(args.source, args.images, args.target, n, args.repeat, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

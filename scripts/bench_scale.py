@@ -15,12 +15,18 @@ process (time and peak RSS of that process):
 - the start of a `--resume` with a 100k-entry journal (synthesized from the
   dry run's entries: SQLite store and, for comparison, one JSON file per image).
 
-Everything is written under --tmp (default /work/tmp_scale) and deleted at the end.
+Everything is written under --tmp and deleted at the end (~600 MB of JSON, 118k hard links).
 """
 
+import argparse
+import itertools
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -51,3 +57,235 @@ def build_source(base_json, base_images, n, tmp):
     with open(path, "w") as f:
         json.dump({**raw, "images": images, "annotations": anns}, f)
     return path, folder, len(images), len(anns)
+
+
+def subset(source, n, tmp):
+    """The first n images of `source` (and their annotations), as a new JSON."""
+    with open(source) as f:
+        raw = json.load(f)
+    raw["images"] = raw["images"][:n]
+    ids = {im["id"] for im in raw["images"]}
+    raw["annotations"] = [a for a in raw["annotations"] if a["image_id"] in ids]
+    path = os.path.join(tmp, f"instances_first_{n}.json")
+    with open(path, "w") as f:
+        json.dump(raw, f)
+    return path
+
+
+def peak_rss_mb():
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent that forked it)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def timed(module, name, log):
+    """Wrap module.name so each call's seconds add up in log[name]."""
+    fn = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            log[name] = log.get(name, 0.0) + time.perf_counter() - t
+
+    setattr(module, name, wrapper)
+
+
+# ---------------------------------------------------------------- children (each measured in its own process)
+
+def child_json_load(source):
+    t = time.perf_counter()
+    with open(source) as f:  # text mode, as users do (binary holds the bytes and the text at once)
+        json.load(f)
+    return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb()}
+
+
+def child_transform(source, images, target, out, workers, dry_run, level="instance"):
+    import smplus.coco
+    import smplus.pipeline as pipeline
+    from smplus.pipeline import RunOptions, transform
+    from smplus.plan import TransformOptions
+
+    log = {}
+    timed(smplus.coco, "read_json", log)
+    timed(smplus.coco, "index_coco", log)
+    timed(pipeline, "plan_dataset", log)
+    timed(pipeline, "assemble", log)
+    timed(pipeline, "_file_digest", log)
+    render = pipeline._render
+
+    def measured_render(*args, **kwargs):  # the parent's memory when rendering starts
+        log["rss_before_render_mb"] = rss_mb()
+        return render(*args, **kwargs)
+
+    pipeline._render = measured_render
+    import smplus.journal
+
+    done_at = []  # when each entry reached the driver
+    record = smplus.journal.Journal.record
+
+    def timed_record(self, position, entry):
+        done_at.append(time.perf_counter())
+        return record(self, position, entry)
+
+    smplus.journal.Journal.record = timed_record
+    t = time.perf_counter()
+    report = transform(source, images, out, target, options=TransformOptions(level=level),
+                       run=RunOptions(workers=workers, dry_run=dry_run, progress=False, overwrite=True)).report
+    if done_at:  # ms per image over the 2nd and the 4th fifth of the images: does the cost grow as the run goes?
+        n = len(done_at)
+        fifth = [(done_at[(k + 1) * n // 5 - 1] - done_at[k * n // 5]) * 1000 / (n // 5 - 1) for k in (1, 3)]
+        log["ms_per_img_fifths"] = fifth
+    return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "phases": log,
+            "images": report["counts"]["images"], "instances": report["counts"]["instances_in"]}
+
+
+def child_resume_start(source, images_root, target, n, tmp):
+    """Load + plan, a journal of n entries (the dry run's, OUT = the source's folder), then a resume's scan;
+    the same entries as one JSON file per image (the journal smplus had before), then its scan."""
+    from smplus.assemble import planned_entries
+    from smplus.coco import load_coco
+    from smplus.histogram import load_target
+    from smplus.journal import Journal
+    from smplus.plan import TransformOptions, plan_dataset
+
+    t = time.perf_counter()
+    ds = load_coco(source)
+    plans = plan_dataset(ds, load_target(target), TransformOptions()).images
+    load_plan = time.perf_counter() - t
+    state = os.path.join(tmp, "state")
+    os.makedirs(state)
+    entries = [e for _, e in itertools.islice(planned_entries(ds, plans), n)]
+    t = time.perf_counter()
+    with Journal(state) as journal:
+        for k, entry in enumerate(entries):
+            journal.record(k, entry)
+    write_sqlite = time.perf_counter() - t
+    t = time.perf_counter()
+    done, _ = Journal(state).scan(plans, ds, images_root)
+    scan_sqlite = time.perf_counter() - t
+    assert len(done) == n, len(done)
+    parts = os.path.join(tmp, "parts")
+    os.makedirs(parts)
+    t = time.perf_counter()
+    for entry in entries:  # as smplus 0.1 wrote them: a temporary file renamed into place, no fsync
+        path = os.path.join(parts, f"{entry['image_id']}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(entry, f)
+        os.replace(path + ".tmp", path)
+    write_files = time.perf_counter() - t
+    t = time.perf_counter()
+    found = 0
+    for name in os.listdir(parts):
+        with open(os.path.join(parts, name)) as f:
+            entry = json.load(f)
+        found += os.stat(os.path.join(images_root, "images", ds.images[entry["image_id"]]["file_name"])).st_size > 0
+    scan_files = time.perf_counter() - t
+    return {"load_plan": load_plan, "write_sqlite": write_sqlite, "scan_sqlite": scan_sqlite, "write_files": write_files,
+            "scan_files": scan_files, "db_mb": os.path.getsize(os.path.join(state, "journal.sqlite")) / 2**20}
+
+
+CHILDREN = {"json_load": child_json_load, "transform": child_transform, "resume_start": child_resume_start}
+
+
+def run_child(name, *args):
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name, json.dumps(args)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"{name} failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("args", nargs="?", help=argparse.SUPPRESS)
+    ap.add_argument("--images-count", type=int, default=COCO_TRAIN_IMAGES)
+    ap.add_argument("--renders", default="1000,10000", help="render runs of the first N images (comma-separated)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--level", default="instance", choices=["instance", "image"],
+                    help="render runs: SM+ (instance) or Scale Match (image: ~5x cheaper, the driver's share shows more)")
+    ap.add_argument("--sections", default="dry,render,resume", help="which of dry,render,resume to run")
+    ap.add_argument("--journal-entries", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true", help="12k images, renders of 200 and 2000, 10k journal entries")
+    ap.add_argument("--tmp", default=tempfile.gettempdir(), help="where the source and outputs go (deleted at the end)")
+    ap.add_argument("--source", help="reuse a source built earlier (with --images-dir)")
+    ap.add_argument("--images-dir")
+    ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(CHILDREN[args.child](*json.loads(args.args))))
+        return
+    if args.quick:
+        args.images_count, args.renders, args.journal_entries = 12_000, "200,2000", 10_000
+    renders = [int(v) for v in args.renders.split(",")]
+    os.makedirs(args.tmp, exist_ok=True)
+    tmp = os.path.join(args.tmp, f"bench-{os.getpid()}")
+    os.makedirs(tmp)
+    try:
+        if args.source:
+            source, images, n_images = args.source, args.images_dir, args.images_count
+        else:
+            base = os.path.join(SHARED, "coco_tiny")
+            source, images, n_images, _ = build_source(
+                os.path.join(base, "annotations", "instances_train2017.json"), os.path.join(base, "train2017"),
+                args.images_count, tmp)
+        sections = args.sections.split(",")
+        print(f"source: {n_images} images, {os.path.getsize(source) / 2**20:.0f} MB of JSON; {os.cpu_count()} cores\n")
+        print("| measure | time | peak RSS |")
+        print("|---|---|---|")
+        if "dry" in sections:
+            load = run_child("json_load", source)
+            dry = run_child("transform", source, images, args.target, os.path.join(tmp, "dry"), 1, True)
+            ph = dry["phases"]
+            print(f"| json.load of the source ({dry['instances']} instances) | {load['seconds']:.1f} s | "
+                  f"{load['rss_mb']:.0f} MB |")
+            print(f"| smplus --dry-run | {dry['seconds']:.1f} s = {dry['seconds'] / load['seconds']:.2f}x | "
+                  f"{dry['rss_mb']:.0f} MB = {dry['rss_mb'] / load['rss_mb']:.2f}x |")
+            other = dry["seconds"] - sum(ph.values())
+            print(f"| dry run phases | read JSON (orjson) {ph['read_json']:.1f} s, index {ph['index_coco']:.1f} s, "
+                  f"digest {ph['_file_digest']:.1f} s, plan {ph['plan_dataset']:.1f} s, "
+                  f"assembly + report {ph['assemble']:.1f} s, other {other:.1f} s | |")
+        if "render" in sections:
+            rows = []
+            for n in renders:
+                sub = subset(source, n, tmp)
+                r = run_child("transform", sub, images, args.target, os.path.join(tmp, f"render{n}"), args.workers,
+                              False, args.level)
+                rows.append((n, r))
+                shutil.rmtree(os.path.join(tmp, f"render{n}"))
+                a, b = r["phases"]["ms_per_img_fifths"]
+                print(f"| render {n} images ({args.level} level), {args.workers} workers | {r['seconds']:.0f} s = "
+                      f"{r['seconds'] * 1000 / n:.1f} ms/img; steady {a:.1f} ms/img in the 2nd fifth, {b:.1f} in "
+                      f"the 4th ({b / a - 1:+.0%}); assembly {r['phases']['assemble']:.2f} s | "
+                      f"parent {r['phases']['rss_before_render_mb']:.0f} MB when rendering starts, "
+                      f"peak {r['rss_mb']:.0f} MB |")
+            if len(rows) >= 2:
+                (n0, a), (n1, b) = rows[0], rows[-1]
+                marginal = (b["seconds"] - a["seconds"]) * 1000 / (n1 - n0)
+                sa, sb = (sum(x["phases"]["ms_per_img_fifths"]) / 2 for x in (a, b))
+                print(f"| per-image cost {n0} -> {n1} images | whole runs {a['seconds'] * 1000 / n0:.1f} -> "
+                      f"{b['seconds'] * 1000 / n1:.1f} ms/img (marginal {marginal:.1f}); steady state {sa:.1f} -> "
+                      f"{sb:.1f} ms/img ({sb / sa - 1:+.0%}) | |")
+        if "resume" in sections:
+            k = min(args.journal_entries, n_images)
+            sub = subset(source, k, tmp)
+            root = os.path.dirname(os.path.abspath(images))  # OUT whose images/ the entries point to
+            j = run_child("resume_start", sub, root, args.target, k, os.path.join(tmp, "resume"))
+            print(f"| resume with {k} journal entries: load + plan | {j['load_plan']:.1f} s | |")
+            print(f"| then its journal scan: SQLite ({j['db_mb']:.0f} MB) | {j['scan_sqlite']:.1f} s "
+                  f"(writing the entries: {j['write_sqlite']:.1f} s) | |")
+            print(f"| the same with one JSON file per image (smplus <= 0.1 journal) | {j['scan_files']:.1f} s "
+                  f"(writing: {j['write_files']:.1f} s) | |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -83,7 +83,7 @@ def _load_config(ctx, param, path):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Same seed, same output, whatever the number of workers.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Images rendered at once (processes; with --executor ray, Ray tasks).")
+              help="Images rendered at once: processes (with --executor ray: the CPUs of a local Ray instance, default all).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: processes on this machine; ray: tasks on a Ray cluster (pip install 'smplus[ray]').")
 @click.option("--address", default=None,

@@ -3,6 +3,7 @@
 The contract every executor implements (local here; Ray in smplus.ray_executor):
 
     with Executor(workers, ...) as ex:              # starts workers; stops them on exit
+                                                    # (RayExecutor(workers=N, address=ADDR|None))
         for entry in ex.imap_unordered(tasks):      # tasks: iterable of picklable ImageTask
             ...                                     # entry = render_task(task), in any order
 
@@ -35,14 +36,11 @@ RAY_INSTALL_HINT = "pip install 'smplus[ray]'"
 
 def make_executor(kind: str = "local", workers: int = 1, address: Optional[str] = None):
     """The executor for `--executor KIND`: local (in-process or processes) or Ray."""
-    if kind == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UsageError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}") from None
+    if kind == "ray":  # without Ray installed, RayExecutor says how to install it (UsageError)
         from .ray_executor import RayExecutor
 
-        return RayExecutor(workers=workers, address=address)
+        # --workers N: a local Ray instance of N CPUs; the default (1): every core, or the cluster's
+        return RayExecutor(address=address, num_cpus=workers if workers > 1 else None)
     if kind != "local":
         raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
     if address is not None:
@@ -67,9 +65,9 @@ class LocalProcesses:
     """N spawned worker processes, each fed one task at a time through its own pipe.
 
     Spawned, not forked: libgomp (used by numba/OpenCV) aborts in a forked
-    child. Each worker imports pymatting once (~0.6 s; numba's kernels load
-    from the on-disk cache), started before the annotations load so that this
-    overlaps the driver's loading and planning. The driver watches the pipes
+    child. Each worker loads the matting kernels once (numba's on-disk cache),
+    started before the annotations load so that this overlaps the driver's
+    loading and planning. The driver watches the pipes
     and the processes together, so a worker killed by the OOM killer or a
     segfault is seen at once, with the task it was on.
     """
@@ -182,7 +180,9 @@ def worker_init() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
     cv2.setNumThreads(1)  # one image per process; threads would only contend
-    import pymatting  # noqa: F401  (numba functions load from their on-disk cache)
+    from .matting import warm_up
+
+    warm_up()  # numba's kernels load from its on-disk cache (compiled, with a one-line notice, if absent)
 
 
 def _worker_main(conn) -> None:

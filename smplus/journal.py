@@ -18,12 +18,14 @@ written just before a kill but not yet committed is simply rendered again
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
 from typing import Iterable, Iterator, List, Sequence, Set, Tuple
 
+import orjson
+
+from .assemble import dumps
 from .coco import CocoDataset
 from .errors import OutputError
 from .plan import ImagePlan
@@ -47,7 +49,7 @@ class Journal:
         try:
             db = sqlite3.connect(self.path)
             db.execute("CREATE TABLE IF NOT EXISTS entries "
-                       "(position INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, entry TEXT NOT NULL)")
+                       "(position INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, entry BLOB NOT NULL)")
             db.commit()
             return db
         except sqlite3.DatabaseError as e:
@@ -59,7 +61,7 @@ class Journal:
     # ------------------------------------------------------------ writing (the driver only)
 
     def record(self, position: int, entry: dict) -> None:
-        self._pending.append((position, entry["image_id"], json.dumps(entry, ensure_ascii=False)))
+        self._pending.append((position, entry["image_id"], dumps(entry)))
         if len(self._pending) >= COMMIT_EVERY or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
             self.commit()
 
@@ -98,27 +100,26 @@ class Journal:
         if self._pending:
             self.commit()
         for position, text in self._db.execute("SELECT position, entry FROM entries ORDER BY position"):
-            yield position, json.loads(text)
+            yield position, orjson.loads(text)
 
     def scan(self, plans: Sequence[ImagePlan], ds: CocoDataset, out_dir: str) -> Tuple[Set[int], Set[int]]:
         """Positions whose entry is sound: (rendered, with its image in OUT; skipped)."""
         done, skipped = set(), set()
         try:
-            rows = self._db.execute("SELECT position, image_id, entry FROM entries").fetchall()
+            for position, image_id, text in self._db.execute("SELECT position, image_id, entry FROM entries"):
+                entry = _parse(text)
+                if (entry is None or not 0 <= position < len(plans) or plans[position].image_id != image_id
+                        or entry.get("image_id") != image_id):
+                    continue
+                if entry.get("skipped") is not None:
+                    skipped.add(position)
+                elif _nonempty(output_image_path(out_dir, ds.images[image_id])):
+                    done.add(position)
         except sqlite3.DatabaseError:  # damaged beyond reading: start the journal again
             self._db.close()
             os.replace(self.path, self.path + ".damaged")
             self._db = self._connect()
-            return done, skipped
-        for position, image_id, text in rows:
-            entry = _parse(text)
-            if (entry is None or not 0 <= position < len(plans) or plans[position].image_id != image_id
-                    or entry.get("image_id") != image_id):
-                continue
-            if entry.get("skipped") is not None:
-                skipped.add(position)
-            elif _nonempty(output_image_path(out_dir, ds.images[image_id])):
-                done.add(position)
+            return set(), set()
         return done, skipped
 
 
@@ -127,7 +128,7 @@ ENTRY_KEYS = ("image_id", "width", "height", "background", "annotations", "dropp
 
 def _parse(text) -> dict | None:
     try:
-        entry = json.loads(text)
+        entry = orjson.loads(text)
     except (ValueError, TypeError):
         return None
     return entry if isinstance(entry, dict) and all(k in entry for k in ENTRY_KEYS) else None

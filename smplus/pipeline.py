@@ -26,7 +26,7 @@ from .errors import OutputError, SmplusError, UsageError
 from .executors import EXECUTORS, make_executor
 from .histogram import load_target
 from .journal import Journal, merged_entries
-from .outdir import STATE_DIR, prepare_out
+from .outdir import STATE_DIR, _inside, prepare_out
 from .plan import DatasetPlan, TransformOptions, plan_dataset
 from .shards import assign_shards, shard_positions
 from .task import image_tasks, output_image_path
@@ -168,7 +168,7 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
     executor = contextlib.nullcontext() if run.dry_run else make_executor(run.executor, run.workers, run.address)
     # Workers start up while the annotations load; OUT stays claimed (locked) until the run ends.
-    with executor, contextlib.ExitStack() as held:
+    with _writes_to(out_dir), executor, contextlib.ExitStack() as held:
         p = _plan(source, images_dir, target, options, bins, except_rate, log_bins, categories, run.dry_run,
                   before_planning=lambda: held.enter_context(prepare_out(out_dir, [source, images_dir, target], run)))
         fingerprint = {**p.fingerprint, "shard": list(run.shard) if run.shard else None}
@@ -184,6 +184,17 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
                 return TransformResult(None, out_dir, rendered)
             report = assemble(p.ds, p.dplan, p.hist, journal.entries(), p.parameters, out_dir, run.allow_skips)
     return TransformResult(report, out_dir, rendered)
+
+
+@contextlib.contextmanager
+def _writes_to(out_dir: str):
+    """Any write to OUT that fails (read-only, disk full, file-size limit) is one line, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None or not _inside(e.filename, out_dir):
+            raise
+        raise OutputError.writing(e.filename, e.strerror or str(e)) from None
 
 
 def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str, run: RunOptions,
@@ -277,9 +288,10 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
             journal = Journal(os.path.join(d, STATE_DIR))
             journals.append(journal)
             _check_complete(p, d, fp["shard"], [k for k, s in enumerate(assignment) if s == fp["shard"][0]], journal)
-        held.enter_context(prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
-                                       RunOptions(overwrite=overwrite)))
-        write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None})
+        with _writes_to(out_dir):
+            held.enter_context(prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
+                                           RunOptions(overwrite=overwrite)))
+            write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None})
         for d, journal in zip(shard_dirs, journals):
             for _, entry in journal.entries():
                 if entry["skipped"] is None:

@@ -1,8 +1,8 @@
-"""Separation: mask -> trimap -> alpha (pymatting) -> RGBA instance; then placed at its scale.
+"""Separation: mask -> trimap -> alpha (closed-form, over the band) -> RGBA instance; then placed at its scale.
 
 Matting runs at a working resolution fitted to the final size: an instance
 pasted at 18 px is matted at a few times that, not at its 400 px source size
-(closed-form matting cost grows with the pixel count). The matted instance
+(closed-form matting cost grows with the band's pixel count). The matted instance
 then goes to its final place with one exact affine map (premultiplied
 colours, Gaussian pre-filter against aliasing), so the pasted size is the
 planned size to a fraction of a pixel.
@@ -10,8 +10,6 @@ planned size to a fraction of a pixel.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from dataclasses import dataclass
 from typing import Tuple
@@ -62,65 +60,24 @@ def matte(crop_bgr: np.ndarray, soft_mask: np.ndarray, band: int) -> Tuple[np.nd
     Falls back to the (resampled) mask itself when the instance is too thin
     to leave a definite foreground, or matting fails to converge.
     """
+    from .matting import estimate_alpha, estimate_foreground, warm_up  # numba: only where instances are matted
+
+    warm_up()  # once per process: says so if the kernels must be compiled first
     mask = (soft_mask >= 0.5).astype(np.uint8)
     image = crop_bgr.astype(np.float64) / 255.0
-    with _one_numba_thread():
-        return _matte(image, mask, soft_mask, band)
-
-
-@contextlib.contextmanager
-def _one_numba_thread():
-    """Run pymatting's parallel kernels on this thread only.
-
-    Parallelism is across images (worker processes). With numba's default of
-    one thread per core, a core busy elsewhere makes its spinning threads wait
-    on each other: foreground estimation then took 2 s per image instead of 1 ms.
-    """
-    import numba
-
-    saved = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(saved)
-
-
-def _ichol_sized(A):
-    """pymatting's incomplete Cholesky with room sized to the system.
-
-    By default it reserves 4 GB of address space per call (250 M entries), which
-    costs ~0.1 ms of a 1.4 ms solve; the factor of a matting band's system has
-    under 2x the nonzeros of the matrix.
-    """
-    from pymatting import ichol
-
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints its retries; our stdout is the user's
-        try:
-            return ichol(A, max_nnz=4 * A.nnz + A.shape[0])
-        except ValueError:  # room exceeded (or not positive definite: that fails again, and is caught)
-            return ichol(A)
-
-
-def _matte(image, mask, soft_mask, band):
-    from pymatting import estimate_alpha_cf, estimate_foreground_ml
-
     alpha = None
     for b in (band, 1):
         trimap = make_trimap(mask, b)
         if (trimap == 1).any() and (trimap == 0).any():
-            try:
-                alpha = estimate_alpha_cf(image, trimap, preconditioner=_ichol_sized)
-            except Exception:  # pymatting raises plain errors on singular systems
-                alpha = None
+            alpha = estimate_alpha(image, trimap)
             break
-    if alpha is None or not np.all(np.isfinite(alpha)):
+    if alpha is None:
         alpha = soft_mask.astype(np.float64)
     alpha = np.clip(alpha, 0.0, 1.0)
     alpha[alpha < 0.02] = 0.0
     alpha[alpha > 0.98] = 1.0
-    fg = estimate_foreground_ml(image, alpha) if alpha.any() else image
-    return (np.clip(fg, 0, 1) * 255.0).astype(np.float32), alpha.astype(np.float32)
+    fg = estimate_foreground(image, alpha)
+    return (fg * 255.0).astype(np.float32), alpha.astype(np.float32)
 
 
 @dataclass
@@ -178,7 +135,10 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
         fg_edge = cv2.resize(fg, size, interpolation=cv2.INTER_LINEAR)
         fg = np.where((alpha >= 0.98)[..., None], crop.astype(np.float32), fg_edge)
         sx, sy = 1.0, 1.0
-    return Matte(cx0, cy0, sx, sy, np.dstack([fg * alpha[..., None], alpha]))
+    premult = np.empty(alpha.shape + (4,), np.float32)
+    np.multiply(fg, alpha[..., None], out=premult[..., :3])
+    premult[..., 3] = alpha
+    return Matte(cx0, cy0, sx, sy, premult)
 
 
 def place(m: Matte, scale: float, src_point: Tuple[float, float],
@@ -201,6 +161,5 @@ def place(m: Matte, scale: float, src_point: Tuple[float, float],
     M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
     placed = cv2.warpAffine(premult, M, (pw, ph), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    placed = np.clip(placed, 0.0, None)
-    return PastedInstance(ox, oy, np.ascontiguousarray(placed[..., :3]),
-                          np.clip(placed[..., 3], 0.0, 1.0))
+    np.maximum(placed, 0.0, out=placed)
+    return PastedInstance(ox, oy, np.ascontiguousarray(placed[..., :3]), np.minimum(placed[..., 3], 1.0))

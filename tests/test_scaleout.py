@@ -43,7 +43,7 @@ def run_shard(out, i, n, seed=3, resume=False, **options):
 def whole(tmp_path_factory):
     out = tmp_path_factory.mktemp("whole")
     transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(out), options=TransformOptions(seed=3),
-              run=RunOptions(workers=2, progress=False))
+              run=RunOptions(progress=False))
     return out
 
 

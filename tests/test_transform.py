@@ -268,25 +268,3 @@ def test_copy_paste_keeps_instance_sizes_on_new_backgrounds(tmp_path, mode):
         # at least one background label lost pixels under a pasted instance
         assert any(a["area"] < 0.98 * src[a["source_ann_id"]]["area"] for a in kept)
 
-
-def test_matting_runs_on_one_numba_thread_and_restores_the_setting(monkeypatch):
-    """Parallelism is across images: pymatting's parallel kernels get one thread, then the caller's setting is back."""
-    import numba
-    import pymatting
-
-    from smplus.separate import matte
-
-    seen = []
-    real = pymatting.estimate_foreground_ml
-    monkeypatch.setattr(pymatting, "estimate_foreground_ml",
-                        lambda *a, **k: (seen.append(numba.get_num_threads()), real(*a, **k))[1])
-    before = numba.config.NUMBA_NUM_THREADS  # the most the machine allows
-    numba.set_num_threads(before)
-    crop = np.full((40, 40, 3), 200, np.uint8)
-    soft = np.zeros((40, 40), np.float32)
-    soft[10:30, 12:28] = 1.0
-    crop[soft > 0] = 30
-    fg, alpha = matte(crop, soft, 1)
-    assert seen == [1]
-    assert numba.get_num_threads() == before
-    assert alpha[20, 20] == 1.0 and alpha[2, 2] == 0.0 and np.allclose(fg[20, 20], 30, atol=1)

@@ -1,0 +1,425 @@
+"""Closed-form matting at the cost of the band it solves.
+
+Alpha (Levin, Lischinski & Weiss 2008): the matting Laplacian L is built
+only from the 3x3 windows that touch an unknown pixel of the trimap; the
+known pixels' alpha moves to the right-hand side, and L_UU x = -L_UK a_K is
+solved for the unknowns alone by conjugate gradients, preconditioned by an
+incomplete Cholesky factor with the same 5x5-stencil pattern as L_UU. It is
+the system pymatting's estimate_alpha_cf solves (same windows, epsilon and
+trimap thresholds); pymatting builds the Laplacian of the whole crop first.
+
+Foreground colours (Germer et al. 2020, pymatting's estimate_foreground_ml):
+the same per-pixel update of F and B, iterated only where 0 < alpha < 1.
+Where alpha is 1 the colours are the source's; where it is 0 they never show.
+
+The kernels are numba-compiled once per machine into numba's on-disk cache;
+`warm_up` loads them (worker start-up calls it, and so does the first matte()),
+compiling first if needed and saying so in one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Callable, Optional
+
+import numpy as np
+from numba import njit
+
+EPSILON = 1e-7          # regularizes each window's colour covariance (pymatting's default)
+KNOWN_BG, KNOWN_FG = 0.1, 0.9  # trimap values at or below / above: known (pymatting's thresholds)
+RTOL = 1e-6             # CG stops at |residual| <= RTOL |rhs|
+MAX_ITER = 500
+FG_REGULARIZATION = 1e-5  # foreground smoothness, and its weight on alpha's gradient (pymatting's)
+FG_GRADIENT_WEIGHT = 1.0
+FG_ITERATIONS = 4       # Gauss-Seidel sweeps, from the nearest known colours (as good as 10 here)
+
+_BG, _FG, _UNKNOWN = 0, 1, 2
+# L_UU row i holds the 5x5 neighbourhood of pixel i: offset (dy, dx) in [-2, 2]^2 at
+# column k = (dy + 2) * 5 + dx + 2; k < _DIAG are the neighbours earlier in raster order.
+_DIAG = 12
+_NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
+
+COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per machine "
+                   "and takes up to a minute")
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _band_system(image, trimap, eps):
+    """L_UU (stencil rows), its column indices (-1: known or outside), rhs, and the unknowns' y, x."""
+    h, w, _ = image.shape
+    state = np.empty((h, w), np.int8)
+    index = np.full((h, w), -1, np.int32)
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            t = trimap[y, x]
+            if t < KNOWN_BG:
+                state[y, x] = _BG
+            elif t > KNOWN_FG:
+                state[y, x] = _FG
+            else:
+                state[y, x] = _UNKNOWN
+                index[y, x] = n
+                n += 1
+    ys = np.empty(n, np.int32)
+    xs = np.empty(n, np.int32)
+    for y in range(h):
+        for x in range(w):
+            i = index[y, x]
+            if i >= 0:
+                ys[i] = y
+                xs[i] = x
+    A = np.zeros((n, 25))
+    b = np.zeros(n)
+    done = np.zeros((h, w), np.bool_)
+    c = np.empty((9, 3))  # the window's colours, centred
+    q = np.empty((9, 3))  # M c_k
+    unknown = np.empty(9, np.int32)  # positions in the window of its unknown pixels (their indices: uidx)...
+    uidx = np.empty(9, np.int32)
+    fg = np.empty(9, np.int32)  # ...and of its known pixels of alpha 1
+    for p in range(n):
+        # every window (centre inside the image's 1-px border) holding unknown p, once
+        for cy in range(max(1, ys[p] - 1), min(h - 1, ys[p] + 2)):
+            for cx in range(max(1, xs[p] - 1), min(w - 1, xs[p] + 2)):
+                if done[cy, cx]:
+                    continue
+                done[cy, cx] = True
+                for ch in range(3):
+                    s = 0.0
+                    for k in range(9):
+                        s += image[cy + k // 3 - 1, cx + k % 3 - 1, ch]
+                    for k in range(9):
+                        c[k, ch] = image[cy + k // 3 - 1, cx + k % 3 - 1, ch] - s / 9.0
+                # window covariance + eps, inverted (pymatting's formula, term for term: on grey
+                # windows the covariance is near-singular and the order of operations shows)
+                a00, a01, a02, a11, a12, a22 = eps, 0.0, 0.0, eps, 0.0, eps
+                for k in range(9):
+                    a00 += c[k, 0] * c[k, 0]
+                    a01 += c[k, 0] * c[k, 1]
+                    a02 += c[k, 0] * c[k, 2]
+                    a11 += c[k, 1] * c[k, 1]
+                    a12 += c[k, 1] * c[k, 2]
+                    a22 += c[k, 2] * c[k, 2]
+                a00, a01, a02, a11, a12, a22 = a00 / 9.0, a01 / 9.0, a02 / 9.0, a11 / 9.0, a12 / 9.0, a22 / 9.0
+                inv_det = 1.0 / (a00 * a12 * a12 + a01 * a01 * a22 + a02 * a02 * a11
+                                 - a00 * a11 * a22 - 2 * a01 * a02 * a12)
+                m00 = (a12 * a12 - a11 * a22) * inv_det
+                m01 = (a01 * a22 - a02 * a12) * inv_det
+                m02 = (a02 * a11 - a01 * a12) * inv_det
+                m11 = (a02 * a02 - a00 * a22) * inv_det
+                m12 = (a00 * a12 - a01 * a02) * inv_det
+                m22 = (a01 * a01 - a00 * a11) * inv_det
+                # L_ij += delta_ij - (1 + c_i^T M c_j) / 9, for the window's unknown i: against
+                # unknown j (symmetric: once per pair) and known j of alpha 1 (to the right-hand side)
+                nu, nf = 0, 0
+                for k in range(9):
+                    y, x = cy + k // 3 - 1, cx + k % 3 - 1
+                    if index[y, x] >= 0:
+                        unknown[nu] = k
+                        uidx[nu] = index[y, x]
+                        nu += 1
+                    elif state[y, x] == _FG:
+                        fg[nf] = k
+                        nf += 1
+                    s0, s1, s2 = c[k, 0], c[k, 1], c[k, 2]
+                    q[k, 0] = m00 * s0 + m01 * s1 + m02 * s2
+                    q[k, 1] = m01 * s0 + m11 * s1 + m12 * s2
+                    q[k, 2] = m02 * s0 + m12 * s1 + m22 * s2
+                for a in range(nu):
+                    ki, ui = unknown[a], uidx[a]
+                    for bi in range(a, nu):
+                        kj = unknown[bi]
+                        v = (1.0 if ki == kj else 0.0) - (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1]
+                                                          + q[ki, 2] * c[kj, 2]) / 9.0
+                        off = (kj // 3 - ki // 3 + 2) * 5 + kj % 3 - ki % 3 + 2
+                        A[ui, off] += v
+                        if bi != a:
+                            A[uidx[bi], 24 - off] += v
+                    for f in range(nf):
+                        kj = fg[f]
+                        b[ui] += (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1] + q[ki, 2] * c[kj, 2]) / 9.0
+    cols = np.full((n, 25), -1, np.int32)
+    for i in range(n):
+        for k in range(25):
+            y, x = ys[i] + k // 5 - 2, xs[i] + k % 5 - 2
+            if 0 <= y < h and 0 <= x < w:
+                cols[i, k] = index[y, x]
+    return A, cols, b, ys, xs
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ic0(A, cols, shift):
+    """Incomplete Cholesky on L_UU's own pattern (lower stencil half); ok=False on a non-positive pivot."""
+    n = A.shape[0]
+    L = np.zeros((n, _DIAG + 1))
+    for i in range(n):
+        for k in range(_DIAG + 1):
+            j = cols[i, k]
+            if j < 0:
+                continue
+            s = A[i, k] * (1.0 + shift) if k == _DIAG else A[i, k]
+            dyk, dxk = k // 5 - 2, k % 5 - 2
+            for k2 in range(k):  # columns m < j shared by rows i and j
+                if cols[i, k2] < 0:
+                    continue
+                ey, ex = k2 // 5 - 2 - dyk, k2 % 5 - 2 - dxk  # m's offset from j
+                if -2 <= ey <= 2 and -2 <= ex <= 2:
+                    kk = (ey + 2) * 5 + ex + 2
+                    if kk < _DIAG:
+                        s -= L[i, k2] * L[j, kk]
+            if k == _DIAG:
+                if not s > 0.0:
+                    return L, False
+                L[i, _DIAG] = np.sqrt(s)
+            else:
+                L[i, k] = s / L[j, _DIAG]
+    return L, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _precondition(L, cols, r, z):
+    """z = (L L^T)^-1 r."""
+    n = L.shape[0]
+    for i in range(n):
+        s = r[i]
+        for k in range(_DIAG):
+            j = cols[i, k]
+            if j >= 0:
+                s -= L[i, k] * z[j]
+        z[i] = s / L[i, _DIAG]
+    for i in range(n - 1, -1, -1):
+        z[i] /= L[i, _DIAG]
+        for k in range(_DIAG):
+            j = cols[i, k]
+            if j >= 0:
+                z[j] -= L[i, k] * z[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cg(A, cols, b, L, rtol, max_iter):
+    """Preconditioned conjugate gradients; ok=False if it did not converge."""
+    n = A.shape[0]
+    x = np.zeros(n)
+    r = b.copy()
+    z = np.empty(n)
+    q = np.empty(n)
+    _precondition(L, cols, r, z)
+    p = z.copy()
+    rz = np.dot(r, z)
+    stop = rtol * np.sqrt(np.dot(b, b))
+    for _ in range(max_iter):
+        if np.sqrt(np.dot(r, r)) <= stop:
+            return x, True
+        for i in range(n):  # q = A p
+            s = 0.0
+            for k in range(25):
+                j = cols[i, k]
+                if j >= 0:
+                    s += A[i, k] * p[j]
+            q[i] = s
+        step = rz / np.dot(p, q)
+        x += step * p
+        r -= step * q
+        _precondition(L, cols, r, z)
+        rz_next = np.dot(r, z)
+        p = z + (rz_next / rz) * p
+        rz = rz_next
+    return x, np.sqrt(np.dot(r, r)) <= stop
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve_alpha(image, trimap, eps, rtol, max_iter):
+    """Alpha over the whole crop and whether the band's system was solved."""
+    h, w, _ = image.shape
+    alpha = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            if trimap[y, x] > KNOWN_FG:
+                alpha[y, x] = 1.0
+    A, cols, b, ys, xs = _band_system(image, trimap, eps)
+    n = len(b)
+    if n == 0:
+        return alpha, True
+    if n == h * w:
+        return alpha, False
+    for i in range(n):
+        if not A[i, _DIAG] > 0.0:  # in no window
+            return alpha, False
+    shift = 0.0
+    L, ok = _ic0(A, cols, shift)
+    while not ok and shift < 1.0:  # pymatting's ichol also retries with a growing diagonal shift
+        shift = 1e-3 if shift == 0.0 else 10.0 * shift
+        L, ok = _ic0(A, cols, shift)
+    if not ok:
+        return alpha, False
+    x, ok = _cg(A, cols, b, L, rtol, max_iter)
+    for i in range(n):
+        if not np.isfinite(x[i]):
+            return alpha, False
+        alpha[ys[i], xs[i]] = min(1.0, max(0.0, x[i]))
+    return alpha, ok
+
+
+def estimate_alpha(image: np.ndarray, trimap: np.ndarray) -> Optional[np.ndarray]:
+    """Closed-form alpha (h x w, 0..1) of `image` (h x w x 3, 0..1) given `trimap` (0 bg, 1 fg, else unknown).
+
+    None when the band's system cannot be solved: no known pixel, an unknown
+    pixel that no full 3x3 window holds (an image under 3 px), or no convergence.
+    """
+    alpha, ok = _solve_alpha(np.ascontiguousarray(image, np.float64), np.ascontiguousarray(trimap, np.float64),
+                             EPSILON, RTOL, MAX_ITER)
+    return alpha if ok else None
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _foreground(image, alpha, iterations, regularization, gradient_weight):
+    h, w, depth = image.shape
+    F = image.copy()
+    B = image.copy()
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            if 0.0 < alpha[y, x] < 1.0:
+                n += 1
+    ys = np.empty(n, np.int32)
+    xs = np.empty(n, np.int32)
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            if 0.0 < alpha[y, x] < 1.0:
+                ys[n], xs[n] = y, x
+                n += 1
+    b0 = np.empty(depth)
+    b1 = np.empty(depth)
+    _spread_inward(F, alpha, ys, xs, 1.0)  # a start near the answer: the nearest opaque colours...
+    _spread_inward(B, alpha, ys, xs, 0.0)  # ...and the nearest background ones
+    for _ in range(iterations):
+        for p in range(n):
+            y, x = ys[p], xs[p]
+            a0 = alpha[y, x]
+            a1 = 1.0 - a0
+            a00, a01, a11 = a0 * a0, a0 * a1, a1 * a1
+            for c in range(depth):
+                b0[c] = a0 * image[y, x, c]
+                b1[c] = a1 * image[y, x, c]
+            for d in range(4):  # 4-neighbours, clamped at the border
+                y2 = min(h - 1, max(0, y + _NEIGHBOURS[d][0]))
+                x2 = min(w - 1, max(0, x + _NEIGHBOURS[d][1]))
+                a2 = alpha[y2, x2]
+                da = regularization + gradient_weight * abs(a0 - a2)
+                if a2 > 0.0:  # F is defined there (the source's colour where alpha is 1)
+                    a00 += da
+                    for c in range(depth):
+                        b0[c] += da * F[y2, x2, c]
+                if a2 < 1.0:  # and B where alpha < 1
+                    a11 += da
+                    for c in range(depth):
+                        b1[c] += da * B[y2, x2, c]
+            inv_det = 1.0 / (a00 * a11 - a01 * a01)
+            for c in range(depth):
+                F[y, x, c] = min(1.0, max(0.0, inv_det * (a11 * b0[c] - a01 * b1[c])))
+                B[y, x, c] = min(1.0, max(0.0, inv_det * (a00 * b1[c] - a01 * b0[c])))
+    return F
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _spread_inward(C, alpha, ys, xs, side):
+    """Colours C of the band pixels (ys, xs) from where alpha == side, layer by layer into the band."""
+    h, w, depth = C.shape
+    level = np.full((h, w), -1, np.int32)  # layer at which a pixel's colour was set; 0: alpha == side
+    for y in range(h):
+        for x in range(w):
+            if alpha[y, x] == side:
+                level[y, x] = 0
+    acc = np.empty(depth)
+    for layer in range(1, len(ys) + 1):
+        changed = False
+        for p in range(len(ys)):
+            y, x = ys[p], xs[p]
+            if level[y, x] >= 0:
+                continue
+            count = 0
+            acc[:] = 0.0
+            for d in range(4):
+                y2, x2 = y + _NEIGHBOURS[d][0], x + _NEIGHBOURS[d][1]
+                if 0 <= y2 < h and 0 <= x2 < w and 0 <= level[y2, x2] < layer:
+                    count += 1
+                    for c in range(depth):
+                        acc[c] += C[y2, x2, c]
+            if count > 0:
+                for c in range(depth):
+                    C[y, x, c] = acc[c] / count
+                level[y, x] = layer
+                changed = True
+        if not changed:
+            return
+
+
+def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Foreground colours (h x w x 3, 0..1) of `image` (0..1) under `alpha`: the source's where alpha
+    is 1, estimated without the background's bleed where 0 < alpha < 1."""
+    return _foreground(np.ascontiguousarray(image, np.float64), np.ascontiguousarray(alpha, np.float64),
+                       FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # stdout may be the user's data
+
+
+_warm = False
+
+
+def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
+    """Load the matting kernels from numba's on-disk cache, compiling them first if needed.
+
+    Once per process (later calls return at once). Only when a kernel really
+    compiles (the first run on a machine, or after an upgrade) is `notify`
+    called, once, with COMPILE_MESSAGE. Processes warming up at the same time
+    take turns, so one compiles and the others load its result.
+    """
+    global _warm
+    if _warm:
+        return
+    from numba.core import event
+
+    class Notice(event.Listener):
+        said = False
+
+        def on_start(self, ev):
+            if notify is not None and not self.said:
+                self.said = True
+                notify(COMPILE_MESSAGE)
+
+        def on_end(self, ev):
+            pass
+
+    yy, xx = np.mgrid[0:8, 0:8]
+    image = np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0])
+    trimap = np.where(xx < 3, 1.0, np.where(xx > 4, 0.0, 0.5))
+    with _compile_lock(), event.install_listener("numba:compile", Notice()):
+        estimate_foreground(image, estimate_alpha(image, trimap))
+    _warm = True
+
+
+@contextlib.contextmanager
+def _compile_lock():
+    """An exclusive lock across processes of this user (where the platform has one)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: processes may compile side by side
+        yield
+        return
+    try:
+        f = open(os.path.join(tempfile.gettempdir(), f"smplus-numba-{os.getuid()}.lock"), "a")
+    except OSError:  # no writable temp dir: compile side by side rather than fail
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
