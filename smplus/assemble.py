@@ -25,7 +25,8 @@ from . import __version__
 from .coco import TMP_PREFIX, CocoDataset, instance_size, usable_segmentation, write_json_atomic
 from .errors import OutputError, SmplusError
 from .histogram import SizeHistogram, sampling_noise, size_jsd
-from .plan import DatasetPlan, ImagePlan, unscaled_labels
+from .plan import DatasetPlan, ImagePlan, clipped_box, degenerate_reason, unscaled_labels
+from .task import provenance
 
 COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, summed into report.json
 
@@ -45,9 +46,12 @@ def planned_entries(ds: CocoDataset, plans: Sequence[ImagePlan]) -> Iterator[Tup
         if plan.unscaled:
             im = ds.images[plan.image_id]
             out += unscaled_labels(plan, anns, im["width"], im["height"])
+        kind = plan.background if plan.transformed else "copy"
         yield position, {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
                          "background": plan.background, "annotations": out,
-                         "dropped": [list(d) for d in plan.dropped], "skipped": None}
+                         "dropped": [list(d) for d in plan.dropped], "skipped": None,
+                         "provenance": provenance(kind, plan.background_image_id if plan.transformed else None,
+                                                  None if kind == "inpaint" else 0.0)}
 
 
 def dumps(obj) -> bytes:
@@ -134,6 +138,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
     backgrounds: Counter = Counter()
     counted = {k: Counter() for k in COUNTED_KEYS}
     crowd_erased = crowd_kept = instances_out = background_labels = 0
+    tally = _ProvenanceTally(ds, parameters["categories"])
     next_id = 1
     entries = iter(entries)
     for position, plan in enumerate(dplan.images):
@@ -149,6 +154,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         image = {**im, "width": entry["width"], "height": entry["height"]}
         if "provenance" in entry:
             image["smplus"] = entry["provenance"]
+            tally.add(entry)
         writer.image(image)
         dropped.update(reason for _, reason in entry["dropped"])
         for k in COUNTED_KEYS:
@@ -198,6 +204,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
             "dropped": dict(sorted(dropped.items())),
         },
         "backgrounds": {"inpaint": backgrounds["inpaint"], "new": backgrounds["new"]},
+        "provenance": tally.summary(parameters.get("background_pool"), dplan.pool_size),
         "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
                 "sampling_noise": sampling_noise(hist, len(after))},
         "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},
@@ -207,6 +214,50 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         if counted[k]:
             report[k] = dict(sorted(counted[k].items()))
     return report
+
+
+class _ProvenanceTally:
+    """report.json's summary of the images' provenance: kinds, fallbacks by reason, hole
+    fractions, and the new backgrounds' own scale-matched instances left visible unlabelled."""
+
+    def __init__(self, ds: CocoDataset, category_names: Optional[Sequence[str]]):
+        self.ds = ds
+        self.matched = {cid for cid, c in ds.categories.items() if category_names is None or c["name"] in category_names}
+        self.kinds: Counter = Counter()
+        self.fallbacks: Counter = Counter()
+        self.holes = array("d")
+        self.unlabelled = self.unlabelled_large = 0
+
+    def add(self, entry: dict) -> None:
+        p = entry["provenance"]
+        self.kinds[p["background"]] += 1
+        if p["fallback"]:
+            self.fallbacks[p["fallback"]] += 1
+        if p["background"] == "inpaint" and p["hole_fraction"] is not None:
+            self.holes.append(p["hole_fraction"])
+        if p["background"] != "new":
+            return
+        bg = self.ds.images[p["background_image_id"]]
+        kept = {a["source_ann_id"] for a in entry["annotations"] if a.get("from_background")}  # cp+
+        for a in self.ds.anns_by_image[bg["id"]]:
+            if (a.get("iscrowd") or a["category_id"] not in self.matched or a["id"] in kept
+                    or degenerate_reason(a, bg["width"], bg["height"]) is not None):
+                continue
+            self.unlabelled += 1
+            self.unlabelled_large += instance_size(*clipped_box(a, bg["width"], bg["height"])[2:]) > 32
+
+    def summary(self, pool: Optional[str], pool_size: int) -> dict:
+        holes = None
+        if len(self.holes):
+            q = np.quantile(np.asarray(self.holes), [0.0, 0.5, 0.9, 1.0])
+            holes = {"count": len(self.holes), "min": round(float(q[0]), 4), "median": round(float(q[1]), 4),
+                     "p90": round(float(q[2]), 4), "max": round(float(q[3]), 4)}
+        return {"images": {k: self.kinds[k] for k in ("inpaint", "new", "copy", "resize") if self.kinds[k]},
+                "fallbacks": dict(sorted(self.fallbacks.items())),
+                "hole_fraction": holes,
+                "background_pool": {"kind": pool, "size": pool_size,
+                                    "unlabelled_matched_on_new": self.unlabelled,
+                                    "unlabelled_matched_on_new_over_32px": self.unlabelled_large}}
 
 
 def _size_stats(sizes: Sequence[float]) -> Optional[dict]:

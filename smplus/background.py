@@ -3,7 +3,9 @@
 Telea inpainting at full resolution costs ~36 ms per COCO image; the holes
 are smooth fills anyway, so we inpaint at reduced resolution and upsample
 the fill only inside the hole, feathered at its edge so no seam shows. All
-of it runs in the hole's bounding box, not the whole image.
+of it runs in the hole's bounding box, not the whole image. The smooth fill
+then gets some grain back: the fine detail of a same-shaped known region
+beside each hole (a smear of uniform colour is a cue a detector can learn).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 INPAINT_RADIUS = 3
-INPAINT_SCALE = 0.25   # inpaint at this fraction of the image size
+INPAINT_SCALE = 0.3    # inpaint at this fraction of the image size
+# Grain: the detail finer than TEXTURE_SIGMA px of the known region next to a
+# hole, added at TEXTURE_GAIN. Measured on holes with known truth (coco_tiny,
+# scripts/quality.py): texture ratio 0.07 -> 0.17-0.22, PSNR +0.1-0.2 dB, at ~1.6x
+# the cost of Telea at 1/4 resolution alone.
+TEXTURE_GAIN = 0.5
+TEXTURE_SIGMA = 1.5
+TEXTURE_MAX_OVERLAP = 0.3  # a source region may overlap the hole by this share at most
 HOLE_DILATE = (3, 12)  # px around the masks, min and max: matting halos, jagged polygons
 HOLE_DILATE_REL = 0.03  # ...growing with the largest instance's size
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
@@ -46,13 +55,17 @@ def hole_mask(rles: Sequence[dict], shape) -> np.ndarray:
     return hole
 
 
-def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = None) -> np.ndarray:
-    """Fill `hole` (uint8, 1 = missing) by Telea inpainting at `scale` resolution (default INPAINT_SCALE)."""
+def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = None) -> Optional[np.ndarray]:
+    """Fill `hole` (uint8, 1 = missing) by Telea inpainting at `scale` resolution (default INPAINT_SCALE).
+
+    None when no known pixel is left at that resolution: Telea would return
+    its input, a blurred copy with the removed objects still in it.
+    """
     scale = INPAINT_SCALE if scale is None else scale  # read at call time, so the setting can be changed
     if not hole.any():
         return image.copy()
     if scale >= 1.0:
-        return cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        return None if hole.all() else cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     # Work in the hole's box, grown by the feather and by the context Telea
     # reads around the hole (its radius, in small pixels).
     roi = _box(hole, int(math.ceil((INPAINT_RADIUS + 2) / scale + 3 * FEATHER)))
@@ -63,10 +76,75 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     # A small pixel is missing if any of its source pixels is.
     small_hole = (cv2.resize(part_hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0)
     small_hole = cv2.dilate(small_hole.astype(np.uint8), np.ones((3, 3), np.uint8))
+    if small_hole.all():
+        return None
     fill = cv2.resize(cv2.inpaint(small, small_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA), (w, h),
                       interpolation=cv2.INTER_LINEAR)
     # Feather: full fill inside the hole, fading out over a few px outside it.
     weight = np.maximum(cv2.GaussianBlur(part_hole.astype(np.float32), (0, 0), FEATHER), part_hole)
     out = image.copy()
     out[roi] = cv2.blendLinear(fill, part, weight, 1.0 - weight)
+    add_texture(out, image, hole, roi, small_hole)
     return out
+
+
+def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, small_hole: np.ndarray) -> None:
+    """Add, in place, to each connected part of the hole the fine detail (finer than
+    TEXTURE_SIGMA) of the nearest same-shaped region of known pixels beside it.
+
+    The parts are labelled on `small_hole`, the hole of `roi` at inpainting
+    resolution: labels at full resolution would cost 4 bytes per pixel.
+    """
+    H, W = hole.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(small_hole, connectivity=4)
+    fx, fy = (roi[1].stop - roi[1].start) / small_hole.shape[1], (roi[0].stop - roi[0].start) / small_hole.shape[0]
+    pad = int(3 * TEXTURE_SIGMA) + 1
+    for c in range(1, n):
+        u, v, su, sv, _ = stats[c]
+        x, y = roi[1].start + int(u * fx), roi[0].start + int(v * fy)
+        w, h = min(W, roi[1].start + math.ceil((u + su) * fx)) - x, min(H, roi[0].start + math.ceil((v + sv) * fy)) - y
+        own = cv2.resize((labels[v:v + sv, u:u + su] == c).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        part = (own > 0) & (hole[y:y + h, x:x + w] > 0)
+        if not part.any():
+            continue
+        shift = _texture_source(hole, part, x, y)
+        if shift is None:
+            continue
+        sx, sy = x + shift[0], y + shift[1]
+        take = part & (hole[sy:sy + h, sx:sx + w] == 0)  # known source pixels only
+        # The grain of the neighbourhood, not of the source region: scaled to the
+        # detail in a ring of known pixels around this part of the hole.
+        ring = (cv2.dilate(part.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0) & (hole[y:y + h, x:x + w] == 0)
+        strength = _detail(image, sx, sy, w, h, pad, gray=True)[take]
+        if not ring.any() or not strength.size or not strength.any():
+            continue
+        around = float(np.abs(_detail(image, x, y, w, h, pad, gray=True)[ring]).mean())
+        gain = TEXTURE_GAIN * min(1.0, around / float(np.abs(strength).mean()))
+        detail = _detail(image, sx, sy, w, h, pad)[take]
+        dst = filled[y:y + h, x:x + w]
+        dst[take] = np.clip(dst[take] + gain * detail + 0.5, 0, 255).astype(np.uint8)
+
+
+def _detail(image: np.ndarray, x: int, y: int, w: int, h: int, pad: int, gray: bool = False) -> np.ndarray:
+    """The detail finer than TEXTURE_SIGMA of image[y:y+h, x:x+w] (float32, signed; of its gray levels)."""
+    H, W = image.shape[:2]
+    x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
+    window = image[y0:y1, x0:x1]
+    window = (cv2.cvtColor(window, cv2.COLOR_BGR2GRAY) if gray else window).astype(np.float32)
+    window -= cv2.GaussianBlur(window, (0, 0), TEXTURE_SIGMA)
+    return window[y - y0:y - y0 + h, x - x0:x - x0 + w]
+
+
+def _texture_source(hole: np.ndarray, part: np.ndarray, x: int, y: int) -> Optional[tuple]:
+    """The shift of the nearest region beside `part` (its box at x, y), inside the image and
+    mostly outside the hole: one, two or three box sizes across, straight or diagonal."""
+    H, W = hole.shape
+    h, w = part.shape
+    shifts = sorted(((k * i * w, k * j * h) for k in (1, 2, 3) for i in (-1, 0, 1) for j in (-1, 0, 1) if i or j),
+                    key=lambda d: (abs(d[0]) + abs(d[1]), d))
+    area = max(1, int(np.count_nonzero(part)))
+    for dx, dy in shifts:
+        if 0 <= x + dx and x + dx + w <= W and 0 <= y + dy and y + dy + h <= H:
+            if np.count_nonzero(hole[y + dy:y + dy + h, x + dx:x + dx + w][part]) <= TEXTURE_MAX_OVERLAP * area:
+                return dx, dy
+    return None

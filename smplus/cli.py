@@ -100,6 +100,17 @@ def _load_config(ctx, param, path):
 @click.option("--background", type=click.Choice(["psi", "inpaint", "new"]), default="psi", show_default=True,
               help="psi: PSI with --psi-p; inpaint: always the image's own, inpainted (SM+ w/o PSI); "
                    "new: always another image.")
+@click.option("--background-pool", type=click.Choice(["all", "clean"]), default="all", show_default=True,
+              help="Images a new background is drawn from. all: any (the paper); clean: only images with no "
+                   "object of the scale-matched categories (or, if under 10% of the set qualify, the 10% "
+                   "with the least such area), so none shows up unlabelled.")
+@click.option("--max-hole", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
+              help="Largest share of an image inpainted; larger holes (or none left to inpaint from) "
+                   "take a new background instead, counted in report.json.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality of the transformed images.")
+@click.option("--jpeg-subsampling", type=click.Choice(["444", "422", "420"]), default="444", show_default=True,
+              help="JPEG chroma subsampling; 444 keeps the colour of 6-12 px instances.")
 @click.option("--bins", type=click.IntRange(min=3), default=100, show_default=True,
               help="Bins of the target histogram.")
 @click.option("--except-rate", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
@@ -114,7 +125,8 @@ def _load_config(ctx, param, path):
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")
 @library_errors
 def transform(source, images_dir, out_dir, target, mode, seed, workers, executor, address, shard, psi_p, level, scale_range,
-              background, bins, except_rate, log_bins, categories, dry_run, overwrite, resume, allow_skips):
+              background, background_pool, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate, log_bins,
+              categories, dry_run, overwrite, resume, allow_skips):
     """Scale-match a COCO dataset instance by instance (SM+)."""
     from .pipeline import RunOptions
     from .pipeline import transform as run_transform
@@ -123,7 +135,8 @@ def transform(source, images_dir, out_dir, target, mode, seed, workers, executor
     result = run_transform(
         source, images_dir, out_dir, target=target,
         options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p, background=background, level=level,
-                                 scale_range=tuple(scale_range)),
+                                 scale_range=tuple(scale_range), background_pool=background_pool,
+                                 max_hole=max_hole, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling),
         bins=bins, except_rate=except_rate, log_bins=log_bins, categories=_categories(categories),
         run=RunOptions(workers=workers, dry_run=dry_run, overwrite=overwrite, resume=resume,
                        allow_skips=allow_skips, executor=executor, address=address, shard=shard))
@@ -229,12 +242,15 @@ def stats(annotations, target, plot, as_json):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("-n", "count", type=click.IntRange(min=1), default=8, show_default=True, help="Images to show.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("--image-id", "image_ids", type=int, multiple=True,
+              help="Show this image (repeatable). Default: fallbacks first, then the most annotated.")
 @library_errors
-def preview(out_dir, count, output):
-    """A grid of source images beside their outputs in OUT_DIR, output boxes drawn."""
+def preview(out_dir, count, output, image_ids):
+    """Per image of OUT_DIR: source, output (boxes drawn), its background, and the smallest
+    pasted instances magnified."""
     from .preview import write_preview
 
-    write_preview(out_dir, output, count)
+    write_preview(out_dir, output, count, image_ids)
     click.echo(f"wrote {output}")
 
 

@@ -22,6 +22,9 @@ from pycocotools import mask as mask_utils
 from .errors import SmplusError
 
 JPEG_QUALITY = 95
+# Full-resolution chroma: at 4:2:0 the chroma error inside 6-12 px instances is
+# several times larger and shows as colour bleed (scripts/quality.py).
+JPEG_SUBSAMPLING = "444"
 TMP_PREFIX = ".tmp-"  # atomic writes go through such files, renamed into place
 POLYGON_MARGIN = 1.0  # polygon vertices may lie this many image sizes outside the image
 _UMASK = os.umask(0o022)
@@ -298,11 +301,16 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     _atomic_write(path, data)
 
 
-def encode_image(image_bgr: np.ndarray, file_name: str) -> bytes:
+def encode_image(image_bgr: np.ndarray, file_name: str, quality: int = JPEG_QUALITY,
+                 subsampling: str = JPEG_SUBSAMPLING) -> bytes:
+    """Encode for `file_name`'s extension; JPEG at `quality` with chroma `subsampling` (444, 422, 420)."""
     import cv2
 
     ext = os.path.splitext(file_name)[1].lower() or ".jpg"
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
+    sampling = {"444": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, "422": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+                "420": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}[subsampling]
+    params = ([cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
+              if ext in (".jpg", ".jpeg") else [])
     ok, buf = cv2.imencode(ext, image_bgr, params)
     if not ok:
         raise SmplusError(f"cannot encode an image as {ext!r} for {file_name} (use .jpg or .png file names)")

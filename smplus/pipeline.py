@@ -130,6 +130,7 @@ class _Planned:
     dplan: DatasetPlan
     parameters: dict      # what report.json records
     fingerprint: dict     # what a resume and a merge compare
+    options: TransformOptions
 
 
 def _plan(source: str, images_dir: str, target: Optional[str], options: TransformOptions, bins: int,
@@ -146,13 +147,14 @@ def _plan(source: str, images_dir: str, target: Optional[str], options: Transfor
     # every TransformOptions field, under its own name: a merge rebuilds the options from these
     parameters = {f.name: getattr(options, f.name) for f in fields(options)}
     parameters.update(scale_range=list(options.scale_range),
-                      categories=[ds.categories[c]["name"] for c in cat_ids] if cat_ids else None,
+                      categories=([ds.categories[c]["name"] for c in options.categories if c in ds.categories]
+                                  if options.categories else None),
                       bins=hist.bins, except_rate=except_rate, log_bins=log_bins,
                       source=os.path.abspath(source), images=os.path.abspath(images_dir),
                       target=os.path.abspath(target) if target else None, dry_run=dry_run)
     fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
                    "version": __version__}
-    return _Planned(ds, hist, dplan, parameters, fingerprint)
+    return _Planned(ds, hist, dplan, parameters, fingerprint, options)
 
 
 # ---------------------------------------------------------------- transform
@@ -211,7 +213,7 @@ def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str
     bar = tqdm(total=len(positions), initial=count, desc="SM+", unit="img", disable=disable)
     try:
         with _stop_requests() as stop:
-            for entry in executor.imap_unordered(image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir)):
+            for entry in executor.imap_unordered(image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir, p.options)):
                 journal.record(position[entry["image_id"]], entry)
                 count += 1
                 bar.update(1)

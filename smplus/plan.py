@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco import CocoDataset, ann_to_rle, instance_size, usable_polygons
+from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, ann_to_rle, instance_size, usable_polygons
 from .errors import UsageError
 from .histogram import SizeHistogram, msm_sizes
 
@@ -33,6 +33,21 @@ MIN_SIDE = 2.0  # instances that end under 2 px wide or tall are dropped
 # kept unscaled where the image's own pixels stay, dropped where they do not.
 UNSCALED = ("bad_polygon", "bad_mask", "bad_box", "zero_size_box")
 BACKGROUND_TRIES = 8  # draws of a new background that holds the instances, then the image's own
+# A box this close to an image edge is cut by it: COCO polygons of cut objects
+# often stop up to a pixel short of the frame (coco_tiny: 155 box sides within
+# 1 px of an edge, 137 with a mask pixel on it, none missed).
+FRAME_TOLERANCE = 1.0
+# A box spanning this share of a frame side fills it: cut by both edges, even if
+# its polygon stops short of them (COCO's whole-frame tables and bowls stop
+# 2-6 px short, and were pasted as pictures in the picture).
+WHOLE_FRAME = 0.98
+BACKGROUND_POOLS = ("all", "clean")
+# clean pool: when fewer images than this share of the set hold no scale-matched
+# object, the share with the least such area (boxes over image) is the pool.
+CLEAN_POOL_MIN_SHARE = 0.1
+DEFAULT_MAX_HOLE = 0.5  # a hole over this share of the image: a new background instead (README: measured)
+JPEG_SUBSAMPLINGS = ("444", "422", "420")
+
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,11 @@ class TransformOptions:
     background: str = "psi"
     level: str = "instance"
     scale_range: Tuple[float, float] = (0.1, 1.0)  # image level: allowed image scales
+    background_pool: str = "all"  # all: any image (the paper); clean: none of the scale-matched categories
+    max_hole: float = DEFAULT_MAX_HOLE  # render: holes above this fraction are not inpainted
+    jpeg_quality: int = JPEG_QUALITY
+    jpeg_subsampling: str = JPEG_SUBSAMPLING
+
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -61,6 +81,17 @@ class TransformOptions:
             raise UsageError(f"--scale-range must be two numbers 0 < LOW <= HIGH, got {lo!r} {hi!r}")
         if self.background not in BACKGROUNDS:
             raise UsageError(f"--background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
+        if self.background_pool not in BACKGROUND_POOLS:
+            raise UsageError(f"--background-pool must be one of {', '.join(BACKGROUND_POOLS)}, "
+                             f"got {self.background_pool!r}")
+        if not (isinstance(self.max_hole, (int, float)) and 0.0 < self.max_hole <= 1.0):
+            raise UsageError(f"--max-hole must be a fraction in (0, 1], got {self.max_hole!r}")
+        if not (isinstance(self.jpeg_quality, int) and 1 <= self.jpeg_quality <= 100):
+            raise UsageError(f"--jpeg-quality must be an integer in [1, 100], got {self.jpeg_quality!r}")
+        if self.jpeg_subsampling not in JPEG_SUBSAMPLINGS:
+            raise UsageError(f"--jpeg-subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)}, "
+                             f"got {self.jpeg_subsampling!r}")
+
 
 
 @dataclass(frozen=True)
@@ -70,6 +101,11 @@ class InstancePlan:
     size: float                   # planned size s = sqrt(w*h), px
     box: Tuple[float, float, float, float]  # planned box (x, y, w, h) in the output image
     matched: bool = True          # scale-matched; False: kept at its size (other category)
+    # Scaled by r about a fixed point: src_point (source image) lands on out_point
+    # (output image). See fixed_point: the box centre, or a point on the frame.
+    # (Image level scales the whole image about its origin: the defaults.)
+    src_point: Tuple[float, float] = (0.0, 0.0)
+    out_point: Tuple[float, float] = (0.0, 0.0)
 
     @property
     def center(self) -> Tuple[float, float]:
@@ -91,6 +127,9 @@ class ImagePlan:
     dropped: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason) decided at plan time
     background_labels: Tuple[int, ...] = ()  # cp+: the new background's own annotations, kept
     unscaled: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason): labels kept as they are (see UNSCALED)
+    removed: Tuple[int, ...] = ()       # dropped instances whose pixels are erased with the holes
+    fallback: Optional["ImagePlan"] = None  # inpaint: the new-background plan used when the holes
+                                            # are too large to fill (see render.UnfillableHoles)
 
     @property
     def transformed(self) -> bool:
@@ -105,11 +144,13 @@ class ImagePlan:
         return cls(image_id=d["image_id"], background=d["background"],
                    background_image_id=d["background_image_id"], width=d["width"], height=d["height"],
                    instances=tuple(InstancePlan(ann_id=i["ann_id"], scale=i["scale"], size=i["size"],
-                                                box=tuple(i["box"]), matched=i["matched"])
+                                                box=tuple(i["box"]), matched=i["matched"],
+                                                src_point=tuple(i["src_point"]), out_point=tuple(i["out_point"]))
                                    for i in d["instances"]),
                    crowd=tuple(d["crowd"]), dropped=tuple(tuple(x) for x in d["dropped"]),
                    background_labels=tuple(d.get("background_labels", ())),
-                   unscaled=tuple(tuple(x) for x in d.get("unscaled", ())))
+                   unscaled=tuple(tuple(x) for x in d.get("unscaled", ())), removed=tuple(d.get("removed", ())),
+                   fallback=cls.from_json(d["fallback"]) if d.get("fallback") else None)
 
 
 # ---------------------------------------------------------------- annotation checks
@@ -202,11 +243,30 @@ def clipped_box(ann: dict, width: int, height: int) -> Tuple[float, float, float
     return x0, y0, x1 - x0, y1 - y0
 
 
+def fixed_point(box: Tuple[float, float, float, float], width: int, height: int) -> Optional[Tuple[float, float]]:
+    """The point an instance is scaled about, in source coordinates (SM+ step 2).
+
+    Per axis: its box centre, or, for an instance cut by the frame, its point
+    on that frame edge (left/top -> 0, right/bottom -> W/H), so the cut stays
+    on the edge of the output frame (mapped proportionally to the same edge of
+    a new background). None when it is cut by two opposite edges (or fills
+    the frame along an axis): no smaller copy can keep both cuts on the frame.
+    """
+    point = []
+    for lo, extent, size in ((box[0], box[2], width), (box[1], box[3], height)):
+        first, last = lo <= FRAME_TOLERANCE, lo + extent >= size - FRAME_TOLERANCE
+        if (first and last) or extent >= WHOLE_FRAME * size:
+            return None
+        point.append(0.0 if first else float(size) if last else lo + extent / 2)
+    return point[0], point[1]
+
+
 @dataclass
 class _Candidate:
     image_id: int
     ann: dict
     size: float
+    cut_both: bool  # cut by two opposite frame edges: dropped, not scale-matched
 
 
 @dataclass
@@ -214,6 +274,7 @@ class DatasetPlan:
     images: List[ImagePlan]
     source_sizes: List[float] = field(default_factory=list)   # matched instances, before
     planned_sizes: List[float] = field(default_factory=list)  # matched instances kept, after
+    pool_size: int = 0                                        # images a new background is drawn from
 
 
 def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions) -> DatasetPlan:
@@ -226,17 +287,19 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
             reason = degenerate_reason(a, im["width"], im["height"])
             if reason is not None:
                 bad[a["id"]] = reason
-        candidates[image_id] = [
-            _Candidate(image_id, a, instance_size(*clipped_box(a, im["width"], im["height"])[2:]))
-            for a in ds.anns_by_image[image_id]
-            if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected)]
+        candidates[image_id] = []
+        for a in ds.anns_by_image[image_id]:
+            if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
+                box = clipped_box(a, im["width"], im["height"])
+                candidates[image_id].append(_Candidate(image_id, a, instance_size(*box[2:]),
+                                                       fixed_point(box, im["width"], im["height"]) is None))
     msm_new: Dict[int, float] = {}
     if options.mode == "msm" and options.level == "instance":
-        flat = [c for cs in candidates.values() for c in cs]
+        flat = [c for cs in candidates.values() for c in cs if not c.cut_both]
         for c, s in zip(flat, msm_sizes([c.size for c in flat], hist)):
             msm_new[c.ann["id"]] = float(s)
 
-    pool = BackgroundPool(sorted(ds.images), ds.images)
+    pool = BackgroundPool(pool_images(ds, options.background_pool, selected), ds.images)
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
     for image_id in ds.images:
@@ -247,7 +310,34 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
         plans.append(plan)
         before.extend(c.size for c in candidates[image_id])
         after.extend(i.size for i in plan.instances if i.matched)
-    return DatasetPlan(plans, before, after)
+    return DatasetPlan(plans, before, after, len(pool.ids))
+
+
+def pool_images(ds: CocoDataset, kind: str, selected: Optional[set]) -> List[int]:
+    """The images a new background may come from, sorted by id.
+
+    all: every image (the paper). clean: images with no annotation (crowds
+    included) of the scale-matched categories, so no unlabelled one shows on
+    a new background; if fewer than CLEAN_POOL_MIN_SHARE of the set qualify,
+    that share of the images with the least such box area.
+    """
+    if kind == "all":
+        return sorted(ds.images)
+    covered: Dict[int, Tuple[float, int]] = {}  # image -> (box area share, annotations) of those categories
+    for image_id, im in ds.images.items():
+        area, count = 0.0, 0
+        for a in ds.anns_by_image[image_id]:
+            if selected is None or a["category_id"] in selected:
+                count += 1
+                if degenerate_reason(a, im["width"], im["height"]) not in ("bad_box", "zero_size_box"):
+                    _, _, w, h = clipped_box(a, im["width"], im["height"])
+                    area += max(w, 0.0) * max(h, 0.0) / (im["width"] * im["height"])
+        covered[image_id] = (area, count)
+    clean = [i for i, (_, count) in covered.items() if count == 0]
+    need = min(len(covered), math.ceil(CLEAN_POOL_MIN_SHARE * len(covered)))
+    if len(clean) >= need:
+        return sorted(clean)
+    return sorted(sorted(covered, key=lambda i: (covered[i], i))[:need])
 
 
 class BackgroundPool:
@@ -295,19 +385,21 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     im = ds.images[image_id]
     W, H = im["width"], im["height"]
     rng = np.random.default_rng([options.seed, image_id])
-    # Draw order is fixed (PSI, sizes, then the background that holds them)
-    # so a plan never depends on other images.
+    # Draw order is fixed (PSI, sizes, the background that holds them, then the
+    # fallback background) so a plan never depends on other images.
     u = rng.random()
     new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
     new_background = new_background or options.mode in COPY_PASTE
+    to_scale = [c for c in matched if not c.cut_both]
     if options.mode == "rsm":
-        new_sizes = dict(zip((c.ann["id"] for c in matched), map(float, hist.sample_rsm(rng, len(matched)))))
+        new_sizes = dict(zip((c.ann["id"] for c in to_scale), map(float, hist.sample_rsm(rng, len(to_scale)))))
     elif options.mode in COPY_PASTE:
-        new_sizes = {c.ann["id"]: c.size for c in matched}
+        new_sizes = {c.ann["id"]: c.size for c in to_scale}
     else:
-        new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in matched}
+        new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in to_scale}
+    cut_both = {c.ann["id"] for c in matched if c.cut_both}
 
-    scaled, unusable, dropped, unscaled = [], [], [], []
+    scaled, unusable, dropped, removed = [], [], [], []
     for a in ds.anns_by_image[image_id]:
         if a.get("iscrowd"):
             continue
@@ -315,43 +407,72 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         if reason is not None:
             unusable.append((a, reason))
             continue
-        x, y, w, h = clipped_box(a, W, H)
+        x, y, w, h = box = clipped_box(a, W, H)
+        if a["id"] in cut_both:
+            # Cut by two opposite edges: a smaller copy would show a cut inside the frame.
+            dropped.append((a["id"], "cut_both_edges"))
+            removed.append(a["id"])
+            continue
         if a["id"] in new_sizes:
             # r is bounded so the instance fits the image: an outlier target size
             # must not ask for a paste larger than any background.
             scale = min(new_sizes[a["id"]] / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
+                removed.append(a["id"])
                 continue
-            scaled.append((a, (x, y, w, h), scale, True))
+            scaled.append((a, box, scale, True, fixed_point(box, W, H)))
         else:  # another category: kept at its size
-            scaled.append((a, (x, y, w, h), 1.0, False))
-    need = (max((b[2] * r for _, b, r, _ in scaled), default=0.0), max((b[3] * r for _, b, r, _ in scaled), default=0.0))
+            scaled.append((a, box, 1.0, False, fixed_point(box, W, H)))
+    need = (max((b[2] * r for _, b, r, _, _ in scaled), default=0.0),
+            max((b[3] * r for _, b, r, _, _ in scaled), default=0.0))
     drawn = pool.draw(rng, image_id, need) if new_background and matched else None
     bg_id = image_id if drawn is None else drawn
-    bg = ds.images[bg_id]
+    if not matched:  # nothing to scale: copied as is
+        plan = _plan_on(ds, image_id, image_id, scaled, unusable, dropped, removed, options)
+        return ImagePlan(image_id, "none", image_id, W, H, dropped=plan.dropped, unscaled=plan.unscaled)
+    plan = _plan_on(ds, image_id, bg_id, scaled, unusable, dropped, removed, options)
+    if bg_id == image_id:  # holes too large to inpaint take another image instead (drawn last)
+        fallback_id = pool.draw(rng, image_id, need)
+        if fallback_id is not None:
+            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, scaled, unusable, dropped, removed,
+                                                   options))
+    return plan
+
+
+def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple], unusable: Sequence[tuple],
+             dropped: Sequence[tuple], removed: Sequence[int], options: TransformOptions) -> ImagePlan:
+    """The plan of `image_id` on the background of image `bg_id` (itself: inpainted), scales decided.
+
+    `scaled`: (annotation, clipped box, scale, matched, fixed point); `unusable`:
+    (annotation, reason) of those that cannot be cut out.
+    """
+    im, bg = ds.images[image_id], ds.images[bg_id]
+    W, H = im["width"], im["height"]
+    dropped, removed, unscaled = list(dropped), list(removed), []
     # Labels that cannot be cut out stay where the image's own pixels stay.
     for a, reason in unusable:
         keep = bg_id == image_id and unscaled_label(a, reason, image_id, W, H) is not None
         (unscaled if keep else dropped).append((a["id"], reason))
-    if not matched:  # nothing to scale: copied as is
-        return ImagePlan(image_id, "none", image_id, W, H, dropped=tuple(dropped), unscaled=tuple(unscaled))
-
     fx, fy = bg["width"] / W, bg["height"] / H
     instances = []
-    for a, (x, y, w, h), scale, is_matched in scaled:
-        # The centre keeps its place, mapped proportionally onto a new background.
-        cx, cy = (x + w / 2) * fx, (y + h / 2) * fy
-        box = (cx - w * scale / 2, cy - h * scale / 2, w * scale, h * scale)
-        size = instance_size(w * scale, h * scale)
-        instances.append(InstancePlan(a["id"], float(scale), float(size), box, is_matched))
+    for a, (x, y, w, h), scale, is_matched, src in scaled:
+        if src is None:  # another category cut by two opposite edges: kept in place on its own image only
+            if bg_id != image_id:
+                dropped.append((a["id"], "cut_both_edges"))
+                continue
+            src = (x + w / 2, y + h / 2)
+        out = (src[0] * fx, src[1] * fy)  # the same place, proportionally, on a new background
+        box = (out[0] + scale * (x - src[0]), out[1] + scale * (y - src[1]), w * scale, h * scale)
+        instances.append(InstancePlan(a["id"], float(scale), instance_size(w * scale, h * scale), box, is_matched,
+                                      src, out))
     erased = tuple(a["id"] for a in ds.anns_by_image[image_id] if a.get("iscrowd"))
     labels = ()
     if options.mode == "cp+" and bg_id != image_id:
         labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
-                       if not a.get("iscrowd") and a["id"] not in bad)
+                       if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
-                     tuple(instances), erased, tuple(dropped), labels, tuple(unscaled))
+                     tuple(instances), erased, tuple(dropped), labels, tuple(unscaled), tuple(removed))
 
 
 def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,

@@ -41,6 +41,31 @@ class RenderResult:
     annotations: List[dict]                       # COCO annotations without "id"
     dropped: List[Tuple[int, str]] = field(default_factory=list)
     placement: Dict[str, int] = field(default_factory=dict)  # closed-loop placement counters
+    hole_fraction: float = 0.0                    # share of the background's pixels that were inpainted
+
+
+class UnfillableHoles(Exception):
+    """Too little known background is left to inpaint (the plan's fallback is used instead)."""
+
+    def __init__(self, reason: str, fraction: float):
+        super().__init__(f"{reason}: holes cover {fraction:.0%} of the image")
+        self.reason, self.fraction = reason, fraction
+
+
+def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0) -> Tuple[np.ndarray, float]:
+    """The image with the masks (`rles`) inpainted, and the share of it that was filled.
+
+    Raises UnfillableHoles when the holes cover more than `max_hole` of the
+    image ("hole_above_max") or leave Telea no known pixel ("no_known_pixel").
+    """
+    hole = hole_mask(rles, image.shape)
+    fraction = float(np.count_nonzero(hole)) / hole.size
+    if fraction > max_hole:
+        raise UnfillableHoles("hole_above_max", fraction)
+    filled = inpaint_holes(image, hole)
+    if filled is None:
+        raise UnfillableHoles("no_known_pixel", fraction)
+    return filled, fraction
 
 
 def instance_rle(ann: dict, height: int, width: int) -> Optional[dict]:
@@ -147,12 +172,14 @@ def _clip_to_canvas(p: PastedInstance, width: int, height: int) -> Optional[Past
 
 def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
                  background: Optional[np.ndarray] = None,
-                 background_anns: Sequence[dict] = ()) -> RenderResult:
+                 background_anns: Sequence[dict] = (), max_hole: float = 1.0) -> RenderResult:
     """SM+ on one image: separate, scale, fill the background (PSI), paste, measure.
 
     `background` is the new background's pixels when plan.background == "new";
     `background_anns` its annotations: crowds are erased like this image's own,
     and those in plan.background_labels (cp+) are kept, less what the pastes cover.
+    Raises UnfillableHoles (before any matting) when the holes to inpaint
+    exceed `max_hole` or leave no known pixel.
     """
     H, W = image.shape[:2]
     dropped: List[Tuple[int, str]] = list(plan.dropped)
@@ -163,16 +190,17 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             dropped.append((ip.ann_id, "empty_mask"))
         else:
             rles[ip.ann_id] = rle
-    crowd = [r for r in (instance_rle(anns[i], H, W) for i in plan.crowd) if r is not None]
+    # Crowds and instances dropped at plan time are erased, not left unlabelled.
+    erased = [r for r in (instance_rle(anns[i], H, W) for i in plan.crowd + plan.removed) if r is not None]
 
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
     if plan.background == "new":
         bh, bw = background.shape[:2]
         bg_crowd = [r for r in (instance_rle(a, bh, bw) for a in background_anns if a.get("iscrowd"))
                     if r is not None]
-        canvas = inpaint_holes(background, hole_mask(bg_crowd, background.shape)) if bg_crowd else background.copy()
+        canvas, hole_fraction = fill(background, bg_crowd) if bg_crowd else (background.copy(), 0.0)
     else:
-        canvas = inpaint_holes(image, hole_mask(list(rles.values()) + crowd, image.shape))
+        canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole)
     out_h, out_w = canvas.shape[:2]
 
     # Larger instances first, so smaller ones end on top (as nearer objects would).
@@ -185,8 +213,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         m = separate(image, anns[ip.ann_id]["segmentation"], box, ip.scale)
         p = None
         if m is not None:
-            src_center = (box[0] + box[2] / 2, box[1] + box[3] / 2)
-            placed = place_at_size(m, ip.scale, ip.size, src_center, ip.center)
+            placed = place_at_size(m, ip.scale, ip.size, ip.src_point, ip.out_point)
             placement["placed"] += 1
             placement["corrected"] += placed.rounds > 1
             placement["unconverged"] += not placed.converged
@@ -215,7 +242,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             annotations.append(ann)
     if plan.background_labels:
         annotations = annotations_bg + annotations
-    return RenderResult(canvas, annotations, dropped, placement)
+    return RenderResult(canvas, annotations, dropped, placement, hole_fraction)
 
 
 def _over(below: np.ndarray, p: PastedInstance) -> np.ndarray:

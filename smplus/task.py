@@ -11,14 +11,14 @@ run the same thing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .coco import CocoDataset, encode_image, read_image, write_bytes_atomic
+from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, encode_image, read_image, write_bytes_atomic
 from .errors import OutputError, SmplusError
-from .plan import ImagePlan, unscaled_labels
+from .plan import DEFAULT_MAX_HOLE, ImagePlan, TransformOptions, unscaled_labels
 
 
 @dataclass
@@ -31,19 +31,32 @@ class ImageTask:
     out_dir: str
     background: Optional[dict] = None         # new background's image entry
     background_anns: List[dict] = field(default_factory=list)
+    fallback: Optional[dict] = None           # plan.fallback's background image entry
+    fallback_anns: List[dict] = field(default_factory=list)
+    max_hole: float = DEFAULT_MAX_HOLE
+    jpeg: tuple = (JPEG_QUALITY, JPEG_SUBSAMPLING)  # quality, chroma subsampling
 
 
 def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence[int],
-                images_dir: str, out_dir: str) -> Iterator[ImageTask]:
+                images_dir: str, out_dir: str, options: TransformOptions = TransformOptions()) -> Iterator[ImageTask]:
     """The tasks of the images at `positions` of `plans` (built lazily: each holds only its own annotations)."""
     for position in positions:
         plan = plans[position]
-        used = set(plan.crowd) | {ip.ann_id for ip in plan.instances} | {ann_id for ann_id, _ in plan.unscaled}
+        used = (set(plan.crowd) | set(plan.removed) | {ip.ann_id for ip in plan.instances}
+                | {ann_id for ann_id, _ in plan.unscaled})
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
-        bg = ds.images[plan.background_image_id] if plan.background == "new" else None
-        bg_anns = [a for a in ds.anns_by_image[plan.background_image_id]
-                   if a.get("iscrowd") or a["id"] in plan.background_labels] if bg else []
-        yield ImageTask(position, plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns)
+        bg, bg_anns = _background(ds, plan)
+        fallback, fallback_anns = _background(ds, plan.fallback) if plan.fallback else (None, [])
+        yield ImageTask(position, plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns,
+                        fallback, fallback_anns, options.max_hole, (options.jpeg_quality, options.jpeg_subsampling))
+
+
+def _background(ds: CocoDataset, plan: ImagePlan):
+    """A new background's image entry and the annotations render needs (crowds, cp+ labels)."""
+    if plan.background != "new":
+        return None, []
+    return ds.images[plan.background_image_id], [a for a in ds.anns_by_image[plan.background_image_id]
+                                                 if a.get("iscrowd") or a["id"] in plan.background_labels]
 
 
 def output_image_path(out_dir: str, image: dict) -> str:
@@ -65,12 +78,12 @@ def render_task(task: ImageTask) -> dict:
     An image that cannot be read or decoded is an entry with "skipped" set;
     a failed write to OUT raises OutputError: the run stops, it never skips.
     """
-    from .render import render_image, render_resized
+    from .render import UnfillableHoles, render_image, render_resized
 
     plan = task.plan
     entry = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
              "background": plan.background, "annotations": [], "dropped": [list(d) for d in plan.dropped],
-             "skipped": None}
+             "skipped": None, "provenance": provenance("copy", None, 0.0)}
     try:
         if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
             src_path = os.path.join(task.images_dir, task.image["file_name"])
@@ -88,14 +101,25 @@ def render_task(task: ImageTask) -> dict:
                 except SmplusError:
                     bg_pixels = None
                 if bg_pixels is None:  # an unreadable background falls back to inpainting
-                    plan = ImagePlan(plan.image_id, "inpaint", plan.image_id, task.image["width"],
-                                     task.image["height"], plan.instances, plan.crowd, plan.dropped)
-                    entry.update(background="inpaint", width=plan.width, height=plan.height)
+                    plan = replace(plan, background="inpaint", background_image_id=plan.image_id,
+                                   width=task.image["width"], height=task.image["height"], background_labels=())
+            fallback = None
             if plan.background == "resize":
                 result = render_resized(plan, pixels, task.anns)
             else:
-                result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns)
-            data = encode_image(result.image, task.image["file_name"])
+                try:
+                    result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns, task.max_hole)
+                except UnfillableHoles as e:  # never the blurred source: another image is the background
+                    if plan.fallback is None:
+                        raise SmplusError(f"image {task.image['file_name']}: {e}, and no other image can be "
+                                          "its background") from None
+                    fallback, plan = e.reason, plan.fallback
+                    bg_pixels = _decode_checked(task.images_dir, task.fallback)
+                    result = render_image(plan, pixels, task.anns, bg_pixels, task.fallback_anns)
+            entry.update(background=plan.background, width=plan.width, height=plan.height,
+                         provenance=provenance(plan.background, plan.background_image_id, result.hole_fraction,
+                                               fallback))
+            data = encode_image(result.image, task.image["file_name"], *task.jpeg)
             entry["annotations"] = result.annotations + unscaled_labels(plan, task.anns, task.image["width"],
                                                                         task.image["height"])
             entry["dropped"] = [list(d) for d in result.dropped]
@@ -109,3 +133,16 @@ def render_task(task: ImageTask) -> dict:
     except OSError as e:
         raise OutputError.writing(path, e.strerror or str(e)) from None
     return entry
+
+
+def provenance(background: str, background_image_id: Optional[int], hole_fraction: Optional[float],
+               fallback: Optional[str] = None) -> dict:
+    """How an output image's background was made; the output `images` entry carries it as "smplus".
+
+    background: inpaint (its own holes filled), new (another image), copy (the
+    file copied unchanged), resize (image level); hole_fraction: the share of
+    the background's pixels inpainted (None in a dry run); fallback: why the
+    planned inpainting gave way to a new background (hole_above_max, no_known_pixel).
+    """
+    return {"background": background, "background_image_id": background_image_id,
+            "hole_fraction": None if hole_fraction is None else round(hole_fraction, 4), "fallback": fallback}

@@ -167,9 +167,12 @@ def test_preview_writes_a_grid_png(tmp_path):
     assert r.exit_code == 0, r.output
     import cv2
     grid = cv2.imread(str(png))
-    assert grid is not None and grid.shape[0] == 3 * (320 + 8) and grid.shape[1] == 2 * 320 + 8
-    # the right half has green box lines drawn
-    right = grid[:, 328:]
-    assert ((right[..., 1] == 255) & (right[..., 0] == 0) & (right[..., 2] == 0)).sum() > 100
+    # per image: source | output | its background | smallest instances zoomed, each under a caption
+    assert grid is not None and grid.shape[0] == 3 * (18 + 320 + 8) and grid.shape[1] == 4 * 320 + 3 * 8
+    green = (grid[..., 1] == 255) & (grid[..., 0] == 0) & (grid[..., 2] == 0)
+    assert green[:, 328:648].sum() > 100  # output boxes drawn
+    assert green[:, 984:].sum() > 100     # and around the zoomed instances
+    background = grid[18:338, 656:976]    # cp: every image is on a new background, shown
+    assert background.std() > 20
     r = invoke("preview", tmp_path / "nothing", "-o", png)
     assert r.exit_code == 1 and "report not found" in r.output

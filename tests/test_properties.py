@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from smplus.coco import ann_to_rle, decode_rle, index_coco, mask_to_rle, patch_to_rle, window_mask
 from smplus.histogram import build_histogram
-from smplus.plan import MIN_SIDE, ImagePlan, TransformOptions, plan_dataset
+from smplus.plan import FRAME_TOLERANCE, MIN_SIDE, ImagePlan, TransformOptions, clipped_box, plan_dataset
 from smplus.render import SUPPORT, alpha_box
 from smplus.separate import place, separate
 
@@ -55,7 +55,16 @@ def test_plan_is_deterministic_and_boxes_are_sane(raw, opts):
         for ip in plan.instances:
             x, y, w, h = ip.box
             cx, cy = ip.center
-            assert 0 <= cx <= plan.width and 0 <= cy <= plan.height  # centre stays in the image
+            src = clipped_box(next(a for a in ds.anns_by_image[plan.image_id] if a["id"] == ip.ann_id),
+                              im["width"], im["height"])
+            cut = (src[0] <= FRAME_TOLERANCE, src[1] <= FRAME_TOLERANCE,
+                   src[0] + src[2] >= im["width"] - FRAME_TOLERANCE, src[1] + src[3] >= im["height"] - FRAME_TOLERANCE)
+            if resized or not any(cut):
+                assert 0 <= cx <= plan.width and 0 <= cy <= plan.height  # centre stays in the image
+            else:  # cut by the frame: the cut stays on the same edge of the output frame
+                gaps = (x, y, plan.width - x - w, plan.height - y - h)  # box edge to frame edge
+                for side, gap in zip(cut, gaps):
+                    assert not side or -1e-6 <= gap <= ip.scale * FRAME_TOLERANCE + 1e-6
             if ip.matched or resized:
                 assert w >= MIN_SIDE and h >= MIN_SIDE
             if ip.matched and not resized:

@@ -1,0 +1,400 @@
+"""What a detector would learn from an SM+ output, measured on coco_tiny (issue 9).
+
+    python scripts/quality.py [--data DIR] [--target T] [--base COMMIT]
+
+Runs MSM+ (PSI p = 0.4, seed 0) on both splits of coco_tiny with the
+tinyperson_like target, with this tree ("after") and with the code of
+--base (default: d33f9ac, the commit before issue 9; "before"), and prints
+one table:
+
+- fills equal to the source: inpainted images whose fill is the source
+  blurred (Telea had nothing to fill from) - the removed objects still show;
+  also with --background inpaint, where every image is inpainted;
+- fragments away from the frame: output instances whose source mask is cut
+  by the image frame (at least one output pixel's worth of mask on the edge)
+  but which do not come within 1 px of the same edge of the output;
+- box vs RLE: output annotations whose mask's box is > 1 px from bbox at some edge;
+- unlabelled scale-matched instances on new backgrounds, per --background-pool
+  (all; clean), and new backgrounds holding a person with
+  `--background-pool clean --categories person`;
+- hole fractions of inpainted images; fallbacks to a new background;
+- fills with known truth: holes shaped like the instances of the next image
+  punched into each image and inpainted: PSNR in the hole, texture ratio
+  (mean |Laplacian| in the hole / in a 6 px ring around it), ms per fill;
+- chroma error inside instances of 12 px or less: mean |dCb|, |dCr| between
+  the rendered pixels and the written JPEG;
+- JSD after rendering (report.json).
+
+"before" runs this same script on an export of the base commit (`git
+archive`), so its numbers are reproducible from the repository alone.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the shared data beside the repository (a checkout) or two levels up (a worktree in wt/)
+DATA = next((d for d in (os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "..", "..", "shared", "data"))
+             if os.path.isdir(d)), os.path.join(ROOT, "..", "shared", "data"))
+BASE = "d33f9ac"
+SPLITS = ("val2017", "train2017")
+SMALL = 12.0  # px: "instances of 12 px or less"
+
+
+def _import_smplus(code):
+    sys.path.insert(0, code)
+    import smplus  # noqa: F401
+
+
+# ---------------------------------------------------------------- collect (runs inside one code tree)
+
+def collect(data, target, splits):
+    import cv2
+    import numpy as np
+
+    from smplus import pipeline
+    from smplus.coco import ann_to_rle, decode_rle, load_coco
+    from smplus.histogram import load_target
+    from smplus.plan import TransformOptions, plan_dataset
+
+    new_code = "background_pool" in TransformOptions.__dataclass_fields__
+    try:  # where render_task lives (pipeline.py before the split into task.py)
+        from smplus import task as renderer
+    except ImportError:
+        renderer = pipeline
+    rendered = {}
+    real_encode = renderer.encode_image
+
+    def keep_rendered(image, file_name, *args):  # the pixels before JPEG, for the chroma error
+        rendered[file_name] = image.copy()
+        return real_encode(image, file_name, *args)
+
+    renderer.encode_image = keep_rendered
+    out = {}
+    for split in splits:
+        source = os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json")
+        images = os.path.join(data, "coco_tiny", split)
+        ds = load_coco(source)
+        res = {}
+        runs = [("all", {}, None), ("inpaint", {"background": "inpaint"}, None)]
+        if new_code:
+            runs += [("clean", {"background_pool": "clean"}, None),
+                     ("clean_person", {"background_pool": "clean"}, ["person"])]
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, extra, cats in runs:
+                rendered.clear()
+                o = os.path.join(tmp, name)
+                opts = TransformOptions(mode="msm", seed=0, **extra)
+                report = pipeline.transform(source, images, o, target=target, options=opts, categories=cats,
+                                            run=pipeline.RunOptions(progress=False)).report
+                with open(os.path.join(o, "annotations.json")) as f:
+                    result = json.load(f)
+                if cats is None:
+                    plan = plan_dataset(ds, load_target(target), opts)
+                    kinds = _kinds(result, plan, o)
+                    res[name] = {"jsd_after": report["jsd"]["after"],
+                                 **_unlabelled(ds, result, kinds, None),
+                                 "report_provenance": report.get("provenance")}
+                    if name in ("all", "inpaint"):
+                        res[name].update(_fills_and_frames(ds, result, kinds, images, o, rendered,
+                                                           plan, ann_to_rle, decode_rle, cv2, np))
+                else:
+                    kinds = _kinds(result, None, o)
+                    res[name] = _unlabelled(ds, result, kinds, {1})
+        res["punched"] = _punched_fills(ds, images, np, cv2, ann_to_rle)
+        out[split] = res
+    return out
+
+
+def _kinds(result, plan, out_dir):
+    """image id -> (background kind, background image id), from provenance or (old code) the plan."""
+    if all("smplus" in im for im in result["images"]):
+        return {im["id"]: (im["smplus"]["background"], im["smplus"]["background_image_id"])
+                for im in result["images"]}
+    kinds = {}
+    for p in plan.images:
+        with open(os.path.join(out_dir, ".smplus", "parts", f"{p.image_id}.json")) as f:
+            kind = json.load(f)["background"]
+        kinds[p.image_id] = (kind, p.background_image_id)
+    return kinds
+
+
+def _unlabelled(ds, result, kinds, categories):
+    """The new backgrounds' own (scale-matched) instances, visible without a label."""
+    from smplus.coco import instance_size
+
+    n = large = images_with = 0
+    for kind, bg_id in kinds.values():
+        if kind != "new":
+            continue
+        own = [a for a in ds.anns_by_image[bg_id] if not a.get("iscrowd")
+               and (categories is None or a["category_id"] in categories)]
+        n += len(own)
+        large += sum(instance_size(*a["bbox"][2:]) > 32 for a in own)
+        images_with += bool(own)
+    return {"unlabelled": n, "unlabelled_over_32": large, "new_backgrounds_with_any": images_with,
+            "new_backgrounds": sum(k == "new" for k, _ in kinds.values())}
+
+
+def _fills_and_frames(ds, result, kinds, images_dir, out_dir, rendered, plan, ann_to_rle, decode_rle, cv2, np):
+    from smplus.background import hole_mask
+    from smplus.coco import read_image
+
+    src_images = ds.images
+    by_image = {}
+    for a in result["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    out_images = {im["id"]: im for im in result["images"]}
+    blurred_fills = inpainted = 0
+    holes = []
+    touched = away = 0
+    disagree = n_anns = 0
+    chroma, chroma_px = [], 0
+    for image_id, (kind, _) in kinds.items():
+        im, oim = src_images[image_id], out_images[image_id]
+        H, W = im["height"], im["width"]
+        oh, ow = oim["height"], oim["width"]
+        anns = by_image.get(image_id, [])
+        out_masks = {}
+        for a in anns:
+            m = decode_rle(ann_to_rle(a["segmentation"], oh, ow))
+            out_masks[id(a)] = m
+            if a.get("from_background"):
+                continue
+            n_anns += 1
+            ys, xs = np.nonzero(m)
+            x, y, w, h = a["bbox"]
+            if xs.size and max(abs(xs.min() - x), abs(ys.min() - y), abs(xs.max() + 1 - x - w),
+                               abs(ys.max() + 1 - y - h)) > 1.0:
+                disagree += 1
+        if kind in ("inpaint", "new"):
+            src_anns = {a["id"]: a for a in ds.anns_by_image[image_id]}
+            for a in anns:
+                if a.get("from_background"):
+                    continue
+                sm = decode_rle(ann_to_rle(src_anns[a["source_ann_id"]]["segmentation"], H, W))
+                ys, xs = np.nonzero(sm)
+                if not xs.size:
+                    continue
+                # cut: at least one output pixel's worth of the mask on a frame edge (a corner
+                # touching the frame by a pixel or two is no cut)
+                r = (a["bbox"][2] * a["bbox"][3]) ** 0.5 / max(1e-9, (np.ptp(xs) + 1) * (np.ptp(ys) + 1)) ** 0.5
+                contact = max(2.0, 1.0 / max(r, 1e-9))
+                sides = (sm[:, 0].sum() >= contact, sm[0].sum() >= contact,
+                         sm[:, -1].sum() >= contact, sm[-1].sum() >= contact)
+                if not any(sides):
+                    continue
+                touched += 1
+                oys, oxs = np.nonzero(out_masks[id(a)])
+                reach = (oxs.min() <= 1, oys.min() <= 1, oxs.max() >= ow - 2, oys.max() >= oh - 2)
+                away += any(s and not r for s, r in zip(sides, reach))
+        if kind == "inpaint":
+            inpainted += 1
+            rles = [r for r in (ann_to_rle(a["segmentation"], H, W) for a in ds.anns_by_image[image_id]) if r]
+            hole = hole_mask(rles, (H, W)).astype(bool)
+            holes.append(float(hole.mean()))
+            pasted = np.zeros((H, W), np.uint8)
+            for m in out_masks.values():
+                pasted |= m
+            region = hole & (cv2.dilate(pasted, np.ones((5, 5), np.uint8)) == 0)
+            if region.sum() > 0.01 * H * W:
+                src = read_image(os.path.join(images_dir, im["file_name"])).astype(np.float32)
+                out = read_image(os.path.join(out_dir, "images", oim["file_name"])).astype(np.float32)
+                blur = cv2.resize(cv2.resize(src, (max(8, W // 4), max(8, H // 4)), interpolation=cv2.INTER_AREA),
+                                  (W, H), interpolation=cv2.INTER_LINEAR)
+                # Telea with no known pixel returns its (downsampled) input: the fill is the blurred source
+                blurred_fills += float(np.abs(out[region] - blur[region]).mean()) < 8.0
+        if kind in ("inpaint", "new") and oim["file_name"] in rendered:
+            truth = cv2.cvtColor(rendered[oim["file_name"]], cv2.COLOR_BGR2YCrCb).astype(np.float32)
+            written = cv2.cvtColor(read_image(os.path.join(out_dir, "images", oim["file_name"])),
+                                   cv2.COLOR_BGR2YCrCb).astype(np.float32)
+            for a in anns:
+                if (a["bbox"][2] * a["bbox"][3]) ** 0.5 <= SMALL:
+                    m = out_masks[id(a)].astype(bool)
+                    chroma.append(np.abs(truth[m][:, 1:] - written[m][:, 1:]).sum(axis=0))
+                    chroma_px += int(m.sum())
+    c = np.sum(chroma, axis=0) / max(chroma_px, 1) if chroma else [float("nan")] * 2
+    return {"inpainted": inpainted, "blurred_fills": blurred_fills, "holes": holes,
+            "cut_instances": touched, "cut_away_from_frame": away,
+            "annotations": n_anns, "box_rle_disagree": disagree,
+            "chroma_small": [round(float(v), 3) for v in c], "chroma_small_px": chroma_px}
+
+
+def _punched_fills(ds, images_dir, np, cv2, ann_to_rle):
+    """Holes shaped like the next image's instances, punched into each image and inpainted."""
+    from smplus.background import hole_mask, inpaint_holes
+    from smplus.coco import read_image
+
+    ids = sorted(ds.images)
+    rows = []
+    for k, image_id in enumerate(ids):
+        im, other = ds.images[image_id], ds.images[ids[(k + 1) % len(ids)]]
+        oh, ow = other["height"], other["width"]
+        rles = [r for r in (ann_to_rle(a["segmentation"], oh, ow) for a in ds.anns_by_image[other["id"]]
+                            if not a.get("iscrowd")) if r]
+        if not rles:
+            continue
+        H, W = im["height"], im["width"]
+        hole = cv2.resize(hole_mask(rles, (oh, ow)), (W, H), interpolation=cv2.INTER_NEAREST)
+        if not hole.any() or hole.all():
+            continue
+        image = read_image(os.path.join(images_dir, im["file_name"]))
+        t = time.perf_counter()
+        filled = inpaint_holes(image, hole)
+        ms = (time.perf_counter() - t) * 1000
+        fraction = float(hole.mean())
+        if filled is None:  # no known pixel left: nothing is filled
+            rows.append([fraction, None, None, ms])
+            continue
+        h = hole.astype(bool)
+        mse = float(np.mean((filled[h].astype(np.float64) - image[h]) ** 2))
+        lap = np.abs(cv2.Laplacian(cv2.cvtColor(filled, cv2.COLOR_BGR2GRAY).astype(np.float32), cv2.CV_32F))
+        ring = (cv2.dilate(hole, np.ones((13, 13), np.uint8)) > 0) & ~h
+        texture = float(lap[h].mean() / max(lap[ring].mean(), 1e-6))
+        rows.append([fraction, 10 * np.log10(255.0 ** 2 / max(mse, 1e-9)), texture, ms])
+    return rows
+
+
+# ---------------------------------------------------------------- table
+
+def _summary(res):
+    import numpy as np
+
+    a = res["all"]
+    holes = np.asarray(a["holes"]) if a["holes"] else np.zeros(1)
+    punched = [r for r in res["punched"] if r[0] <= 0.5]
+    ok = [r for r in punched if r[1] is not None]
+    prov = a.get("report_provenance") or {}
+    clean, person = res.get("clean"), res.get("clean_person")
+    na = "n/a"
+    return {
+        "inpainted images": a["inpainted"],
+        "fills equal to the blurred source": a["blurred_fills"],
+        "same, --background inpaint (of inpainted images)": f"{res['inpaint']['blurred_fills']} of "
+                                                             f"{res['inpaint']['inpainted']}",
+        "fallbacks to a new background (by reason)": ", ".join(f"{k} {v}" for k, v in prov.get("fallbacks", {}).items())
+        or ("0" if prov else na),
+        "hole fraction of inpainted images: median / p90 / max": "{:.2f} / {:.2f} / {:.2f}".format(
+            *np.quantile(holes, [0.5, 0.9, 1.0])),
+        "source instances cut by the frame, pasted": a["cut_instances"],
+        "...of which away from the frame": a["cut_away_from_frame"],
+        "annotations whose RLE box is > 1 px from bbox": f"{a['box_rle_disagree']} of {a['annotations']}",
+        "unlabelled matched instances on new backgrounds, pool all (> 32 px)":
+            f"{a['unlabelled']} ({a['unlabelled_over_32']}) in {a['new_backgrounds']} images",
+        "same, pool clean (> 32 px)": na if clean is None else
+            f"{clean['unlabelled']} ({clean['unlabelled_over_32']}) in {clean['new_backgrounds']} images",
+        "new backgrounds with a person, clean pool, --categories person": na if person is None else
+            f"{person['new_backgrounds_with_any']} of {person['new_backgrounds']}",
+        "punched holes <= 0.5: PSNR in hole, dB (median)": f"{np.median([r[1] for r in ok]):.2f}",
+        "punched holes <= 0.5: texture ratio (median)": f"{np.median([r[2] for r in ok]):.3f}",
+        "punched holes <= 0.5: ms per fill (mean)": f"{np.mean([r[3] for r in punched]):.2f}",
+        "chroma error in instances <= 12 px, |dCr|, |dCb|": "{:.2f}, {:.2f}".format(*a["chroma_small"]),
+        "JSD after rendering (MSM+)": f"{a['jsd_after']:.4f}",
+    }
+
+
+def fill_cost_ratio(data, base):
+    """Time of this tree's fill over the base's, same holes, same process, interleaved (min of 3)."""
+    import importlib.util
+
+    import cv2
+
+    _import_smplus(ROOT)
+    from smplus.background import hole_mask, inpaint_holes
+    from smplus.coco import ann_to_rle, load_coco, read_image
+
+    spec = importlib.util.spec_from_file_location("base_background", os.path.join(base, "smplus", "background.py"))
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    times = {"old": 0.0, "new": 0.0}
+    for split in SPLITS:
+        ds = load_coco(os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json"))
+        ids = sorted(ds.images)
+        for k, image_id in enumerate(ids):
+            im, other = ds.images[image_id], ds.images[ids[(k + 1) % len(ids)]]
+            rles = [r for r in (ann_to_rle(a["segmentation"], other["height"], other["width"])
+                                for a in ds.anns_by_image[other["id"]] if not a.get("iscrowd")) if r]
+            if not rles:
+                continue
+            hole = cv2.resize(hole_mask(rles, (other["height"], other["width"])), (im["width"], im["height"]),
+                              interpolation=cv2.INTER_NEAREST)
+            if not hole.any() or hole.mean() > 0.5:
+                continue
+            image = read_image(os.path.join(data, "coco_tiny", split, im["file_name"]))
+            for name, fill in (("old", old.inpaint_holes), ("new", inpaint_holes)):
+                best = float("inf")
+                for _ in range(3):
+                    t = time.perf_counter()
+                    fill(image, hole)
+                    best = min(best, time.perf_counter() - t)
+                times[name] += best
+    return times["new"] / times["old"]
+
+
+def _hole_bins(res_by_split):
+    import numpy as np
+
+    rows = [r for res in res_by_split.values() for r in res["punched"]]
+    edges = [0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
+    lines = ["| hole fraction | holes | PSNR (median) | texture ratio (median) | no known pixel |", "|---|---|---|---|---|"]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = [r for r in rows if lo < r[0] <= hi]
+        ok = [r for r in sel if r[1] is not None]
+        if sel:
+            lines.append(f"| {lo:.1f}-{hi:.1f} | {len(sel)} | "
+                         + (f"{np.median([r[1] for r in ok]):.2f} | {np.median([r[2] for r in ok]):.3f}" if ok else "- | -")
+                         + f" | {len(sel) - len(ok)} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=DATA, help="folder holding coco_tiny/ and tinyperson_like/")
+    ap.add_argument("--target", default=None, help="default: DATA/tinyperson_like/tiny_set_train_like.json")
+    ap.add_argument("--base", default=BASE, help="commit whose code gives the 'before' column")
+    ap.add_argument("--collect", default=None, help=argparse.SUPPRESS)  # internal: write one tree's numbers
+    ap.add_argument("--code", default=ROOT, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    target = args.target or os.path.join(args.data, "tinyperson_like", "tiny_set_train_like.json")
+    if args.collect:
+        _import_smplus(args.code)
+        with open(args.collect, "w") as f:
+            json.dump(collect(args.data, target, SPLITS), f)
+        return
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.join(tmp, "base")
+        os.makedirs(base)
+        archive = subprocess.run(["git", "-C", ROOT, "archive", args.base, "smplus"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
+        for name, code in (("before", base), ("after", ROOT)):
+            path = os.path.join(tmp, f"{name}.json")
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--collect", path, "--code", code,
+                            "--data", args.data, "--target", target], check=True,
+                           env={**os.environ, "PYTHONPATH": code})
+            with open(path) as f:
+                results[name] = json.load(f)
+        cost = fill_cost_ratio(args.data, base)
+    rows = {(name, split): _summary(results[name][split]) for name in results for split in SPLITS}
+    head = [f"{name} ({args.base if name == 'before' else 'this tree'}) {split[:-4]}"
+            for name in results for split in SPLITS]
+    print("| quantity | " + " | ".join(head) + " |")
+    print("|---|" + "---|" * len(head))
+    for key in rows[("after", SPLITS[0])]:
+        print(f"| {key} | " + " | ".join(str(rows[(n, s)][key]) for n in results for s in SPLITS) + " |")
+    print()
+    print(f"Fill cost, this tree / {args.base}, on the punched holes <= 0.5 (same process, interleaved): {cost:.2f}x")
+    print()
+    print("Fills with known truth by hole fraction (this tree, both splits):")
+    print()
+    print(_hole_bins(results["after"]))
+
+
+if __name__ == "__main__":
+    main()
