@@ -55,6 +55,17 @@ def reference(tmp_path_factory):
     return source, images, tree(out)
 
 
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory):
+    """240 images and their one-worker output: long enough that a signal lands mid-run
+    (the journal commits every 0.5 s; 18 images can all be done by then)."""
+    tmp = tmp_path_factory.mktemp("long")
+    source, images = larger_set(tmp, copies=40)
+    out = tmp / "one_worker"
+    transform(source, images, str(out), options=TransformOptions(seed=SEED), run=RunOptions(progress=False))
+    return source, images, tree(out)
+
+
 def ray_transform(source, images, out):
     """transform() with --executor ray; Ray is already running here, so the executor uses that session."""
     return transform(source, images, str(out), options=TransformOptions(seed=SEED),
@@ -169,8 +180,8 @@ def session_processes(sid):
     return pids
 
 
-def interrupted_run(source, images, out, signal_it, address=None):
-    """The CLI with --executor ray, signalled once 2 images are journaled; its process."""
+def interrupted_run(source, images, out, signal_it, address=None, total=240):
+    """The CLI with --executor ray on `total` images, signalled once 2 images are journaled; its process."""
     cmd = [sys.executable, "-m", "smplus.cli", "transform", "--source", source, "--images", images,
            "--out", str(out), "--seed", str(SEED), "--executor", "ray"]
     proc = subprocess.Popen(cmd + (["--address", address] if address else []), cwd=ROOT,
@@ -182,10 +193,10 @@ def interrupted_run(source, images, out, signal_it, address=None):
     out_text, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     done = len(journal_ids(out))
-    assert 2 <= done < 18, "the run must stop midway"
+    assert 2 <= done < total, "the run must stop midway"
     assert not (out / "annotations.json").exists()
     # one line, no traceback, nothing from Ray's logs
-    assert err.strip().splitlines() == [f"Error: interrupted after {done} of 18 images; "
+    assert err.strip().splitlines() == [f"Error: interrupted after {done} of {total} images; "
                                         "rerun the same command with --resume to continue"], err
     assert out_text == ""
     return proc
@@ -197,8 +208,8 @@ def cluster_is_running():
     return ray.is_initialized() and ray.cluster_resources().get("CPU") == 2
 
 
-def test_ctrl_c_stops_a_local_instance_then_resume_completes(cluster, reference, tmp_path):
-    source, images, expected = reference
+def test_ctrl_c_stops_a_local_instance_then_resume_completes(cluster, long_reference, tmp_path):
+    source, images, expected = long_reference
     out = tmp_path / "out"
     # what Ctrl-C in a terminal does: SIGINT to the whole foreground process group, Ray's processes included
     proc = interrupted_run(source, images, out, lambda p: os.killpg(p.pid, signal.SIGINT))
@@ -213,8 +224,8 @@ def test_ctrl_c_stops_a_local_instance_then_resume_completes(cluster, reference,
     assert tree(out) == expected
 
 
-def test_sigterm_stops_a_run_on_a_cluster_and_leaves_the_cluster_running(cluster, reference, tmp_path):
-    source, images, _ = reference
+def test_sigterm_stops_a_run_on_a_cluster_and_leaves_the_cluster_running(cluster, long_reference, tmp_path):
+    source, images, _ = long_reference
     # ray.init replaces the driver's SIGTERM handler by sys.exit: smplus keeps its own
     interrupted_run(source, images, tmp_path / "out", lambda p: p.send_signal(signal.SIGTERM), address=cluster)
     assert cluster_is_running(), "a cluster we connected to keeps running"
