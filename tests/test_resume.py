@@ -42,6 +42,7 @@ def larger_set(tmp_path, copies=5):
 
 
 def tree(out):
+    """Every file of a dataset (annotations.json, report.json, images), not the journal."""
     result = {}
     for root, _, files in os.walk(out):
         for f in files:

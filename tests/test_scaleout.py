@@ -21,17 +21,7 @@ from smplus.plan import TransformOptions, plan_dataset
 from smplus.shards import assign_shards
 
 from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
-
-
-def tree(out):
-    """Every file of a dataset (annotations.json, report.json, images), not the journal."""
-    result = {}
-    for root, _, files in os.walk(out):
-        for f in files:
-            p = os.path.join(root, f)
-            if "/.smplus" not in p:
-                result[os.path.relpath(p, out)] = open(p, "rb").read()
-    return result
+from test_resume import tree
 
 
 def run_shard(out, i, n, seed=3, resume=False, **options):
