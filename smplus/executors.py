@@ -20,10 +20,13 @@ The contract every executor implements (local here; Ray in smplus.ray_executor):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
 import os
+import queue
 import signal
+import threading
 from multiprocessing.connection import wait
 from typing import Iterable, Iterator, Optional
 
@@ -32,6 +35,7 @@ from .task import ImageTask, render_task
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'smplus[ray]'"
+PREFETCH = 2  # tasks queued per local worker: the next one is there when it finishes one
 
 
 def make_executor(kind: str = "local", workers: int = 1, address: Optional[str] = None):
@@ -62,14 +66,17 @@ class InProcess:
 
 
 class LocalProcesses:
-    """N spawned worker processes, each fed one task at a time through its own pipe.
+    """N spawned worker processes, each fed through its own pipe, PREFETCH tasks ahead.
 
     Spawned, not forked: libgomp (used by numba/OpenCV) aborts in a forked
     child. Each worker loads the matting kernels once (numba's on-disk cache),
     started before the annotations load so that this overlaps the driver's
     loading and planning. The driver watches the pipes
     and the processes together, so a worker killed by the OOM killer or a
-    segfault is seen at once, with the task it was on.
+    segfault is seen at once, with the task it was on. A worker finds its next
+    task waiting when it sends a result (a reader thread drains its pipe, so
+    neither side ever blocks on a full one): one task at a time left it idle
+    while the driver journaled the result and built the next task.
     """
 
     def __init__(self, workers: int):
@@ -105,25 +112,27 @@ class LocalProcesses:
 
     def imap_unordered(self, tasks: Iterable[ImageTask]) -> Iterator[dict]:
         tasks = iter(tasks)
-        on: dict = {}  # worker index -> the task it is rendering
-        idle = list(range(self.workers))
+        on = [collections.deque() for _ in range(self.workers)]  # each worker's tasks, the one it renders first
         exhausted = False
         while True:
-            while idle and not exhausted:
-                task = next(tasks, None)
-                if task is None:
-                    exhausted = True
-                    break
-                k = idle.pop()
-                on[k] = task
-                try:
-                    self._conns[k].send(task)
-                except OSError:  # it died while idle
-                    raise self._died(k, task) from None
-            if not on:
+            for _ in range(PREFETCH):
+                for k in range(self.workers):
+                    if exhausted or len(on[k]) >= PREFETCH:
+                        continue
+                    task = next(tasks, None)
+                    if task is None:
+                        exhausted = True
+                        break
+                    on[k].append(task)
+                    try:
+                        self._conns[k].send(task)
+                    except OSError:  # it died
+                        raise self._died(k, on[k][0]) from None
+            busy = [k for k in range(self.workers) if on[k]]
+            if not busy:
                 return
-            ready = wait([self._conns[k] for k in on] + [self._procs[k].sentinel for k in on])
-            for k in list(on):
+            ready = wait([self._conns[k] for k in busy] + [self._procs[k].sentinel for k in busy])
+            for k in busy:
                 reply = None
                 if self._conns[k] in ready:
                     with contextlib.suppress(EOFError, OSError):  # EOF: it died; its exit code says how
@@ -132,15 +141,26 @@ class LocalProcesses:
                     ok, value = reply
                     if not ok:
                         raise value
-                    del on[k]
-                    idle.append(k)
+                    on[k].popleft()
                     yield value
                 elif self._conns[k] in ready or self._procs[k].sentinel in ready:
-                    raise self._died(k, on[k])
+                    raise self._died(k, on[k][0])
 
     def _died(self, k: int, task: ImageTask) -> SmplusError:
         self._procs[k].join()
         return SmplusError(_death_message(self._procs[k].exitcode, task))
+
+
+def _drain(conn, inbox: queue.Queue) -> None:
+    """A worker's reader: tasks from the driver into `inbox` as they come (None at the end)."""
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            task = None
+        inbox.put(task)
+        if task is None:
+            return
 
 
 def _death_message(exitcode: Optional[int], task: ImageTask) -> str:
@@ -187,12 +207,11 @@ def worker_init() -> None:
 
 def _worker_main(conn) -> None:
     worker_init()
+    inbox: queue.Queue = queue.Queue()
+    threading.Thread(target=_drain, args=(conn, inbox), daemon=True).start()
     while True:
-        try:
-            task = conn.recv()
-        except EOFError:  # the driver is gone
-            return
-        if task is None:
+        task = inbox.get()
+        if task is None:  # done, or the driver is gone
             return
         try:
             reply = (True, render_task(task))
