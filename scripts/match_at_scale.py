@@ -31,9 +31,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHARED = os.path.join(ROOT, "..", "shared", "data")
-if not os.path.isdir(SHARED):  # a worktree in /work/wt/NAME
-    SHARED = os.path.join(ROOT, "..", "..", "shared", "data")
 
+from bench import repeated_set  # noqa: E402  (coco_tiny repeated: new ids, linked files)
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from smplus.coco import ann_to_rle, instance_size  # noqa: E402
@@ -43,29 +42,6 @@ from smplus.plan import TransformOptions  # noqa: E402
 
 CLASSES = [(2, 8), (8, 12), (12, 20), (20, 32), (32, float("inf"))]
 MODES = {"msm": "MSM+", "rsm": "RSM+"}
-
-
-def repeated_set(split: str, repeat: int, tmp: str):
-    """coco_tiny's `split` repeated: new ids, hard-linked files (a symlink across file systems)."""
-    src_dir = os.path.join(SHARED, "coco_tiny", split)
-    raw = json.load(open(os.path.join(SHARED, "coco_tiny", "annotations", f"instances_{split}.json")))
-    folder = os.path.join(tmp, "images")
-    os.makedirs(folder)
-    images, anns = [], []
-    for k in range(repeat):
-        for im in raw["images"]:
-            name = f"{k}_{im['file_name']}"
-            src, dst = os.path.join(src_dir, im["file_name"]), os.path.join(folder, name)
-            try:
-                os.link(src, dst)
-            except OSError:
-                os.symlink(os.path.abspath(src), dst)
-            images.append({**im, "id": k * 10**7 + im["id"], "file_name": name})
-        anns.extend({**a, "id": k * 10**8 + a["id"], "image_id": k * 10**7 + a["image_id"]}
-                    for a in raw["annotations"])
-    path = os.path.join(tmp, "annotations.json")
-    json.dump({**raw, "images": images, "annotations": anns}, open(path, "w"))
-    return path, folder, len(images)
 
 
 def rle_box_disagreements(data: dict) -> int:
@@ -129,7 +105,11 @@ def main():
 
     hist = load_target(args.target)  # report.json's histogram (default bins)
     with tempfile.TemporaryDirectory(prefix="match_at_scale_") as tmp:
-        ann, folder, n_images = repeated_set(args.split, args.repeat, tmp)
+        split_json = os.path.join(SHARED, "coco_tiny", "annotations", f"instances_{args.split}.json")
+        with open(split_json) as f:
+            n_split = len(json.load(f)["images"])
+        ann, folder, n_images = repeated_set(split_json, os.path.join(SHARED, "coco_tiny", args.split),
+                                             args.repeat * n_split, tmp)
         print(f"coco_tiny {args.split} x{args.repeat}: {n_images} images, seed {args.seed}, "
               f"{args.workers} workers, target {os.path.basename(args.target)}\n")
         for mode in args.modes.split(","):

@@ -23,8 +23,6 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHARED = os.path.join(ROOT, "..", "shared", "data")
-if not os.path.isdir(SHARED):  # a worktree in /work/wt/NAME
-    SHARED = os.path.join(ROOT, "..", "..", "shared", "data")
 
 from smplus import render  # noqa: E402
 from smplus.pipeline import RunOptions, transform  # noqa: E402
