@@ -224,6 +224,7 @@ def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str
                           f"rerun the same command with --resume to continue") from None
     finally:
         bar.close()
+    _remove_partial_writes(out_dir)  # a worker killed mid-write (its image rendered again) left one
     return count
 
 
@@ -257,7 +258,7 @@ def _stop_requests():
 
 
 def _remove_partial_writes(out_dir: str) -> None:
-    """Temporary files of writes a killed run never renamed into place."""
+    """Temporary files of writes a killed run or worker never renamed into place."""
     for root, _, files in os.walk(out_dir):
         for name in files:
             if name.startswith(TMP_PREFIX):
