@@ -28,7 +28,16 @@ BACKGROUNDS = ("psi", "inpaint", "new")
 LEVELS = ("instance", "image")  # image: the original Scale Match (Yu et al., WACV 2020)
 IMAGE_LEVEL_TRIES = 5             # RSM draws until the scale lands in scale_range
 DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
-MIN_SIDE = 2.0  # instances that end under 2 px wide or tall are dropped
+# Instances that would end under 1 px wide or tall are dropped: a pixel is the
+# least that can be drawn. (TinyPerson itself has 3 % of boxes with a side under
+# 2 px; at 2 px its whole head bin, sizes under 2.03 px, was out of reach.)
+MIN_SIDE = 1.0
+MIN_IMAGE_SIDE = 2  # an image under 2 px wide or tall has no room to cut anything out
+# An instance too elongated for its target size is planned at the least size
+# that keeps its short side at MIN_SIDE, when that is in the same target bin:
+# this much inside, so the rendered size (within 1 %, render.SIZE_TOLERANCE)
+# stays in the bin and its short side at MIN_SIDE or more.
+BIN_MARGIN = 1.02
 # Labels that cannot be cut out (no usable mask or box) but still locate an object:
 # kept unscaled where the image's own pixels stay, dropped where they do not.
 UNSCALED = ("bad_polygon", "bad_mask", "bad_box", "zero_size_box")
@@ -157,8 +166,8 @@ class ImagePlan:
 
 def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
     """Why an annotation cannot be transformed, from its JSON alone (None if it can)."""
-    if width < MIN_SIDE or height < MIN_SIDE:
-        return "image_too_small"  # no room to cut anything out (pymatting fails on 1x1)
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        return "image_too_small"  # no room to cut anything out (matting fails on 1x1)
     reason = box_reason(ann.get("bbox"), width, height)
     if reason is not None:
         return reason
@@ -259,6 +268,22 @@ def fixed_point(box: Tuple[float, float, float, float], width: int, height: int)
             return None
         point.append(0.0 if first else float(size) if last else lo + extent / 2)
     return point[0], point[1]
+
+
+def reachable_size(size: float, w: float, h: float, hist: SizeHistogram) -> float:
+    """The planned size of a w x h instance given target size `size`.
+
+    `size` itself, unless the instance's short side would end under MIN_SIDE:
+    then the least size that keeps it at MIN_SIDE (with BIN_MARGIN), if that
+    is still in the same bin of the target histogram. Size is matched by bin,
+    so the instance counts where the target asked for it, instead of being
+    dropped (which left the smallest bins short).
+    """
+    least = MIN_SIDE * BIN_MARGIN * math.sqrt(max(w, h) / min(w, h))
+    if size >= least:
+        return size
+    upper = hist.edges[int(hist.bin_index([size])[0]) + 1] / BIN_MARGIN
+    return least if least < upper else size
 
 
 @dataclass
@@ -416,7 +441,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         if a["id"] in new_sizes:
             # r is bounded so the instance fits the image: an outlier target size
             # must not ask for a paste larger than any background.
-            scale = min(new_sizes[a["id"]] / instance_size(w, h), W / w, H / h)
+            scale = min(reachable_size(new_sizes[a["id"]], w, h, hist) / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
                 removed.append(a["id"])

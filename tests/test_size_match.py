@@ -1,0 +1,47 @@
+"""Every size the target asks for is planned: instances given the smallest target
+sizes are fitted inside their target bin, not dropped (issue 13)."""
+
+import numpy as np
+import pytest
+
+from smplus.coco import index_coco
+from smplus.histogram import SizeHistogram, build_histogram
+from smplus.plan import BIN_MARGIN, MIN_SIDE, TransformOptions, plan_dataset, reachable_size
+
+BY_HAND = SizeHistogram(edges=(0.5, 2.0, 4.0, 8.0), probs=(0.2, 0.3, 0.5))
+
+
+@pytest.mark.parametrize("size, w, h, expected", [
+    (1.0, 10, 10, MIN_SIDE * BIN_MARGIN),               # square: raised to a 1-px side, still in [0.5, 2)
+    (1.0, 10, 40, 1.0),                                 # 1:4 needs 2.04 px, past its bin: unchanged (dropped)
+    (3.0, 10, 40, 3.0),                                 # reaches a 1-px side at its size: unchanged
+    (2.1, 10, 90, MIN_SIDE * BIN_MARGIN * 3.0),         # 1:9 needs 3.06 px, in [2, 4): raised
+    (2.1, 90, 10, MIN_SIDE * BIN_MARGIN * 3.0),         # the same lying down
+    (3.95, 10, 160, 3.95),                              # 1:16 needs 4.08 px, past [2, 4): unchanged
+])
+def test_reachable_size_by_hand(size, w, h, expected):
+    assert reachable_size(size, w, h, BY_HAND) == pytest.approx(expected)
+
+
+def repeated(raw: dict, times: int) -> dict:
+    """The fixture set `times` over, with new image and annotation ids."""
+    images = [{**im, "id": k * 10**7 + im["id"], "file_name": f"{k}_{im['file_name']}"}
+              for k in range(times) for im in raw["images"]]
+    anns = [{**a, "id": k * 10**8 + a["id"], "image_id": k * 10**7 + a["image_id"]}
+            for k in range(times) for a in raw["annotations"]]
+    return {**raw, "images": images, "annotations": anns}
+
+
+@pytest.mark.parametrize("mode", ["msm", "rsm"])
+def test_the_smallest_target_bin_is_planned_not_dropped(coco_raw, mode):
+    """A target whose smallest bin (10 % of it) ends under 2 px: at a 2-px least side it
+    stayed empty; now the instances given those sizes are planned in it."""
+    hist = build_histogram(np.random.default_rng(0).lognormal(1.5, 0.8, 5000), bins=20, except_rate=0.2)
+    assert hist.edges[1] < 2.0 and hist.probs[0] == pytest.approx(0.1)
+    dplan = plan_dataset(index_coco(repeated(coco_raw, 10)), hist, TransformOptions(mode=mode))
+    planned = [ip for p in dplan.images for ip in p.instances if ip.matched]
+    too_small = [ann for p in dplan.images for ann, reason in p.dropped if reason == "too_small"]
+    head = [ip for ip in planned if ip.size < hist.edges[1]]
+    assert len(head) >= 0.5 * hist.probs[0] * len(planned) and len(too_small) <= 0.05 * len(planned)
+    for ip in head:
+        assert min(ip.box[2], ip.box[3]) >= MIN_SIDE
