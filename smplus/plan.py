@@ -12,6 +12,7 @@ plan does not depend on worker count, order, or which images ran before.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -20,7 +21,7 @@ import numpy as np
 
 from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, ann_to_rle, instance_size, usable_polygons
 from .errors import UsageError
-from .histogram import SizeHistogram, msm_sizes
+from .histogram import SizeHistogram
 
 MODES = ("msm", "rsm", "cp", "cp+")
 COPY_PASTE = ("cp", "cp+")  # paper Table 6: instances pasted unscaled onto a new background
@@ -270,20 +271,59 @@ def fixed_point(box: Tuple[float, float, float, float], width: int, height: int)
     return point[0], point[1]
 
 
-def reachable_size(size: float, w: float, h: float, hist: SizeHistogram) -> float:
-    """The planned size of a w x h instance given target size `size`.
+def least_size(w: float, h: float) -> float:
+    """The least planned size s = sqrt(w*h) at which a w x h box keeps its short side
+    at MIN_SIDE, with BIN_MARGIN for the rendered size's tolerance."""
+    return MIN_SIDE * BIN_MARGIN * math.sqrt(max(w, h) / min(w, h))
 
-    `size` itself, unless the instance's short side would end under MIN_SIDE:
-    then the least size that keeps it at MIN_SIDE (with BIN_MARGIN), if that
-    is still in the same bin of the target histogram. Size is matched by bin,
-    so the instance counts where the target asked for it, instead of being
-    dropped (which left the smallest bins short).
+
+def reachable_size(size, least, hist: SizeHistogram):
+    """The planned size of an instance of least size `least` (least_size) given target size `size`.
+
+    `size` itself, or if under `least`, `least` when that is still in the same
+    bin of the target histogram (BIN_MARGIN inside its upper edge): size is
+    matched by bin, so the instance counts where the target asked for it. If
+    not, `size` (whose short side is then under MIN_SIDE: dropped). Vectorised.
     """
-    least = MIN_SIDE * BIN_MARGIN * math.sqrt(max(w, h) / min(w, h))
-    if size >= least:
-        return size
-    upper = hist.edges[int(hist.bin_index([size])[0]) + 1] / BIN_MARGIN
-    return least if least < upper else size
+    size, least = np.broadcast_arrays(np.asarray(size, float), np.asarray(least, float))
+    upper = np.asarray(hist.edges)[hist.bin_index(size.ravel()).reshape(size.shape) + 1] / BIN_MARGIN
+    return np.where(size >= least, size, np.where(least < upper, least, size))
+
+
+def msm_reachable_sizes(sizes: Sequence[float], least: Sequence[float], hist: SizeHistogram) -> np.ndarray:
+    """MSM+ sizes, monotone as far as the instances allow.
+
+    The target quantiles are dealt in increasing order, each to the smallest
+    instance (in source size, ties in order of appearance) not yet served that
+    can reach it (reachable_size keeps its short side at MIN_SIDE). Where every
+    instance can reach its quantile this is msm_sizes; an instance too
+    elongated for its small quantile takes the next it can reach, so none is
+    dropped and every quantile is used. Quantiles no instance can reach are
+    left out, and the instances left over take their own quantile. O(n log n).
+    """
+    n = len(sizes)
+    targets = hist.quantile((np.arange(n) + 0.5) / n)  # increasing
+    order = np.argsort(np.asarray(sizes, float), kind="stable")  # source position -> instance
+    least = np.asarray(least, float)[order]
+    # The first quantile each instance can reach: at or above its least size, or in a bin that holds it.
+    first_bin = np.searchsorted(np.asarray(hist.edges)[1:] / BIN_MARGIN, least, side="right")
+    first = np.minimum(np.searchsorted(targets, least, side="left"),
+                       np.searchsorted(hist.bin_index(targets), first_bin, side="left"))
+    out = targets.copy()  # by source position
+    served = np.zeros(n, bool)
+    waiting: List[int] = []  # source positions that can reach the current quantile
+    by_first = np.argsort(first, kind="stable")
+    k = 0
+    for j in range(n):
+        while k < n and first[by_first[k]] <= j:
+            heapq.heappush(waiting, int(by_first[k]))
+            k += 1
+        if waiting:
+            i = heapq.heappop(waiting)
+            out[i], served[i] = targets[j], True
+    result = np.empty(n)
+    result[order] = np.where(served, out, targets)
+    return result
 
 
 @dataclass
@@ -291,6 +331,7 @@ class _Candidate:
     image_id: int
     ann: dict
     size: float
+    least: float    # least_size of its box
     cut_both: bool  # cut by two opposite frame edges: dropped, not scale-matched
 
 
@@ -316,12 +357,12 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
         for a in ds.anns_by_image[image_id]:
             if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
                 box = clipped_box(a, im["width"], im["height"])
-                candidates[image_id].append(_Candidate(image_id, a, instance_size(*box[2:]),
+                candidates[image_id].append(_Candidate(image_id, a, instance_size(*box[2:]), least_size(*box[2:]),
                                                        fixed_point(box, im["width"], im["height"]) is None))
     msm_new: Dict[int, float] = {}
     if options.mode == "msm" and options.level == "instance":
         flat = [c for cs in candidates.values() for c in cs if not c.cut_both]
-        for c, s in zip(flat, msm_sizes([c.size for c in flat], hist)):
+        for c, s in zip(flat, msm_reachable_sizes([c.size for c in flat], [c.least for c in flat], hist)):
             msm_new[c.ann["id"]] = float(s)
 
     pool = BackgroundPool(pool_images(ds, options.background_pool, selected), ds.images)
@@ -441,7 +482,8 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         if a["id"] in new_sizes:
             # r is bounded so the instance fits the image: an outlier target size
             # must not ask for a paste larger than any background.
-            scale = min(reachable_size(new_sizes[a["id"]], w, h, hist) / instance_size(w, h), W / w, H / h)
+            size = float(reachable_size(new_sizes[a["id"]], least_size(w, h), hist))
+            scale = min(size / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
                 removed.append(a["id"])

@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 from smplus.coco import ann_to_rle, instance_size, mask_to_rle
 from smplus.journal import Journal
 from smplus.pipeline import RunOptions, transform
-from smplus.plan import ImagePlan, InstancePlan, TransformOptions
+from smplus.plan import MIN_SIDE, ImagePlan, InstancePlan, TransformOptions
 from smplus.render import SIZE_TOLERANCE, SUPPORT, alpha_box, place_at_size, placed_size, render_image
 from smplus.separate import place, separate
 
@@ -104,6 +104,29 @@ def test_one_px_limbs_mask_and_box_agree_and_size_is_planned(size):
     assert rle_box_error(ann, *image.shape[:2]) <= 0.5 + 1e-6
     assert instance_size(*ann["bbox"][2:]) == pytest.approx(size, rel=SIZE_TOLERANCE)
     assert ann["area"] == int(mask_utils.area(ann_to_rle(ann["segmentation"], *image.shape[:2])))
+
+
+@pytest.mark.parametrize("width, angle, side", [(16, 20, 1.2), (12, 20, 1.02), (16, 45, 1.02)])
+def test_an_instance_faint_at_its_planned_scale_is_placed_larger_until_it_shows(width, angle, side):
+    """A thin tilted bar planned with its short side at about 1 px has no pixel at SUPPORT at
+    its planned scale (it was dropped as too small); placed larger, then down, it lands on its size."""
+    image = np.full((120, 120, 3), 210, np.uint8)
+    mask = np.zeros((120, 120), np.uint8)
+    cv2.ellipse(mask, (60, 60), (width // 2, 50), angle, 0, 360, 1, -1)
+    image[mask > 0] = 10
+    ys, xs = np.nonzero(mask)
+    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min()))
+    size = side * instance_size(box[2], box[3]) / min(box[2:])  # its short side at `side` px
+    scale = size / instance_size(box[2], box[3])
+    centre = (box[0] + box[2] / 2, box[1] + box[3] / 2)
+    m = separate(image, mask_to_rle(mask), box, scale)
+    assert placed_size(place(m, scale, centre, (50.0, 40.0)).alpha) is None  # faint as planned
+
+    result = render_one(image, mask, box, size)
+    assert result.placement == {"placed": 1, "corrected": 1, "unconverged": 0} and result.dropped == []
+    (ann,) = result.annotations
+    assert instance_size(*ann["bbox"][2:]) == pytest.approx(size, rel=SIZE_TOLERANCE)
+    assert min(ann["bbox"][2:]) >= MIN_SIDE and rle_box_error(ann, *image.shape[:2]) <= 0.5 + 1e-6
 
 
 def test_an_instance_that_cannot_reach_its_size_is_counted_unconverged():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from smplus.coco import index_coco
-from smplus.histogram import SizeHistogram, build_histogram
-from smplus.plan import BIN_MARGIN, MIN_SIDE, TransformOptions, plan_dataset, reachable_size
+from smplus.histogram import SizeHistogram, build_histogram, msm_sizes
+from smplus.plan import BIN_MARGIN, MIN_SIDE, TransformOptions, least_size, msm_reachable_sizes, plan_dataset, reachable_size
 
 BY_HAND = SizeHistogram(edges=(0.5, 2.0, 4.0, 8.0), probs=(0.2, 0.3, 0.5))
 
@@ -20,7 +20,7 @@ BY_HAND = SizeHistogram(edges=(0.5, 2.0, 4.0, 8.0), probs=(0.2, 0.3, 0.5))
     (3.95, 10, 160, 3.95),                              # 1:16 needs 4.08 px, past [2, 4): unchanged
 ])
 def test_reachable_size_by_hand(size, w, h, expected):
-    assert reachable_size(size, w, h, BY_HAND) == pytest.approx(expected)
+    assert reachable_size(size, least_size(w, h), BY_HAND) == pytest.approx(expected)
 
 
 def repeated(raw: dict, times: int) -> dict:
@@ -43,5 +43,27 @@ def test_the_smallest_target_bin_is_planned_not_dropped(coco_raw, mode):
     too_small = [ann for p in dplan.images for ann, reason in p.dropped if reason == "too_small"]
     head = [ip for ip in planned if ip.size < hist.edges[1]]
     assert len(head) >= 0.5 * hist.probs[0] * len(planned) and len(too_small) <= 0.05 * len(planned)
+    if mode == "msm":  # the quantiles are dealt to the instances that can reach them: none is lost
+        assert too_small == [] and abs(len(head) - hist.probs[0] * len(planned)) <= 1
     for ip in head:
         assert min(ip.box[2], ip.box[3]) >= MIN_SIDE
+
+
+def test_msm_sizes_are_dealt_to_the_instances_that_can_reach_them():
+    """The MSM+ quantiles are all used, each by an instance that reaches it; the instances
+    that reach every quantile keep the order of their source sizes; none is dropped."""
+    hist = build_histogram(np.random.default_rng(0).lognormal(1.5, 0.8, 5000), bins=20, except_rate=0.2)
+    rng = np.random.default_rng(1)
+    n = 2000
+    sizes = rng.lognormal(4.0, 0.9, n)
+    elongation = np.where(rng.random(n) < 0.3, rng.uniform(4, 30, n), rng.uniform(1, 2, n))
+    least = np.array([least_size(1.0, e) for e in elongation])
+    planned = msm_reachable_sizes(sizes, least, hist)
+    assert np.allclose(np.sort(planned), np.sort(msm_sizes(sizes, hist)))  # every quantile, once
+    fitted = reachable_size(planned, least, hist)
+    assert np.all(fitted >= least)  # all reach a 1-px short side
+    assert np.array_equal(hist.bin_index(fitted), hist.bin_index(planned))  # in the bin they were dealt
+    everywhere = least <= hist.edges[1] / BIN_MARGIN  # reach the smallest bin, so every quantile
+    assert np.all(np.diff(planned[everywhere][np.argsort(sizes[everywhere], kind="stable")]) >= 0)
+    # where all instances reach everything it is plain MSM+
+    assert np.array_equal(msm_reachable_sizes(sizes, np.full(n, 0.1), hist), msm_sizes(sizes, hist))
