@@ -42,7 +42,7 @@ PLACE_ROUNDS = 8
 # An instance so thin at its planned scale that no pixel reaches SUPPORT (a
 # raised arm a pixel across) is placed this much larger until it shows, then
 # corrected down to its size: dropped as too small, it left the target's
-# smallest bins short (0.7 % of MSM+ instances at COCO scale).
+# smallest bins short (0.6 % of MSM+ instances, scripts/match_at_scale.py).
 FAINT_GROWTH = 1.5
 
 
