@@ -67,3 +67,15 @@ def test_msm_sizes_are_dealt_to_the_instances_that_can_reach_them():
     assert np.all(np.diff(planned[everywhere][np.argsort(sizes[everywhere], kind="stable")]) >= 0)
     # where all instances reach everything it is plain MSM+
     assert np.array_equal(msm_reachable_sizes(sizes, np.full(n, 0.1), hist), msm_sizes(sizes, hist))
+
+
+def test_quantiles_no_instance_can_reach_are_left_out():
+    """All instances 1:30: none reaches the two smallest bins; they share the largest
+    quantiles, and each keeps a 1-px short side."""
+    n = 10
+    sizes = np.arange(1.0, n + 1)
+    least = np.full(n, least_size(1.0, 30.0))
+    planned = msm_reachable_sizes(sizes, least, BY_HAND)
+    top = msm_sizes(sizes, BY_HAND)[5:]  # the quantiles in [4, 8)
+    assert np.allclose(planned, np.concatenate([top, top]))
+    assert np.all(reachable_size(planned, least, BY_HAND) >= least)
