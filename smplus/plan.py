@@ -277,17 +277,18 @@ def least_size(w: float, h: float) -> float:
     return MIN_SIDE * BIN_MARGIN * math.sqrt(max(w, h) / min(w, h))
 
 
-def reachable_size(size, least, hist: SizeHistogram):
+def reachable_size(size: float, least: float, hist: SizeHistogram) -> float:
     """The planned size of an instance of least size `least` (least_size) given target size `size`.
 
     `size` itself, or if under `least`, `least` when that is still in the same
     bin of the target histogram (BIN_MARGIN inside its upper edge): size is
     matched by bin, so the instance counts where the target asked for it. If
-    not, `size` (whose short side is then under MIN_SIDE: dropped). Vectorised.
+    not, `size` (whose short side is then under MIN_SIDE: dropped).
     """
-    size, least = np.broadcast_arrays(np.asarray(size, float), np.asarray(least, float))
-    upper = np.asarray(hist.edges)[hist.bin_index(size.ravel()).reshape(size.shape) + 1] / BIN_MARGIN
-    return np.where(size >= least, size, np.where(least < upper, least, size))
+    if size >= least:
+        return size
+    upper = hist.edges[int(hist.bin_index([size])[0]) + 1] / BIN_MARGIN
+    return least if least < upper else size
 
 
 def msm_reachable_sizes(sizes: Sequence[float], least: Sequence[float], hist: SizeHistogram) -> np.ndarray:
@@ -482,7 +483,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         if a["id"] in new_sizes:
             # r is bounded so the instance fits the image: an outlier target size
             # must not ask for a paste larger than any background.
-            size = float(reachable_size(new_sizes[a["id"]], least_size(w, h), hist))
+            size = reachable_size(new_sizes[a["id"]], least_size(w, h), hist)
             scale = min(size / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))

@@ -43,6 +43,8 @@ PLACE_ROUNDS = 8
 # raised arm a pixel across) is placed this much larger until it shows, then
 # corrected down to its size: dropped as too small, it left the target's
 # smallest bins short (0.6 % of MSM+ instances, scripts/match_at_scale.py).
+# It grows up to the source's resolution: a matte faint there (a 1-px wire)
+# has nothing to show, and a larger paste would only cost memory.
 FAINT_GROWTH = 1.5
 
 
@@ -143,7 +145,7 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
     edge is not the polygon's. Measured on the instance's own pasted alpha
     (before clipping and occlusion), the scale is corrected until the size is
     within SIZE_AIM of `size`: planned / measured at first, then interpolated
-    between the tries on either side; while no pixel reaches SUPPORT, larger.
+    between the tries on either side; while no pixel reaches SUPPORT, larger (up to scale 1).
     The fixed point src_point -> out_point stays. Returns the placement closest to `size`.
     """
     best, best_error, tried = None, math.inf, []
@@ -153,7 +155,7 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
         error = abs(measured / size - 1.0) if measured else math.inf
         if best is None or error < best_error:
             best, best_error = Placement(p, measured, scale, len(tried) + 1, False), error
-        if error <= SIZE_AIM or len(tried) + 1 == PLACE_ROUNDS:
+        if error <= SIZE_AIM or len(tried) + 1 == PLACE_ROUNDS or (measured is None and scale >= 1.0):
             best.rounds, best.converged = len(tried) + 1, best_error <= SIZE_TOLERANCE
             return best
         tried.append((scale, measured or 0.0))
@@ -170,7 +172,7 @@ def _corrected_scale(tried: List[Tuple[float, float]], size: float) -> float:
         (s0, m0), (s1, m1) = below, above
         return s0 + (size - m0) * (s1 - s0) / (m1 - m0)
     scale, measured = tried[-1]
-    return scale * FAINT_GROWTH if measured == 0.0 else scale * size / measured
+    return min(scale * FAINT_GROWTH, 1.0) if measured == 0.0 else scale * size / measured
 
 
 def _clip_to_canvas(p: PastedInstance, width: int, height: int) -> Optional[PastedInstance]:

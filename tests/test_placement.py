@@ -19,7 +19,7 @@ from smplus.journal import Journal
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import MIN_SIDE, ImagePlan, InstancePlan, TransformOptions
 from smplus.render import SIZE_AIM, SIZE_TOLERANCE, SUPPORT, alpha_box, place_at_size, placed_size, render_image
-from smplus.separate import place, separate
+from smplus.separate import Matte, place, separate
 
 from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 
@@ -139,6 +139,18 @@ def test_an_instance_that_cannot_reach_its_size_is_counted_unconverged():
     result = render_one(image, mask, (10.0, 10.0, 100.0, 100.0), 5.0)
     assert result.placement == {"placed": 1, "corrected": 1, "unconverged": 1}
     assert result.annotations == [] and result.dropped == [(7, "too_small")]
+
+
+@pytest.mark.parametrize("scale, rounds", [(0.3, 4), (0.8, 2), (1.0, 1), (3.0, 1)])
+def test_a_faint_instance_grows_no_larger_than_its_source(scale, rounds):
+    """A matte faint at every scale (alpha 0.3 < SUPPORT throughout, like a haze) has nothing
+    to show: the loop grows it up to the source's resolution, then gives up."""
+    premult = np.zeros((100, 100, 4), np.float32)
+    premult[..., 3], premult[..., :3] = 0.3, 0.3 * 90
+    m = Matte(10, 10, 1.0, 1.0, premult)
+    placed = place_at_size(m, scale, 100.0 * scale, (60.0, 60.0), (60.0, 60.0))
+    assert placed.size is None and not placed.converged and placed.rounds == rounds
+    assert placed.instance.alpha.shape[0] <= 100 * scale + 4  # the first placement is kept
 
 
 def test_unconverged_instances_are_summed_into_the_report(tmp_path):
