@@ -323,14 +323,23 @@ def read_image(path: str) -> np.ndarray:
     EXIF orientation is ignored: COCO annotations refer to the stored pixels.
     Grayscale, CMYK, RGBA and 16-bit files all come out as 8-bit BGR.
     """
-    import cv2
+    return decode_image(read_image_bytes(path), path)
 
+
+def read_image_bytes(path: str) -> np.ndarray:
+    """An image file's bytes (a uint8 array)."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        return np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
         raise SmplusError(f"image not found: {path}") from None
     except OSError as e:
         raise SmplusError(f"image could not be read: {path} ({e.strerror})") from None
+
+
+def decode_image(data: np.ndarray, path: str) -> np.ndarray:
+    """The pixels of image file bytes `data` (read from `path`), as read_image."""
+    import cv2
+
     img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if img is None:
         raise SmplusError(f"image is corrupt or not an image: {path}")

@@ -11,12 +11,12 @@ run the same thing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, encode_image, read_image, write_bytes_atomic
+from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, decode_image, encode_image, read_image, read_image_bytes, write_bytes_atomic
 from .errors import OutputError, SmplusError
 from .plan import DEFAULT_MAX_HOLE, ImagePlan, TransformOptions, unscaled_labels
 
@@ -63,13 +63,24 @@ def output_image_path(out_dir: str, image: dict) -> str:
     return os.path.join(out_dir, "images", image["file_name"])
 
 
-def _decode_checked(images_dir: str, image: dict) -> np.ndarray:
+def _decode_checked(images_dir: str, image: dict, data: Optional[np.ndarray] = None) -> np.ndarray:
+    """The pixels of `image` (from its file, or its file's bytes `data`), checked against its size."""
     path = os.path.join(images_dir, image["file_name"])
-    pixels = read_image(path)
+    pixels = read_image(path) if data is None else decode_image(data, path)
     if pixels.shape[:2] != (image["height"], image["width"]):
         raise SmplusError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]} but the annotations say "
                           f"{image['width']}x{image['height']}")
     return pixels
+
+
+def _decode_background(images_dir: str, background: dict) -> np.ndarray:
+    """A new background's pixels. The plan placed the instances on its frame, so
+    without it the image cannot be rendered (inpainting its own holes instead
+    would put them where they were planned for another frame): it is skipped too."""
+    try:
+        return _decode_checked(images_dir, background)
+    except SmplusError as e:
+        raise SmplusError(f"its new background, image {background['id']}, cannot be used: {e}") from None
 
 
 def render_task(task: ImageTask) -> dict:
@@ -85,24 +96,13 @@ def render_task(task: ImageTask) -> dict:
              "background": plan.background, "annotations": [], "dropped": [list(d) for d in plan.dropped],
              "skipped": None, "provenance": provenance("copy", None, 0.0)}
     try:
-        if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded
-            src_path = os.path.join(task.images_dir, task.image["file_name"])
-            try:
-                with open(src_path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                raise SmplusError(f"image could not be read: {src_path} ({e.strerror})") from None
+        if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded...
+            raw = read_image_bytes(os.path.join(task.images_dir, task.image["file_name"]))
+            _decode_checked(task.images_dir, task.image, raw)  # ...once it is known to be the image
+            data = raw.tobytes()
         else:
             pixels = _decode_checked(task.images_dir, task.image)
-            bg_pixels = None
-            if plan.background == "new":
-                try:
-                    bg_pixels = _decode_checked(task.images_dir, task.background)
-                except SmplusError:
-                    bg_pixels = None
-                if bg_pixels is None:  # an unreadable background falls back to inpainting
-                    plan = replace(plan, background="inpaint", background_image_id=plan.image_id,
-                                   width=task.image["width"], height=task.image["height"], background_labels=())
+            bg_pixels = _decode_background(task.images_dir, task.background) if plan.background == "new" else None
             fallback = None
             if plan.background == "resize":
                 result = render_resized(plan, pixels, task.anns)
@@ -114,7 +114,7 @@ def render_task(task: ImageTask) -> dict:
                         raise SmplusError(f"image {task.image['file_name']}: {e}, and no other image can be "
                                           "its background") from None
                     fallback, plan = e.reason, plan.fallback
-                    bg_pixels = _decode_checked(task.images_dir, task.fallback)
+                    bg_pixels = _decode_background(task.images_dir, task.fallback)
                     result = render_image(plan, pixels, task.anns, bg_pixels, task.fallback_anns)
             entry.update(background=plan.background, width=plan.width, height=plan.height,
                          provenance=provenance(plan.background, plan.background_image_id, result.hole_fraction,

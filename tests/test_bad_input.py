@@ -186,6 +186,29 @@ def test_unreadable_image_fails_the_run_unless_skips_allowed(tmp_path, problem):
     assert "skipped 1 image(s)" in r.output
 
 
+def test_an_unreadable_new_background_skips_the_images_drawn_on_it(tmp_path):
+    """Its instances were planned on the background's frame: the image is skipped and says
+    why, instead of being inpainted with its instances where another frame put them. The
+    corrupt file itself, with no instance, is skipped, not copied into the output."""
+    raw, images = one_image(tmp_path)
+    background = next(i for i in valid()["images"] if i["file_name"] == "000000343937.jpg")
+    (images / background["file_name"]).write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    raw["images"].append(background)
+    own = raw["images"][0]
+    r = run_cli(tmp_path, raw, images, extra=["--background", "new"])
+    assert_one_line(r, 1, "2 image(s) could not be transformed", "--allow-skips")
+    shutil.rmtree(tmp_path / "out")
+    r = run_cli(tmp_path, raw, images, extra=["--background", "new", "--allow-skips"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    reasons = {s["file_name"]: s["reason"] for s in report["skipped"]}
+    assert f"its new background, image {background['id']}, cannot be used" in reasons[own["file_name"]]
+    assert background["file_name"] in reasons[own["file_name"]]
+    # the background image has nothing to scale, so it would be copied as it is: not when corrupt
+    assert "corrupt or not an image" in reasons[background["file_name"]]
+    assert json.loads((tmp_path / "out" / "annotations.json").read_text())["annotations"] == []
+
+
 def test_degenerate_annotations_are_dropped_and_counted(tmp_path):
     raw, images = one_image(tmp_path)
     im = raw["images"][0]
