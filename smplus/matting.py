@@ -365,6 +365,51 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
                        FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
 
 
+ALPHA_SNAP = 0.02  # alpha within this of 0 or 1 is taken as 0 or 1 (no faint veil, no see-through core)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _premultiplied(crop, trimap, soft, eps, rtol, max_iter, iterations, regularization, gradient_weight):
+    """matte(): alpha over the band (or `soft` where the trimap is empty or the band unsolved), snapped
+    near 0 and 1, foreground colours, and the instance premultiplied (h x w x 4 float32) in one call."""
+    h, w, _ = crop.shape
+    image = np.empty((h, w, 3))
+    for y in range(h):
+        for x in range(w):
+            for c in range(3):
+                image[y, x, c] = crop[y, x, c] / 255.0
+    ok = False
+    if trimap.shape[0] == h and trimap.shape[1] == w:
+        alpha, ok = _solve_alpha(image, trimap, eps, rtol, max_iter)
+    if not ok:
+        alpha = np.empty((h, w))
+        for y in range(h):
+            for x in range(w):
+                alpha[y, x] = soft[y, x]
+    for y in range(h):
+        for x in range(w):
+            a = min(1.0, max(0.0, alpha[y, x]))
+            alpha[y, x] = 0.0 if a < ALPHA_SNAP else (1.0 if a > 1.0 - ALPHA_SNAP else a)
+    F = _foreground(image, alpha, iterations, regularization, gradient_weight)
+    out = np.empty((h, w, 4), np.float32)
+    for y in range(h):
+        for x in range(w):
+            a = alpha[y, x]
+            for c in range(3):
+                out[y, x, c] = np.float32(F[y, x, c] * 255.0) * np.float32(a)
+            out[y, x, 3] = a
+    return out
+
+
+def premultiplied_matte(crop: np.ndarray, trimap: Optional[np.ndarray], soft: np.ndarray) -> np.ndarray:
+    """The instance of `crop` (h x w x 3 uint8) premultiplied: colour * alpha (0..255) and alpha (0..1),
+    h x w x 4 float32. Alpha by closed-form matting over `trimap`'s band; where there is no trimap
+    (None) or its band cannot be solved, `soft` (h x w, 0..1) is the alpha."""
+    trimap = np.zeros((0, 0)) if trimap is None else np.ascontiguousarray(trimap, np.float64)
+    return _premultiplied(np.ascontiguousarray(crop, np.uint8), trimap, np.ascontiguousarray(soft, np.float32),
+                          EPSILON, RTOL, MAX_ITER, FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
+
+
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)  # stdout may be the user's data
 
@@ -397,10 +442,10 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
             pass
 
     yy, xx = np.mgrid[0:8, 0:8]
-    image = np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0])
+    crop = (np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0]) * 255).astype(np.uint8)
     trimap = np.where(xx < 3, 1.0, np.where(xx > 4, 0.0, 0.5))
     with _compile_lock(), event.install_listener("numba:compile", Notice()):
-        estimate_foreground(image, estimate_alpha(image, trimap))
+        premultiplied_matte(crop, trimap, (xx < 4).astype(np.float32))
     _warm = True
 
 

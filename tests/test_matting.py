@@ -180,9 +180,10 @@ def test_matte_falls_back_to_the_mask_when_nothing_is_definite():
     soft[5:25, 14:16] = 1.0
     soft[5:25, 16] = 0.4
     crop[soft > 0] = 30
-    fg, alpha = matte(crop, soft, 2)
+    premult = matte(crop, soft, 2)
+    alpha = premult[..., 3]
     assert np.array_equal(alpha[soft >= 0.98], soft[soft >= 0.98]) and alpha[2, 2] == 0.0
-    assert np.allclose(fg[10, 14], 30, atol=0.5)
+    assert np.allclose(premult[10, 14, :3], 30, atol=0.5)
 
 
 def test_matte_of_a_solid_square():
@@ -190,10 +191,13 @@ def test_matte_of_a_solid_square():
     soft = np.zeros((40, 40), np.float32)
     soft[10:30, 12:28] = 1.0
     crop[soft > 0] = 30
-    fg, alpha = matte(crop, soft, 1)
+    premult = matte(crop, soft, 1)
+    alpha = premult[..., 3]
     assert alpha[20, 20] == 1.0 and alpha[2, 2] == 0.0
-    assert np.array_equal(fg[alpha == 1.0], crop[alpha == 1.0].astype(np.float32))  # the source's colours
-    assert np.abs(fg[alpha > 0] - 30).max() < 3  # no grey from the background at the edge
+    assert np.array_equal(premult[alpha == 1.0, :3], crop[alpha == 1.0].astype(np.float32))  # the source's colours
+    assert np.array_equal(premult[alpha == 0.0], np.zeros((int((alpha == 0).sum()), 4), np.float32))
+    fg = premult[alpha > 0, :3] / alpha[alpha > 0, None]
+    assert np.abs(fg - 30).max() < 3  # no grey from the background at the edge
 
 
 def test_first_run_compiles_once_with_one_notice_then_runs_without_pymatting(tmp_path):
