@@ -40,6 +40,8 @@ _BG, _FG, _UNKNOWN = 0, 1, 2
 # L_UU row i holds the 5x5 neighbourhood of pixel i: offset (dy, dx) in [-2, 2]^2 at
 # column k = (dy + 2) * 5 + dx + 2; k < _DIAG are the neighbours earlier in raster order.
 _DIAG = 12
+_KY, _KX = np.arange(9) // 3, np.arange(9) % 3     # 3x3 window position k: row, column
+_SY, _SX = np.arange(25) // 5, np.arange(25) % 5   # 5x5 stencil column k: row, column
 _NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
 
 COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per machine "
@@ -87,12 +89,15 @@ def _band_system(image, trimap, eps):
                 if done[cy, cx]:
                     continue
                 done[cy, cx] = True
+                for k in range(9):
+                    for ch in range(3):
+                        c[k, ch] = image[cy + _KY[k] - 1, cx + _KX[k] - 1, ch]
                 for ch in range(3):
                     s = 0.0
                     for k in range(9):
-                        s += image[cy + k // 3 - 1, cx + k % 3 - 1, ch]
+                        s += c[k, ch]
                     for k in range(9):
-                        c[k, ch] = image[cy + k // 3 - 1, cx + k % 3 - 1, ch] - s / 9.0
+                        c[k, ch] -= s / 9.0
                 # window covariance + eps, inverted (pymatting's formula, term for term: on grey
                 # windows the covariance is near-singular and the order of operations shows)
                 a00, a01, a02, a11, a12, a22 = eps, 0.0, 0.0, eps, 0.0, eps
@@ -116,37 +121,40 @@ def _band_system(image, trimap, eps):
                 # unknown j (symmetric: once per pair) and known j of alpha 1 (to the right-hand side)
                 nu, nf = 0, 0
                 for k in range(9):
-                    y, x = cy + k // 3 - 1, cx + k % 3 - 1
+                    y, x = cy + _KY[k] - 1, cx + _KX[k] - 1
                     if index[y, x] >= 0:
                         unknown[nu] = k
                         uidx[nu] = index[y, x]
                         nu += 1
+                        s0, s1, s2 = c[k, 0], c[k, 1], c[k, 2]  # M c_k, needed for unknown k only
+                        q[k, 0] = m00 * s0 + m01 * s1 + m02 * s2
+                        q[k, 1] = m01 * s0 + m11 * s1 + m12 * s2
+                        q[k, 2] = m02 * s0 + m12 * s1 + m22 * s2
                     elif state[y, x] == _FG:
                         fg[nf] = k
                         nf += 1
-                    s0, s1, s2 = c[k, 0], c[k, 1], c[k, 2]
-                    q[k, 0] = m00 * s0 + m01 * s1 + m02 * s2
-                    q[k, 1] = m01 * s0 + m11 * s1 + m12 * s2
-                    q[k, 2] = m02 * s0 + m12 * s1 + m22 * s2
                 for a in range(nu):
                     ki, ui = unknown[a], uidx[a]
                     for bi in range(a, nu):
                         kj = unknown[bi]
                         v = (1.0 if ki == kj else 0.0) - (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1]
                                                           + q[ki, 2] * c[kj, 2]) / 9.0
-                        off = (kj // 3 - ki // 3 + 2) * 5 + kj % 3 - ki % 3 + 2
-                        A[ui, off] += v
-                        if bi != a:
-                            A[uidx[bi], 24 - off] += v
+                        off = (_KY[kj] - _KY[ki] + 2) * 5 + _KX[kj] - _KX[ki] + 2
+                        A[ui, off] += v  # off >= _DIAG: j is i or after it; the mirror half is copied below
                     for f in range(nf):
                         kj = fg[f]
                         b[ui] += (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1] + q[ki, 2] * c[kj, 2]) / 9.0
     cols = np.full((n, 25), -1, np.int32)
     for i in range(n):
         for k in range(25):
-            y, x = ys[i] + k // 5 - 2, xs[i] + k % 5 - 2
+            y, x = ys[i] + _SY[k] - 2, xs[i] + _SX[k] - 2
             if 0 <= y < h and 0 <= x < w:
                 cols[i, k] = index[y, x]
+    for i in range(n):  # L is symmetric: L_ji = L_ij, the same terms summed in the same order
+        for k in range(_DIAG + 1, 25):
+            j = cols[i, k]
+            if j >= 0:
+                A[j, 24 - k] = A[i, k]
     return A, cols, b, ys, xs
 
 
