@@ -260,8 +260,9 @@ def _shift_polygon(poly: Any, dx: int, dy: int) -> Any:
     subtracting the shift first would flip some ties. Snap at the original
     coordinates, shift the grid index, and hand back a value that snaps to it.
     """
-    k = np.trunc(5.0 * np.asarray(poly, np.float64) + 0.5) - 5.0 * np.tile([dx, dy], len(poly) // 2)
-    return ((k - (k < 0)) / 5.0).tolist()  # (int) truncates toward zero: aim below negative ticks
+    shift = (5 * dx, 5 * dy)
+    ks = [math.trunc(5.0 * v + 0.5) - shift[i & 1] for i, v in enumerate(poly)]  # plain Python: 5x numpy's
+    return [(k - (k < 0)) / 5.0 for k in ks]  # (int) truncates toward zero: aim below negative ticks
 
 
 def patch_to_rle(patch: np.ndarray, x0: int, y0: int, height: int, width: int) -> dict:
