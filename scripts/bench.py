@@ -11,7 +11,7 @@ floors; image-level Scale Match;
 two workers (throughput ratio, whole runs and steady state); peak RSS for the
 set and the set grown 10x; InstaBoost if installed; the quality cost of the
 fast settings (mean absolute difference to a full-resolution reference render,
-boxes moved); then where a one-worker run spends its time (cProfile); then, if
+boxes moved); then where a one-worker run spends its time; then, if
 Ray is installed, a local Ray instance of 2 CPUs against `--workers 2`.
 Numba's one-time compile is excluded (the matting kernels are loaded before timing).
 """
@@ -239,33 +239,53 @@ def smplus_ms(ann, folder, target, out, workers=1, level="instance", clock=None)
     return seconds * 1000 / images
 
 
-# Where the time of a one-worker run goes: (row, functions whose cumulative time it is).
+# Where the time of a one-worker run goes: (row, [(module, function) timed inclusively]). A timer
+# around each call, not cProfile: the profiler's cost per Python call made the Python-heavy steps
+# (loading the target, planning) look 5-10x their size.
 PROFILE_GROUPS = [
-    ("closed-form alpha over the band (matting.estimate_alpha)", ["estimate_alpha"]),
-    ("foreground colours over the band (matting.estimate_foreground)", ["estimate_foreground"]),
-    ("rest of separate + scale (crop, resize, warp)", ["separate", "place"]),
-    ("inpainting (hole mask + Telea)", ["inpaint_holes", "hole_mask"]),
-    ("decode (source and new backgrounds)", ["read_image"]),
-    ("encode + write image", ["encode_image", "write_bytes_atomic"]),
-    ("annotations: measure + RLE", ["_measure"]),
-    ("journal + annotations.json + report", ["write_json_atomic", "assemble", "record", "commit"]),
-    ("load annotations and target, plan", ["load_coco", "load_target", "plan_dataset"]),
+    ("matting: trimap, alpha over the band, foreground, premultiplied patch (separate.matte)",
+     [("smplus.separate", "matte")]),
+    ("rest of separate: cut the mask and the crop, resize to working size", [("smplus.render", "separate")]),
+    ("placement: blur + warp, measured, corrected (render.place_at_size)", [("smplus.render", "place_at_size")]),
+    ("inpainting: hole mask, Telea, feather, grain (render.fill)", [("smplus.render", "fill")]),
+    ("decode (source and new backgrounds)", [("smplus.task", "read_image")]),
+    ("encode + write image (fsync'd)", [("smplus.task", "encode_image"), ("smplus.task", "write_bytes_atomic")]),
+    ("annotations: measure + RLE", [("smplus.render", "_measure")]),
+    ("journal + annotations.json + report", [("smplus.journal", "Journal.record"), ("smplus.pipeline", "assemble")]),
+    ("load annotations and target, plan (once per run)", [("smplus.pipeline", "_plan")]),
 ]
 
 
 def profile_rows(ann, folder, target, out):
-    """ms per image of each PROFILE_GROUPS row, from cProfile of one one-worker run."""
-    import cProfile
-    import pstats
+    """ms per image of each PROFILE_GROUPS row in one one-worker run (CLOCK), and the run's ms per image."""
+    import importlib
 
-    prof = cProfile.Profile(CLOCK)
-    seconds, images = prof.runcall(smplus_run, ann, folder, target, out, clock=CLOCK)
-    cum = {}
-    for (_, _, name), (_, _, _, ct, _) in pstats.Stats(prof).stats.items():
-        cum[name] = cum.get(name, 0.0) + ct
-    rows = [(label, sum(cum.get(f, 0.0) for f in funcs)) for label, funcs in PROFILE_GROUPS]
-    # separate contains the matting; report the rest of it on its own
-    rows[2] = (rows[2][0], rows[2][1] - rows[0][1] - rows[1][1])
+    spent, saved = {}, []
+
+    def timed(key, f):
+        def call(*a, **k):
+            t = CLOCK()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[key] = spent.get(key, 0.0) + CLOCK() - t
+        return call
+
+    for _, funcs in PROFILE_GROUPS:
+        for module, name in funcs:
+            owner = importlib.import_module(module)
+            for part in name.split(".")[:-1]:
+                owner = getattr(owner, part)
+            attr = name.split(".")[-1]
+            saved.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, timed((module, name), getattr(owner, attr)))
+    try:
+        seconds, images = smplus_run(ann, folder, target, out, clock=CLOCK)
+    finally:
+        for owner, attr, f in reversed(saved):
+            setattr(owner, attr, f)
+    rows = [(label, sum(spent.get(f, 0.0) for f in funcs)) for label, funcs in PROFILE_GROUPS]
+    rows[1] = (rows[1][0], rows[1][1] - rows[0][1])  # separate contains the matting: the rest of it on its own
     rows.append(("other", seconds - sum(r[1] for r in rows)))
     return [(label, v * 1000 / images) for label, v in rows], seconds * 1000 / images
 
@@ -494,7 +514,7 @@ def main():
               f"{mad_in:.1f} inside instances, {mad_all:.1f} whole image (of 255); {moved} of {boxes} boxes differ "
               f"by > 0.5 px ({moved_loop} when the reference runs its own placement loop) | no worse |")
         rows, total = profile_rows(args.source, args.images, args.target, os.path.join(tmp, "prof"))
-        print(f"\nWhere one worker's time goes ({n1} images, cProfile, {total:.1f} ms/img):\n")
+        print(f"\nWhere one worker's time goes ({n1} images, {total:.1f} ms/img):\n")
         print("| step | ms/img | share |")
         print("|---|---|---|")
         for label, ms in rows:
