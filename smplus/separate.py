@@ -123,8 +123,8 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
         # resolution, with source colours where the instance is opaque and the
         # matte's background-free colours on its soft edge.
         premult = cv2.resize(premult, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
-        opaque = premult[..., 3] >= 0.98
-        premult[opaque, :3] = crop[opaque] * premult[opaque, 3:]
+        alpha = premult[..., 3:]
+        np.copyto(premult[..., :3], crop * alpha, where=alpha >= 0.98)  # (boolean indexing: 3x slower)
         sx, sy = 1.0, 1.0
     return Matte(cx0, cy0, sx, sy, premult)
 
