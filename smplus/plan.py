@@ -12,6 +12,7 @@ plan does not depend on worker count, order, or which images ran before.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -20,7 +21,7 @@ import numpy as np
 
 from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, ann_to_rle, instance_size, usable_polygons
 from .errors import UsageError
-from .histogram import SizeHistogram, msm_sizes
+from .histogram import SizeHistogram
 
 MODES = ("msm", "rsm", "cp", "cp+")
 COPY_PASTE = ("cp", "cp+")  # paper Table 6: instances pasted unscaled onto a new background
@@ -28,7 +29,16 @@ BACKGROUNDS = ("psi", "inpaint", "new")
 LEVELS = ("instance", "image")  # image: the original Scale Match (Yu et al., WACV 2020)
 IMAGE_LEVEL_TRIES = 5             # RSM draws until the scale lands in scale_range
 DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
-MIN_SIDE = 2.0  # instances that end under 2 px wide or tall are dropped
+# Instances that would end under 1 px wide or tall are dropped: a pixel is the
+# least that can be drawn. (TinyPerson itself has 3 % of boxes with a side under
+# 2 px; at 2 px its whole head bin, sizes under 2.03 px, was out of reach.)
+MIN_SIDE = 1.0
+MIN_IMAGE_SIDE = 2  # an image under 2 px wide or tall has no room to cut anything out
+# An instance too elongated for its target size is planned at the least size
+# that keeps its short side at MIN_SIDE, when that is in the same target bin:
+# this much inside, so the rendered size (within 1 %, render.SIZE_TOLERANCE)
+# stays in the bin and its short side at MIN_SIDE or more.
+BIN_MARGIN = 1.02
 # Labels that cannot be cut out (no usable mask or box) but still locate an object:
 # kept unscaled where the image's own pixels stay, dropped where they do not.
 UNSCALED = ("bad_polygon", "bad_mask", "bad_box", "zero_size_box")
@@ -157,8 +167,8 @@ class ImagePlan:
 
 def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
     """Why an annotation cannot be transformed, from its JSON alone (None if it can)."""
-    if width < MIN_SIDE or height < MIN_SIDE:
-        return "image_too_small"  # no room to cut anything out (pymatting fails on 1x1)
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        return "image_too_small"  # no room to cut anything out (matting fails on 1x1)
     reason = box_reason(ann.get("bbox"), width, height)
     if reason is not None:
         return reason
@@ -261,11 +271,68 @@ def fixed_point(box: Tuple[float, float, float, float], width: int, height: int)
     return point[0], point[1]
 
 
+def least_size(w: float, h: float) -> float:
+    """The least planned size s = sqrt(w*h) at which a w x h box keeps its short side
+    at MIN_SIDE, with BIN_MARGIN for the rendered size's tolerance."""
+    return MIN_SIDE * BIN_MARGIN * math.sqrt(max(w, h) / min(w, h))
+
+
+def reachable_size(size: float, least: float, hist: SizeHistogram) -> float:
+    """The planned size of an instance of least size `least` (least_size) given target size `size`.
+
+    `size` itself, or if under `least`, `least` when that is still in the same
+    bin of the target histogram (BIN_MARGIN inside its upper edge): size is
+    matched by bin, so the instance counts where the target asked for it. If
+    not, `size` (whose short side is then under MIN_SIDE: dropped).
+    """
+    if size >= least:
+        return size
+    upper = hist.edges[int(hist.bin_index([size])[0]) + 1] / BIN_MARGIN
+    return least if least < upper else size
+
+
+def msm_reachable_sizes(sizes: Sequence[float], least: Sequence[float], hist: SizeHistogram) -> np.ndarray:
+    """MSM+ sizes, monotone as far as the instances allow.
+
+    The target quantiles are dealt in increasing order, each to the smallest
+    instance (in source size, ties in order of appearance) not yet served that
+    can reach it (reachable_size keeps its short side at MIN_SIDE). Where every
+    instance can reach its quantile this is msm_sizes; an instance too
+    elongated for its small quantile takes the next it can reach, so none is
+    dropped and every quantile is used. Quantiles no instance can reach are
+    left out, and the instances left over take their own quantile. O(n log n).
+    """
+    n = len(sizes)
+    targets = hist.quantile((np.arange(n) + 0.5) / n)  # increasing
+    order = np.argsort(np.asarray(sizes, float), kind="stable")  # source position -> instance
+    least = np.asarray(least, float)[order]
+    # The first quantile each instance can reach: at or above its least size, or in a bin that holds it.
+    first_bin = np.searchsorted(np.asarray(hist.edges)[1:] / BIN_MARGIN, least, side="right")
+    first = np.minimum(np.searchsorted(targets, least, side="left"),
+                       np.searchsorted(hist.bin_index(targets), first_bin, side="left"))
+    out = targets.copy()  # by source position
+    served = np.zeros(n, bool)
+    waiting: List[int] = []  # source positions that can reach the current quantile
+    by_first = np.argsort(first, kind="stable")
+    k = 0
+    for j in range(n):
+        while k < n and first[by_first[k]] <= j:
+            heapq.heappush(waiting, int(by_first[k]))
+            k += 1
+        if waiting:
+            i = heapq.heappop(waiting)
+            out[i], served[i] = targets[j], True
+    result = np.empty(n)
+    result[order] = np.where(served, out, targets)
+    return result
+
+
 @dataclass
 class _Candidate:
     image_id: int
     ann: dict
     size: float
+    least: float    # least_size of its box
     cut_both: bool  # cut by two opposite frame edges: dropped, not scale-matched
 
 
@@ -291,12 +358,12 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
         for a in ds.anns_by_image[image_id]:
             if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
                 box = clipped_box(a, im["width"], im["height"])
-                candidates[image_id].append(_Candidate(image_id, a, instance_size(*box[2:]),
+                candidates[image_id].append(_Candidate(image_id, a, instance_size(*box[2:]), least_size(*box[2:]),
                                                        fixed_point(box, im["width"], im["height"]) is None))
     msm_new: Dict[int, float] = {}
     if options.mode == "msm" and options.level == "instance":
         flat = [c for cs in candidates.values() for c in cs if not c.cut_both]
-        for c, s in zip(flat, msm_sizes([c.size for c in flat], hist)):
+        for c, s in zip(flat, msm_reachable_sizes([c.size for c in flat], [c.least for c in flat], hist)):
             msm_new[c.ann["id"]] = float(s)
 
     pool = BackgroundPool(pool_images(ds, options.background_pool, selected), ds.images)
@@ -416,7 +483,8 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         if a["id"] in new_sizes:
             # r is bounded so the instance fits the image: an outlier target size
             # must not ask for a paste larger than any background.
-            scale = min(new_sizes[a["id"]] / instance_size(w, h), W / w, H / h)
+            size = reachable_size(new_sizes[a["id"]], least_size(w, h), hist)
+            scale = min(size / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
                 removed.append(a["id"])

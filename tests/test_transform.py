@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 
 from smplus.coco import ann_to_rle, instance_size
 from smplus.pipeline import RunOptions, transform
-from smplus.plan import TransformOptions
+from smplus.plan import MIN_SIDE, TransformOptions
 
 from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 
@@ -65,7 +65,7 @@ def test_annotations_agree_with_the_pixels(msm):
         assert 0 <= x and 0 <= y and x + w <= im["width"] + 1e-6 and y + h <= im["height"] + 1e-6
         assert x <= xs.min() + 1 and xs.max() + 1 <= x + w + 1
         assert y <= ys.min() + 1 and ys.max() + 1 <= y + h + 1
-        assert w >= 2 and h >= 2
+        assert w >= MIN_SIDE and h >= MIN_SIDE
 
 
 def test_pasted_pixels_are_the_instance(msm):
@@ -227,7 +227,7 @@ def test_image_level_resizes_image_and_boxes_by_one_factor(tmp_path, mode):
             b = src_anns[a["source_ann_id"]]["bbox"]
             assert a["bbox"][2] == pytest.approx(b[2] * sx, abs=0.01)
             assert a["bbox"][0] == pytest.approx(max(0, b[0]) * sx, abs=0.01)
-            assert a["bbox"][2] >= 2 and a["bbox"][3] >= 2
+            assert a["bbox"][2] >= MIN_SIDE and a["bbox"][3] >= MIN_SIDE
     c = report["counts"]
     assert c["crowd_kept"] > 0 and c["crowd_erased"] == 0
     assert c["instances_in"] == c["instances_out"] + sum(c["dropped"].values())
