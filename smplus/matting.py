@@ -12,6 +12,10 @@ Foreground colours (Germer et al. 2020, pymatting's estimate_foreground_ml):
 the same per-pixel update of F and B, iterated only where 0 < alpha < 1.
 Where alpha is 1 the colours are the source's; where it is 0 they never show.
 
+`premultiplied_matte` (what separate.matte calls) runs both and returns the
+premultiplied patch in one numba call; `estimate_alpha` and
+`estimate_foreground` expose the two steps (tests hold them to pymatting).
+
 The kernels are numba-compiled once per machine into numba's on-disk cache;
 `warm_up` loads them (worker start-up calls it, and so does the first matte()),
 compiling first if needed and saying so in one line on stderr.
