@@ -121,10 +121,11 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
     if scale >= sw * 0.999 and sw < 1.0:
         # Upsampling from the working size would blur: go back to source
         # resolution, with source colours where the instance is opaque and the
-        # matte's background-free colours on its soft edge.
+        # matte's background-free colours on its soft edge (resampled
+        # premultiplied, so no colour of a transparent pixel reaches it).
         premult = cv2.resize(premult, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
         alpha = premult[..., 3:]
-        np.copyto(premult[..., :3], crop * alpha, where=alpha >= 0.98)  # (boolean indexing: 3x slower)
+        np.copyto(premult[..., :3], crop * alpha, where=alpha >= 0.98)  # (boolean indexing: 1.5x the time)
         sx, sy = 1.0, 1.0
     return Matte(cx0, cy0, sx, sy, premult)
 
