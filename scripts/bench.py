@@ -1,7 +1,7 @@
 """Benchmark smplus against the I/O floor, in one run, and print a table.
 
     python scripts/bench.py [--quick] [--source ANN --images DIR] [--target T] [--min-images N]
-    python scripts/bench.py --ray [--repeat R]     (only the Ray section)
+    python scripts/bench.py --ray [--repeat R]     (only the Ray section; --no-ray: all but it)
 
 Rows: decode+encode of every image (the floor); SM+'s own I/O floor (decode the
 source, decode the new background where PSI draws one, encode); per-instance
@@ -11,7 +11,7 @@ floors; image-level Scale Match;
 two workers (throughput ratio, whole runs and steady state); peak RSS for the
 set and the set grown 10x; InstaBoost if installed; the quality cost of the
 fast settings (mean absolute difference to a full-resolution reference render,
-boxes moved); then where a one-worker run spends its time (cProfile); then, if
+boxes moved); then where a one-worker run spends its time; then, if
 Ray is installed, a local Ray instance of 2 CPUs against `--workers 2`.
 Numba's one-time compile is excluded (the matting kernels are loaded before timing).
 """
@@ -226,38 +226,66 @@ def smplus_run(ann, folder, target, out, workers=1, level="instance", clock=None
     return clock() - t, rep["counts"]["images"]
 
 
+def all_processes_cpu():
+    """CPU seconds of this process and its finished children (worker processes, once joined)."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def smplus_ms(ann, folder, target, out, workers=1, level="instance", clock=None):
     seconds, images = smplus_run(ann, folder, target, out, workers, level, clock)
     return seconds * 1000 / images
 
 
-# Where the time of a one-worker run goes: (row, functions whose cumulative time it is).
+# Where the time of a one-worker run goes: (row, [(module, function) timed inclusively]). A timer
+# around each call, not cProfile: the profiler's cost per Python call made the Python-heavy steps
+# (loading the target, planning) look 5-10x their size.
 PROFILE_GROUPS = [
-    ("closed-form alpha over the band (matting.estimate_alpha)", ["estimate_alpha"]),
-    ("foreground colours over the band (matting.estimate_foreground)", ["estimate_foreground"]),
-    ("rest of separate + scale (crop, resize, warp)", ["separate", "place"]),
-    ("inpainting (hole mask + Telea)", ["inpaint_holes", "hole_mask"]),
-    ("decode (source and new backgrounds)", ["read_image"]),
-    ("encode + write image", ["encode_image", "write_bytes_atomic"]),
-    ("annotations: measure + RLE", ["_measure"]),
-    ("journal + annotations.json + report", ["write_json_atomic", "assemble", "record", "commit"]),
-    ("load annotations and target, plan", ["load_coco", "load_target", "plan_dataset"]),
+    ("matting: trimap, alpha over the band, foreground, premultiplied patch (separate.matte)",
+     [("smplus.separate", "matte")]),
+    ("rest of separate: cut the mask and the crop, resize to working size", [("smplus.render", "separate")]),
+    ("placement: blur + warp, measured, corrected (render.place_at_size)", [("smplus.render", "place_at_size")]),
+    ("inpainting: hole mask, Telea, feather, grain (render.fill)", [("smplus.render", "fill")]),
+    ("decode (source and new backgrounds)", [("smplus.task", "read_image")]),
+    ("encode + write image (fsync'd)", [("smplus.task", "encode_image"), ("smplus.task", "write_bytes_atomic")]),
+    ("annotations: measure + RLE", [("smplus.render", "_measure")]),
+    ("journal + annotations.json + report", [("smplus.journal", "Journal.record"), ("smplus.pipeline", "assemble")]),
+    ("load annotations and target, plan (once per run)", [("smplus.pipeline", "_plan")]),
 ]
 
 
 def profile_rows(ann, folder, target, out):
-    """ms per image of each PROFILE_GROUPS row, from cProfile of one one-worker run."""
-    import cProfile
-    import pstats
+    """ms per image of each PROFILE_GROUPS row in one one-worker run (CLOCK), and the run's ms per image."""
+    import importlib
 
-    prof = cProfile.Profile(CLOCK)
-    seconds, images = prof.runcall(smplus_run, ann, folder, target, out, clock=CLOCK)
-    cum = {}
-    for (_, _, name), (_, _, _, ct, _) in pstats.Stats(prof).stats.items():
-        cum[name] = cum.get(name, 0.0) + ct
-    rows = [(label, sum(cum.get(f, 0.0) for f in funcs)) for label, funcs in PROFILE_GROUPS]
-    # separate contains the matting; report the rest of it on its own
-    rows[2] = (rows[2][0], rows[2][1] - rows[0][1] - rows[1][1])
+    spent, saved = {}, []
+
+    def timed(key, f):
+        def call(*a, **k):
+            t = CLOCK()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[key] = spent.get(key, 0.0) + CLOCK() - t
+        return call
+
+    for _, funcs in PROFILE_GROUPS:
+        for module, name in funcs:
+            owner = importlib.import_module(module)
+            for part in name.split(".")[:-1]:
+                owner = getattr(owner, part)
+            attr = name.split(".")[-1]
+            saved.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, timed((module, name), getattr(owner, attr)))
+    try:
+        seconds, images = smplus_run(ann, folder, target, out, clock=CLOCK)
+    finally:
+        for owner, attr, f in reversed(saved):
+            setattr(owner, attr, f)
+    rows = [(label, sum(spent.get(f, 0.0) for f in funcs)) for label, funcs in PROFILE_GROUPS]
+    rows[1] = (rows[1][0], rows[1][1] - rows[0][1])  # separate contains the matting: the rest of it on its own
     rows.append(("other", seconds - sum(r[1] for r in rows)))
     return [(label, v * 1000 / images) for label, v in rows], seconds * 1000 / images
 
@@ -271,10 +299,20 @@ def peak_rss_mb(ann, folder, target, out):
 
 
 def quality(ann, folder, target, tmp, n=40):
-    """MAD (0-255) between the fast render and a full-resolution reference render; boxes moved."""
+    """The quality cost of the fast settings: a full-resolution reference render against the fast one.
+
+    The reference places each instance once, at the scale the fast render's
+    closed-loop placement ended at, so the two differ only by the fast
+    settings (working resolution, inpainting scale). Returns MAD (0-255) inside
+    the instances and over whole images, the boxes that move by more than
+    0.5 px, the number of boxes, the reference's ms/img, and the boxes that
+    move when the reference runs its own placement loop, with the two MADs
+    against that reference.
+    """
     from pycocotools import mask as mask_utils
 
     import smplus.background as background
+    import smplus.render as render
     import smplus.separate as separate
 
     raw = json.load(open(ann))
@@ -283,31 +321,51 @@ def quality(ann, folder, target, tmp, n=40):
     raw["annotations"] = [a for a in raw["annotations"] if a["image_id"] in ids]
     small = os.path.join(tmp, "q.json")
     json.dump(raw, open(small, "w"))
-    fast, ref = os.path.join(tmp, "q_fast"), os.path.join(tmp, "q_ref")
-    smplus_ms(small, folder, target, fast)
-    saved = separate.WORK_FACTOR, separate.WORK_MAX, background.INPAINT_SCALE
-    separate.WORK_FACTOR, separate.WORK_MAX = 8.0, 1e9
-    background.INPAINT_SCALE = 1.0
+    fast, ref, ref_loop = (os.path.join(tmp, d) for d in ("q_fast", "q_ref", "q_ref_loop"))
+    scales, real_place = {}, render.place_at_size
+
+    def recorded(m, scale, size, src_point, out_point):
+        placed = real_place(m, scale, size, src_point, out_point)
+        scales[(size, src_point, out_point)] = placed.scale
+        return placed
+
+    def replayed(m, scale, size, src_point, out_point):
+        return real_place(m, scales.get((size, src_point, out_point), scale), size, src_point, out_point)
+
+    saved = separate.WORK_FACTOR, separate.WORK_MAX, background.INPAINT_SCALE, render.PLACE_ROUNDS
     try:
+        render.place_at_size = recorded
+        smplus_ms(small, folder, target, fast)
+        separate.WORK_FACTOR, separate.WORK_MAX, background.INPAINT_SCALE = 8.0, 1e9, 1.0
+        render.place_at_size = real_place
+        smplus_ms(small, folder, target, ref_loop)
+        render.place_at_size, render.PLACE_ROUNDS = replayed, 1
         t_ref = smplus_ms(small, folder, target, ref)
     finally:
-        separate.WORK_FACTOR, separate.WORK_MAX, background.INPAINT_SCALE = saved
+        render.place_at_size = real_place
+        separate.WORK_FACTOR, separate.WORK_MAX, background.INPAINT_SCALE, render.PLACE_ROUNDS = saved
     data = json.load(open(os.path.join(fast, "annotations.json")))
-    ref_boxes = {x["source_ann_id"]: x["bbox"] for x in json.load(open(os.path.join(ref, "annotations.json")))["annotations"]}
-    moved = sum(max(abs(p - q) for p, q in zip(x["bbox"], ref_boxes[x["source_ann_id"]])) > 0.5
-                for x in data["annotations"] if x["source_ann_id"] in ref_boxes)
-    inside, whole = [], []
-    for im in data["images"]:
-        a = cv2.imread(os.path.join(fast, "images", im["file_name"])).astype(float)
-        b = cv2.imread(os.path.join(ref, "images", im["file_name"])).astype(float)
-        whole.append(np.abs(a - b).mean())
-        m = np.zeros(a.shape[:2], bool)
-        for x in data["annotations"]:
-            if x["image_id"] == im["id"]:
-                m |= mask_utils.decode(x["segmentation"]).astype(bool)
-        if m.any():
-            inside.append(np.abs(a - b)[m].mean())
-    return float(np.mean(inside)), float(np.mean(whole)), moved, len(data["annotations"]), t_ref
+
+    def moved(other):
+        boxes = {x["source_ann_id"]: x["bbox"] for x in json.load(open(os.path.join(other, "annotations.json")))["annotations"]}
+        return sum(max(abs(p - q) for p, q in zip(x["bbox"], boxes[x["source_ann_id"]])) > 0.5
+                   for x in data["annotations"] if x["source_ann_id"] in boxes)
+
+    def mad(other):  # mean |difference| inside the fast render's instances, and over whole images
+        inside, whole = [], []
+        for im in data["images"]:
+            a = cv2.imread(os.path.join(fast, "images", im["file_name"])).astype(float)
+            b = cv2.imread(os.path.join(other, "images", im["file_name"])).astype(float)
+            whole.append(np.abs(a - b).mean())
+            m = np.zeros(a.shape[:2], bool)
+            for x in data["annotations"]:
+                if x["image_id"] == im["id"]:
+                    m |= mask_utils.decode(x["segmentation"]).astype(bool)
+            if m.any():
+                inside.append(np.abs(a - b)[m].mean())
+        return float(np.mean(inside)), float(np.mean(whole))
+
+    return (*mad(ref), moved(ref), len(data["annotations"]), t_ref, *mad(ref_loop), moved(ref_loop))
 
 
 def ray_rows(source, images, target, n, repeat, tmp):
@@ -347,6 +405,7 @@ def main():
     ap.add_argument("--cpu-time", action="store_true",
                     help="time one-process rows by CPU time, not wall time (a machine others load)")
     ap.add_argument("--ray", action="store_true", help="only the Ray section")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray section")
     ap.add_argument("--repeat", type=int, default=3, help="runs per executor in the Ray section")
     args = ap.parse_args()
     global CLOCK
@@ -376,9 +435,17 @@ def main():
         f = floor_ms(ann, folder)
         phys = smplus_floor_ms(ann, folder, args.target)
         half_ann, half_folder, half = repeated_set(args.source, args.images, count // 2, os.path.join(tmp, "half"))
-        # 1 against 2 workers: wall time, whatever --cpu-time says
-        runs = {w: [smplus_run(a, d, args.target, out, workers=w) for a, d in ((half_ann, half_folder), (ann, folder))]
-                for w in (1, 2)}
+        # 1 against 2 workers: wall time, whatever --cpu-time says; and the CPU time of all processes
+        # (driver and workers), which on a machine others load shows what 2 workers would do on 2 free cores
+        load = [os.getloadavg()[0]]
+        runs, cpu_all = {}, {}
+        for w in (1, 2):
+            runs[w], cpu_all[w] = [], []
+            for a, d in ((half_ann, half_folder), (ann, folder)):
+                c = all_processes_cpu()
+                runs[w].append(smplus_run(a, d, args.target, out, workers=w))
+                cpu_all[w].append(all_processes_cpu() - c)
+        load.append(os.getloadavg()[0])
         one_wall, two = (runs[w][1][0] * 1000 / count for w in (1, 2))
         if CLOCK is time.perf_counter:
             one, one_steady = one_wall, (runs[1][1][0] - runs[1][0][0]) * 1000 / (count - half)
@@ -417,8 +484,12 @@ def main():
         print(f"| Scale Match (image level), 1 worker | {img:.1f} ms/img = {img / f:.1f}x floor | |")
         print(f"| SM+, 2 workers (wall) | {two:.1f} vs {one_wall:.1f} ms/img: throughput {one_wall / two:.2f}x "
               f"of 1 worker | >= 1.8x |")
-        print(f"| SM+, steady state (wall, marginal ms/img, {half} -> {count} images) | 1 worker {steady[1]:.1f}, "
-              f"2 workers {steady[2]:.1f}: throughput {steady[1] / steady[2]:.2f}x | >= 1.8x |")
+        print(f"| SM+, steady state (wall, marginal ms/img, {half} -> {count} images; load average {load[0]:.1f} "
+              f"before, {load[1]:.1f} after) | 1 worker {steady[1]:.1f}, 2 workers {steady[2]:.1f}: throughput "
+              f"{steady[1] / steady[2]:.2f}x | >= 1.8x |")
+        cpu_steady = {w: (c[1] - c[0]) * 1000 / (count - half) for w, c in cpu_all.items()}
+        print(f"| SM+, steady state CPU of all processes (marginal ms/img) | 1 worker {cpu_steady[1]:.1f}, 2 workers "
+              f"{cpu_steady[2]:.1f} (driver + workers): {cpu_steady[2] / cpu_steady[1]:.2f}x the CPU per image | |")
         base = json.load(open(args.source))
         n1 = len(base["images"])
         os.makedirs(os.path.join(tmp, "m1"))
@@ -440,16 +511,20 @@ def main():
                   f"{ib / one:.1f}x the time of SM+ (1 worker) | |")
         except ImportError:
             print("| InstaBoost | n/a (pip install instaboostfast; not --no-instaboost) | |")
-        mad_in, mad_all, moved, boxes, t_ref = quality(ann, folder, args.target, tmp)
-        print(f"| quality: fast vs full-resolution reference ({t_ref:.0f} ms/img) | MAD {mad_in:.1f} inside "
-              f"instances, {mad_all:.1f} whole image (of 255); {moved} of {boxes} boxes differ by > 0.5 px | |")
+        mad_in, mad_all, moved, boxes, t_ref, loop_in, loop_all, moved_loop = quality(ann, folder, args.target, tmp)
+        print(f"| quality: fast vs full-resolution reference running its own placement loop | MAD {loop_in:.1f} "
+              f"inside instances, {loop_all:.1f} whole image (of 255); {moved_loop} of {boxes} boxes differ by "
+              f"> 0.5 px | no worse |")
+        print(f"| quality: the same, the reference placing each instance at the fast render's scale ({t_ref:.0f} "
+              f"ms/img) | MAD {mad_in:.1f} inside instances, {mad_all:.1f} whole image; {moved} of {boxes} boxes "
+              f"differ by > 0.5 px | |")
         rows, total = profile_rows(args.source, args.images, args.target, os.path.join(tmp, "prof"))
-        print(f"\nWhere one worker's time goes ({n1} images, cProfile, {total:.1f} ms/img):\n")
+        print(f"\nWhere one worker's time goes ({n1} images, {total:.1f} ms/img):\n")
         print("| step | ms/img | share |")
         print("|---|---|---|")
         for label, ms in rows:
             print(f"| {label} | {ms:.1f} | {ms / total:.0%} |")
-        if ray is not None:
+        if ray is not None and not args.no_ray:
             ray_rows(args.source, args.images, args.target, n, args.repeat, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,13 +53,21 @@ def make_executor(kind: str = "local", workers: int = 1, address: Optional[str] 
 
 
 class InProcess:
-    """One worker: render_task in the driver's own process."""
+    """One worker: render_task in the driver's own process, on one OpenCV thread like a worker
+    process (OpenCV's pool would make `--workers 1` use every core, and oversubscribe a 1-CPU
+    allocation); the caller's setting is restored on exit."""
 
     def __enter__(self) -> "InProcess":
+        import cv2
+
+        self._threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
         return self
 
     def __exit__(self, *exc) -> None:
-        pass
+        import cv2
+
+        cv2.setNumThreads(self._threads)
 
     def imap_unordered(self, tasks: Iterable[ImageTask]) -> Iterator[dict]:
         return map(render_task, tasks)

@@ -12,6 +12,10 @@ Foreground colours (Germer et al. 2020, pymatting's estimate_foreground_ml):
 the same per-pixel update of F and B, iterated only where 0 < alpha < 1.
 Where alpha is 1 the colours are the source's; where it is 0 they never show.
 
+`premultiplied_matte` (what separate.matte calls) runs both and returns the
+premultiplied patch in one numba call; `estimate_alpha` and
+`estimate_foreground` expose the two steps (tests hold them to pymatting).
+
 The kernels are numba-compiled once per machine into numba's on-disk cache;
 `warm_up` loads them (worker start-up calls it, and so does the first matte()),
 compiling first if needed and saying so in one line on stderr.
@@ -40,6 +44,8 @@ _BG, _FG, _UNKNOWN = 0, 1, 2
 # L_UU row i holds the 5x5 neighbourhood of pixel i: offset (dy, dx) in [-2, 2]^2 at
 # column k = (dy + 2) * 5 + dx + 2; k < _DIAG are the neighbours earlier in raster order.
 _DIAG = 12
+_KY, _KX = np.arange(9) // 3, np.arange(9) % 3     # 3x3 window position k: row, column
+_SY, _SX = np.arange(25) // 5, np.arange(25) % 5   # 5x5 stencil column k: row, column
 _NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
 
 COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per machine "
@@ -87,12 +93,15 @@ def _band_system(image, trimap, eps):
                 if done[cy, cx]:
                     continue
                 done[cy, cx] = True
+                for k in range(9):
+                    for ch in range(3):
+                        c[k, ch] = image[cy + _KY[k] - 1, cx + _KX[k] - 1, ch]
                 for ch in range(3):
                     s = 0.0
                     for k in range(9):
-                        s += image[cy + k // 3 - 1, cx + k % 3 - 1, ch]
+                        s += c[k, ch]
                     for k in range(9):
-                        c[k, ch] = image[cy + k // 3 - 1, cx + k % 3 - 1, ch] - s / 9.0
+                        c[k, ch] -= s / 9.0
                 # window covariance + eps, inverted (pymatting's formula, term for term: on grey
                 # windows the covariance is near-singular and the order of operations shows)
                 a00, a01, a02, a11, a12, a22 = eps, 0.0, 0.0, eps, 0.0, eps
@@ -116,37 +125,40 @@ def _band_system(image, trimap, eps):
                 # unknown j (symmetric: once per pair) and known j of alpha 1 (to the right-hand side)
                 nu, nf = 0, 0
                 for k in range(9):
-                    y, x = cy + k // 3 - 1, cx + k % 3 - 1
+                    y, x = cy + _KY[k] - 1, cx + _KX[k] - 1
                     if index[y, x] >= 0:
                         unknown[nu] = k
                         uidx[nu] = index[y, x]
                         nu += 1
+                        s0, s1, s2 = c[k, 0], c[k, 1], c[k, 2]  # M c_k, needed for unknown k only
+                        q[k, 0] = m00 * s0 + m01 * s1 + m02 * s2
+                        q[k, 1] = m01 * s0 + m11 * s1 + m12 * s2
+                        q[k, 2] = m02 * s0 + m12 * s1 + m22 * s2
                     elif state[y, x] == _FG:
                         fg[nf] = k
                         nf += 1
-                    s0, s1, s2 = c[k, 0], c[k, 1], c[k, 2]
-                    q[k, 0] = m00 * s0 + m01 * s1 + m02 * s2
-                    q[k, 1] = m01 * s0 + m11 * s1 + m12 * s2
-                    q[k, 2] = m02 * s0 + m12 * s1 + m22 * s2
                 for a in range(nu):
                     ki, ui = unknown[a], uidx[a]
                     for bi in range(a, nu):
                         kj = unknown[bi]
                         v = (1.0 if ki == kj else 0.0) - (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1]
                                                           + q[ki, 2] * c[kj, 2]) / 9.0
-                        off = (kj // 3 - ki // 3 + 2) * 5 + kj % 3 - ki % 3 + 2
-                        A[ui, off] += v
-                        if bi != a:
-                            A[uidx[bi], 24 - off] += v
+                        off = (_KY[kj] - _KY[ki] + 2) * 5 + _KX[kj] - _KX[ki] + 2
+                        A[ui, off] += v  # off >= _DIAG: j is i or after it; the mirror half is copied below
                     for f in range(nf):
                         kj = fg[f]
                         b[ui] += (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1] + q[ki, 2] * c[kj, 2]) / 9.0
     cols = np.full((n, 25), -1, np.int32)
     for i in range(n):
         for k in range(25):
-            y, x = ys[i] + k // 5 - 2, xs[i] + k % 5 - 2
+            y, x = ys[i] + _SY[k] - 2, xs[i] + _SX[k] - 2
             if 0 <= y < h and 0 <= x < w:
                 cols[i, k] = index[y, x]
+    for i in range(n):  # L is symmetric: L_ji = L_ij, the same terms summed in the same order
+        for k in range(_DIAG + 1, 25):
+            j = cols[i, k]
+            if j >= 0:
+                A[j, 24 - k] = A[i, k]
     return A, cols, b, ys, xs
 
 
@@ -365,6 +377,51 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
                        FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
 
 
+ALPHA_SNAP = 0.02  # alpha within this of 0 or 1 is taken as 0 or 1 (no faint veil, no see-through core)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _premultiplied(crop, trimap, soft, eps, rtol, max_iter, iterations, regularization, gradient_weight):
+    """matte(): alpha over the band (or `soft` where the trimap is empty or the band unsolved), snapped
+    near 0 and 1, foreground colours, and the instance premultiplied (h x w x 4 float32) in one call."""
+    h, w, _ = crop.shape
+    image = np.empty((h, w, 3))
+    for y in range(h):
+        for x in range(w):
+            for c in range(3):
+                image[y, x, c] = crop[y, x, c] / 255.0
+    ok = False
+    if trimap.shape[0] == h and trimap.shape[1] == w:
+        alpha, ok = _solve_alpha(image, trimap, eps, rtol, max_iter)
+    if not ok:
+        alpha = np.empty((h, w))
+        for y in range(h):
+            for x in range(w):
+                alpha[y, x] = soft[y, x]
+    for y in range(h):
+        for x in range(w):
+            a = min(1.0, max(0.0, alpha[y, x]))
+            alpha[y, x] = 0.0 if a < ALPHA_SNAP else (1.0 if a > 1.0 - ALPHA_SNAP else a)
+    F = _foreground(image, alpha, iterations, regularization, gradient_weight)
+    out = np.empty((h, w, 4), np.float32)
+    for y in range(h):
+        for x in range(w):
+            a = alpha[y, x]
+            for c in range(3):
+                out[y, x, c] = np.float32(F[y, x, c] * 255.0) * np.float32(a)
+            out[y, x, 3] = a
+    return out
+
+
+def premultiplied_matte(crop: np.ndarray, trimap: Optional[np.ndarray], soft: np.ndarray) -> np.ndarray:
+    """The instance of `crop` (h x w x 3 uint8) premultiplied: colour * alpha (0..255) and alpha (0..1),
+    h x w x 4 float32. Alpha by closed-form matting over `trimap`'s band; where there is no trimap
+    (None) or its band cannot be solved, `soft` (h x w, 0..1) is the alpha."""
+    trimap = np.zeros((0, 0)) if trimap is None else np.ascontiguousarray(trimap, np.float64)
+    return _premultiplied(np.ascontiguousarray(crop, np.uint8), trimap, np.ascontiguousarray(soft, np.float32),
+                          EPSILON, RTOL, MAX_ITER, FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
+
+
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)  # stdout may be the user's data
 
@@ -397,10 +454,10 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
             pass
 
     yy, xx = np.mgrid[0:8, 0:8]
-    image = np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0])
+    crop = (np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0]) * 255).astype(np.uint8)
     trimap = np.where(xx < 3, 1.0, np.where(xx > 4, 0.0, 0.5))
     with _compile_lock(), event.install_listener("numba:compile", Notice()):
-        estimate_foreground(image, estimate_alpha(image, trimap))
+        premultiplied_matte(crop, trimap, (xx < 4).astype(np.float32))
     _warm = True
 
 

@@ -53,31 +53,23 @@ def make_trimap(mask: np.ndarray, band: int) -> np.ndarray:
     return trimap
 
 
-def matte(crop_bgr: np.ndarray, soft_mask: np.ndarray, band: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Alpha by closed-form matting and foreground colours without background bleed.
+def matte(crop_bgr: np.ndarray, soft_mask: np.ndarray, band: int) -> np.ndarray:
+    """The instance premultiplied (h x w x 4 float32: colour * alpha, 0..255, and alpha, 0..1).
 
+    Alpha by closed-form matting, foreground colours without background bleed.
     `band` is the trimap's unknown band on either side of the mask edge, in px.
     Falls back to the (resampled) mask itself when the instance is too thin
     to leave a definite foreground, or matting fails to converge.
     """
-    from .matting import estimate_alpha, estimate_foreground, warm_up  # numba: only where instances are matted
+    from .matting import premultiplied_matte, warm_up  # numba: only where instances are matted
 
     warm_up()  # once per process: says so if the kernels must be compiled first
     mask = (soft_mask >= 0.5).astype(np.uint8)
-    image = crop_bgr.astype(np.float64) / 255.0
-    alpha = None
     for b in (band, 1):
         trimap = make_trimap(mask, b)
         if (trimap == 1).any() and (trimap == 0).any():
-            alpha = estimate_alpha(image, trimap)
-            break
-    if alpha is None:
-        alpha = soft_mask.astype(np.float64)
-    alpha = np.clip(alpha, 0.0, 1.0)
-    alpha[alpha < 0.02] = 0.0
-    alpha[alpha > 0.98] = 1.0
-    fg = estimate_foreground(image, alpha)
-    return (fg * 255.0).astype(np.float32), alpha.astype(np.float32)
+            return premultiplied_matte(crop_bgr, trimap, soft_mask)
+    return premultiplied_matte(crop_bgr, None, soft_mask)
 
 
 @dataclass
@@ -125,19 +117,16 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
     else:
         work, soft = crop, crop_mask.astype(np.float32)
     sx, sy = work.shape[1] / (cx1 - cx0), work.shape[0] / (cy1 - cy0)  # exact per-axis scales
-    fg, alpha = matte(work, soft, band)
+    premult = matte(work, soft, band)
     if scale >= sw * 0.999 and sw < 1.0:
         # Upsampling from the working size would blur: go back to source
         # resolution, with source colours where the instance is opaque and the
-        # matte's background-free colours on its soft edge.
-        size = (crop.shape[1], crop.shape[0])
-        alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_LINEAR)
-        fg_edge = cv2.resize(fg, size, interpolation=cv2.INTER_LINEAR)
-        fg = np.where((alpha >= 0.98)[..., None], crop.astype(np.float32), fg_edge)
+        # matte's background-free colours on its soft edge (resampled
+        # premultiplied, so no colour of a transparent pixel reaches it).
+        premult = cv2.resize(premult, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
+        alpha = premult[..., 3:]
+        np.copyto(premult[..., :3], crop * alpha, where=alpha >= 0.98)  # (boolean indexing: 1.5x the time)
         sx, sy = 1.0, 1.0
-    premult = np.empty(alpha.shape + (4,), np.float32)
-    np.multiply(fg, alpha[..., None], out=premult[..., :3])
-    premult[..., 3] = alpha
     return Matte(cx0, cy0, sx, sy, premult)
 
 

@@ -14,6 +14,7 @@ from smplus.histogram import (
     msm_sizes,
     sampling_noise,
     size_jsd,
+    target_sizes,
     tinyperson_histogram,
 )
 
@@ -49,6 +50,14 @@ def test_target_in_tinyperson_layout_leaves_out_ignore_uncertain_crowd(tinyperso
     h = load_target(path, bins=5, except_rate=0.0)
     assert h.count == len(sizes)
     assert h.edges[0] == pytest.approx(min(sizes)) and h.edges[-1] == pytest.approx(max(sizes))
+
+
+def test_target_sizes_keep_only_boxes_of_four_numbers_and_a_size():
+    anns = [{"bbox": [0, 0, 4, 9]}, {"bbox": (1.5, 2, 2.0, 8)}, {"bbox": [0, 0, 3.0, 12], "ignore": False},
+            {"bbox": [0, 0, "4", 9]}, {"bbox": [0, 0, 4]}, {"bbox": [0, 0, 4, 9, 1]}, {"bbox": None}, {},
+            {"bbox": [0, 0, 0, 9]}, {"bbox": [0, 0, -4, 9]}, {"bbox": [0, 0, math.inf, 9]},
+            {"bbox": [0, 0, 4, math.nan]}, "not an annotation", [0, 0, 4, 9]]
+    assert target_sizes({"annotations": anns}, "t.json") == [6.0, 4.0, 6.0]
 
 
 def test_histogram_file_round_trip(tmp_path):

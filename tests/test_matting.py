@@ -180,9 +180,10 @@ def test_matte_falls_back_to_the_mask_when_nothing_is_definite():
     soft[5:25, 14:16] = 1.0
     soft[5:25, 16] = 0.4
     crop[soft > 0] = 30
-    fg, alpha = matte(crop, soft, 2)
+    premult = matte(crop, soft, 2)
+    alpha = premult[..., 3]
     assert np.array_equal(alpha[soft >= 0.98], soft[soft >= 0.98]) and alpha[2, 2] == 0.0
-    assert np.allclose(fg[10, 14], 30, atol=0.5)
+    assert np.allclose(premult[10, 14, :3], 30, atol=0.5)
 
 
 def test_matte_of_a_solid_square():
@@ -190,10 +191,13 @@ def test_matte_of_a_solid_square():
     soft = np.zeros((40, 40), np.float32)
     soft[10:30, 12:28] = 1.0
     crop[soft > 0] = 30
-    fg, alpha = matte(crop, soft, 1)
+    premult = matte(crop, soft, 1)
+    alpha = premult[..., 3]
     assert alpha[20, 20] == 1.0 and alpha[2, 2] == 0.0
-    assert np.array_equal(fg[alpha == 1.0], crop[alpha == 1.0].astype(np.float32))  # the source's colours
-    assert np.abs(fg[alpha > 0] - 30).max() < 3  # no grey from the background at the edge
+    assert np.array_equal(premult[alpha == 1.0, :3], crop[alpha == 1.0].astype(np.float32))  # the source's colours
+    assert np.array_equal(premult[alpha == 0.0], np.zeros((int((alpha == 0).sum()), 4), np.float32))
+    fg = premult[alpha > 0, :3] / alpha[alpha > 0, None]
+    assert np.abs(fg - 30).max() < 3  # no grey from the background at the edge
 
 
 def test_first_run_compiles_once_with_one_notice_then_runs_without_pymatting(tmp_path):
@@ -214,3 +218,23 @@ def test_first_run_compiles_once_with_one_notice_then_runs_without_pymatting(tmp
     assert first.stderr.splitlines() == [COMPILE_MESSAGE]
     assert again.stderr == ""
     assert again.stdout.split() == ["False", "False"]
+
+
+def test_an_instance_pasted_above_its_working_size_keeps_its_colours_at_source_resolution():
+    """Matted at 160 px, pasted at 180: back at source resolution, the source's colours where it is
+    opaque, and on its soft edge the matte's colours with none of the background's (resampled
+    premultiplied: the transparent pixels around it hold the background's colour)."""
+    image = np.full((400, 400, 3), 220, np.uint8)
+    cv2.circle(image, (200, 200), 150, (40, 90, 160), -1, lineType=cv2.LINE_AA)
+    t = np.linspace(0, 2 * np.pi, 96, endpoint=False)
+    polygon = np.stack([200.5 + 150 * np.cos(t), 200.5 + 150 * np.sin(t)], 1).ravel().tolist()
+    m = separate(image, [polygon], (50.0, 50.0, 301.0, 301.0), 0.6)
+    assert (m.sx, m.sy) == (1.0, 1.0)  # source resolution
+    alpha = m.premult[..., 3]
+    crop = image[m.y0:m.y0 + alpha.shape[0], m.x0:m.x0 + alpha.shape[1]]
+    opaque = alpha >= 0.98
+    assert np.array_equal(m.premult[opaque, :3], crop[opaque] * alpha[opaque, None])
+    edge = (alpha > 0.05) & (alpha < 0.95)
+    assert edge.sum() > 200  # a soft edge all around the disc
+    colour = m.premult[edge, :3] / alpha[edge, None]
+    assert np.abs(colour - (40, 90, 160)).max() < 12  # the background (220) would pull it up

@@ -172,6 +172,23 @@ def test_executor_ray_without_ray_says_how_to_install(tmp_path, monkeypatch):
     assert "Traceback" not in r.output
 
 
+def test_in_process_executor_renders_on_one_opencv_thread_like_a_worker(monkeypatch):
+    """--workers 1 uses one core, as each worker process does; the caller's setting comes back after."""
+    import cv2
+
+    import smplus.executors as executors
+
+    saved = cv2.getNumThreads()
+    monkeypatch.setattr(executors, "render_task", lambda task: cv2.getNumThreads())
+    try:
+        cv2.setNumThreads(3)
+        with InProcess() as ex:
+            assert list(ex.imap_unordered(["a", "b"])) == [1, 1]
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(saved)
+
+
 def test_local_executors():
     assert isinstance(make_executor("local", 1), InProcess)
     assert isinstance(make_executor("local", 3), LocalProcesses)
