@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 
 from . import __version__
-from .coco import TMP_PREFIX, CocoDataset, instance_size, usable_segmentation, write_json_atomic
+from .coco import TMP_PREFIX, CocoDataset, instance_size, publish, usable_segmentation, write_json_atomic
 from .errors import OutputError, SmplusError
 from .histogram import SizeHistogram, sampling_noise, size_jsd
 from .plan import DatasetPlan, ImagePlan, clipped_box, degenerate_reason, unscaled_labels
@@ -91,11 +91,7 @@ class _DatasetWriter:
         self._spool.seek(0)
         shutil.copyfileobj(self._spool, self._main, 1 << 20)
         self._main.write(b"]}")
-        self._main.flush()
-        os.fsync(self._main.fileno())
-        self._main.close()
-        os.chmod(self._main.name, 0o644)
-        os.replace(self._main.name, self.path)
+        publish(self._main, self.path)
         self.discard()
 
     def discard(self) -> None:

@@ -296,29 +296,37 @@ def instance_size(w: float, h: float) -> float:
 
 # ---------------------------------------------------------------- writing
 
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, and rename: never a truncated or empty file."""
+def _atomic_write(path: str, data) -> None:
+    """Write `data` (bytes-like) to a temporary file beside `path`, then publish it: never a
+    truncated or empty file."""
     d = os.path.dirname(path) or "."
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=TMP_PREFIX, suffix=os.path.basename(path)[-16:])
+    f = tempfile.NamedTemporaryFile("wb", dir=d, prefix=TMP_PREFIX, suffix=os.path.basename(path)[-16:], delete=False)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename makes it visible (a power loss keeps the old state)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual rights
-        os.replace(tmp, path)
+        f.write(data)
+        publish(f, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        f.close()
+        if os.path.exists(f.name):
+            os.unlink(f.name)
         raise
+
+
+def publish(f, path: str) -> None:
+    """Make the temporary file `f` (open for writing, beside `path`) the file `path`."""
+    f.flush()
+    os.fsync(f.fileno())  # on disk before the rename makes it visible (a power loss keeps the old state)
+    f.close()
+    os.chmod(f.name, 0o666 & ~_UMASK)  # temporary files are made 0600; outputs get the usual rights
+    os.replace(f.name, path)
 
 
 def write_json_atomic(path: str, obj: Any, indent: int | None = None) -> None:
     _atomic_write(path, json.dumps(obj, indent=indent, ensure_ascii=False).encode("utf-8"))
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
+def write_bytes_atomic(path: str, data) -> None:
+    """`data`: bytes, or an array of them (an image file read with read_image_bytes)."""
     _atomic_write(path, data)
 
 

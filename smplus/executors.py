@@ -202,11 +202,12 @@ def _single_threaded_children():
                 os.environ[k] = v
 
 
-def worker_init() -> None:
-    """Once per worker process: Ctrl-C is the driver's, one thread, matting kernels loaded."""
+def worker_init(ignore_sigint: bool = True) -> None:
+    """Once per worker process: Ctrl-C is the driver's (`ignore_sigint`), one thread, matting kernels loaded."""
     import cv2
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
+    if ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
     cv2.setNumThreads(1)  # one image per process; threads would only contend
     from .matting import warm_up
 

@@ -16,8 +16,8 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, fields
-from typing import List, Optional, Sequence, Set, Tuple
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Optional, Sequence, Set, Tuple
 
 from . import __version__
 from .assemble import assemble, planned_entries
@@ -28,7 +28,7 @@ from .histogram import load_target
 from .journal import Journal, merged_entries
 from .outdir import STATE_DIR, _inside, prepare_out
 from .plan import DatasetPlan, TransformOptions, plan_dataset
-from .shards import assign_shards, shard_positions
+from .shards import assign_shards, differences, shard_positions
 from .task import image_tasks, output_image_path
 
 RUN_FILE = "run.json"  # the run's fingerprint: inputs, options, version, shard
@@ -100,10 +100,6 @@ def _file_digest(path: Optional[str]) -> Optional[str]:
     return h.hexdigest()
 
 
-def _differences(a: dict, b: dict) -> List[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
 def _check_resume(out_dir: str, fingerprint: dict, run: RunOptions) -> None:
     path = os.path.join(out_dir, STATE_DIR, RUN_FILE)
     if run.resume and os.path.exists(path):
@@ -111,7 +107,7 @@ def _check_resume(out_dir: str, fingerprint: dict, run: RunOptions) -> None:
             before = json.load(f)
         if before != fingerprint:
             raise SmplusError(f"--resume: {out_dir} was started with other inputs or options "
-                              f"({', '.join(_differences(before, fingerprint))} differ); "
+                              f"({', '.join(differences(before, fingerprint))} differ); "
                               "rerun with the same ones, or use --overwrite to start again")
     elif run.resume and os.listdir(out_dir) != [STATE_DIR]:
         raise SmplusError(f"--resume: {out_dir} holds no smplus run to resume; use --overwrite to replace it")
@@ -140,12 +136,11 @@ def _plan(source: str, images_dir: str, target: Optional[str], options: Transfor
     hist = load_target(target, bins, except_rate, log_bins)
     cat_ids = resolve_categories(ds, categories)
     if cat_ids is not None:
-        options = TransformOptions(**{**{f.name: getattr(options, f.name) for f in fields(options)},
-                                      "categories": cat_ids})
+        options = replace(options, categories=cat_ids)
     before_planning()
     dplan = plan_dataset(ds, hist, options)
     # every TransformOptions field, under its own name: a merge rebuilds the options from these
-    parameters = {f.name: getattr(options, f.name) for f in fields(options)}
+    parameters = asdict(options)
     parameters.update(scale_range=list(options.scale_range),
                       categories=([ds.categories[c]["name"] for c in options.categories if c in ds.categories]
                                   if options.categories else None),
@@ -176,7 +171,7 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
         if run.dry_run:
             return TransformResult(assemble(p.ds, p.dplan, p.hist, planned_entries(p.ds, p.dplan.images),
                                             p.parameters, out_dir, run.allow_skips), out_dir)
-        positions = (shard_positions(p.dplan.images, *run.shard) if run.shard
+        positions = (shard_positions(assign_shards(p.dplan.images, run.shard[1]), run.shard[0]) if run.shard
                      else range(len(p.dplan.images)))
         with Journal(os.path.join(out_dir, STATE_DIR)) as journal:
             rendered = _render(p, positions, images_dir, out_dir, run, journal, executor)
@@ -288,7 +283,7 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
         for d, fp in zip(shard_dirs, fingerprints):
             journal = Journal(os.path.join(d, STATE_DIR))
             journals.append(journal)
-            _check_complete(p, d, fp["shard"], [k for k, s in enumerate(assignment) if s == fp["shard"][0]], journal)
+            _check_complete(p, d, fp["shard"], shard_positions(assignment, fp["shard"][0]), journal)
         with _writes_to(out_dir):
             held.enter_context(prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
                                            RunOptions(overwrite=overwrite)))

@@ -67,12 +67,9 @@ def _worker_setup() -> None:
     are set when the process starts (see RayExecutor.__enter__). Unlike a local
     worker, SIGINT keeps its handler: it is how ray.cancel stops a running task.
     """
-    import cv2
+    from .executors import worker_init
 
-    cv2.setNumThreads(1)
-    from .matting import warm_up
-
-    warm_up()  # numba's kernels load from its on-disk cache (compiled, with a one-line notice, if absent)
+    worker_init(ignore_sigint=False)
 
 
 class RayExecutor:

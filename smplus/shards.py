@@ -31,9 +31,14 @@ def assign_shards(plans: Sequence[ImagePlan], n: int) -> List[int]:
     return shard
 
 
-def shard_positions(plans: Sequence[ImagePlan], i: int, n: int) -> List[int]:
-    """Positions of the images shard i of n renders, in source order."""
-    return [k for k, s in enumerate(assign_shards(plans, n)) if s == i]
+def shard_positions(assignment: Sequence[int], i: int) -> List[int]:
+    """Positions of the images shard i renders (`assignment`: assign_shards), in source order."""
+    return [k for k, s in enumerate(assignment) if s == i]
+
+
+def differences(a: dict, b: dict) -> List[str]:
+    """The keys whose values differ between two dicts, sorted."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 def check_shards(shard_dirs: Sequence[str], fingerprints: Sequence[dict]) -> None:
@@ -46,8 +51,7 @@ def check_shards(shard_dirs: Sequence[str], fingerprints: Sequence[dict]) -> Non
     ref = keys.index(common)
     for d, f, key in zip(shard_dirs, fingerprints, keys):
         if key != common:
-            a, b = run_of(fingerprints[ref]), run_of(f)
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            diff = differences(run_of(fingerprints[ref]), run_of(f))
             raise SmplusError(f"merge: {d} is a shard of another run than {shard_dirs[ref]} "
                               f"({', '.join(diff)} differ); merge the shards of one run")
     n = fingerprints[ref]["shard"][1]

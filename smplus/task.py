@@ -23,7 +23,6 @@ from .plan import DEFAULT_MAX_HOLE, ImagePlan, TransformOptions, unscaled_labels
 
 @dataclass
 class ImageTask:
-    position: int                     # the image's index in the source: the journal's key
     plan: ImagePlan
     image: dict                       # source image entry
     anns: Dict[int, dict]             # this image's annotations used by the plan
@@ -47,7 +46,7 @@ def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
         bg, bg_anns = _background(ds, plan)
         fallback, fallback_anns = _background(ds, plan.fallback) if plan.fallback else (None, [])
-        yield ImageTask(position, plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns,
+        yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns,
                         fallback, fallback_anns, options.max_hole, (options.jpeg_quality, options.jpeg_subsampling))
 
 
@@ -97,9 +96,8 @@ def render_task(task: ImageTask) -> dict:
              "skipped": None, "provenance": provenance("copy", None, 0.0)}
     try:
         if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded...
-            raw = read_image_bytes(os.path.join(task.images_dir, task.image["file_name"]))
-            _decode_checked(task.images_dir, task.image, raw)  # ...once it is known to be the image
-            data = raw.tobytes()
+            data = read_image_bytes(os.path.join(task.images_dir, task.image["file_name"]))
+            _decode_checked(task.images_dir, task.image, data)  # ...once it is known to be the image
         else:
             pixels = _decode_checked(task.images_dir, task.image)
             bg_pixels = _decode_background(task.images_dir, task.background) if plan.background == "new" else None
