@@ -13,7 +13,7 @@ from .coco import read_image, read_json
 from .errors import SmplusError
 
 TILE = 320    # px, the longer side of each picture in the grid
-ZOOMS = 4     # smallest pasted instances shown per image, each in a quarter of a tile
+ZOOM_GRID = 2  # the smallest pasted instances shown per image: a ZOOM_GRID x ZOOM_GRID grid in one tile
 GAP = 8
 LABEL = 18    # px, the caption band at the top of a tile
 
@@ -53,11 +53,11 @@ def _background_tile(prov: Optional[dict], images_dir: str, src_images: dict) ->
 
 def _zooms(out: np.ndarray, anns: Sequence[dict]) -> np.ndarray:
     """The smallest pasted instances, each with its box and some context, magnified (nearest)."""
-    cell = TILE // 2
+    cell = TILE // ZOOM_GRID
     tile = np.full((TILE, TILE, 3), 32, np.uint8)
     pasted = sorted((a for a in anns if not a.get("from_background")), key=lambda a: a["bbox"][2] * a["bbox"][3])
     H, W = out.shape[:2]
-    for k, a in enumerate(pasted[:ZOOMS]):
+    for k, a in enumerate(pasted[:ZOOM_GRID ** 2]):
         x, y, w, h = a["bbox"]
         side = max(w, h) + 8  # the instance and 4 px of context around it
         cx, cy = x + w / 2, y + h / 2
@@ -69,7 +69,7 @@ def _zooms(out: np.ndarray, anns: Sequence[dict]) -> np.ndarray:
         cv2.rectangle(big, (int((x - x0) * z), int((y - y0) * z)),
                       (int(np.ceil((x + w - x0) * z)) - 1, int(np.ceil((y + h - y0) * z)) - 1), (0, 255, 0), 1)
         cellimg = _caption(_pad(big, (cell - LABEL, cell)), f"{w:.0f}x{h:.0f} px, x{z:.1f}")
-        r, c = divmod(k, 2)
+        r, c = divmod(k, ZOOM_GRID)
         tile[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cellimg[:cell, :cell]
     return _caption(tile, "smallest pasted instances, magnified")
 
