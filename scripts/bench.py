@@ -136,22 +136,18 @@ def _pymatting_one_thread():
     return sized_ichol
 
 
-def _trimap(crop, soft, band):
-    from smplus.separate import make_trimap
-
-    trimap = make_trimap((soft >= 0.5).astype(np.uint8), band)
-    return trimap if (trimap == 1).any() and (trimap == 0).any() else None
-
-
-def pymatting_matte(crop, soft, band):
+def pymatting_matte(preconditioner):
     """The matte() smplus had before: pymatting's closed-form alpha over the whole crop, multilevel foreground."""
     from pymatting import estimate_alpha_cf, estimate_foreground_ml
 
-    preconditioner = _pymatting_one_thread()
-    trimap = _trimap(crop, soft, band)
-    if trimap is not None:
-        image = crop.astype(np.float64) / 255.0
-        estimate_foreground_ml(image, np.clip(estimate_alpha_cf(image, trimap, preconditioner=preconditioner), 0, 1))
+    from smplus.separate import instance_trimap
+
+    def matte(crop, soft, band):
+        trimap = instance_trimap(soft, band)
+        if trimap is not None:
+            image = crop.astype(np.float64) / 255.0
+            estimate_foreground_ml(image, np.clip(estimate_alpha_cf(image, trimap, preconditioner=preconditioner), 0, 1))
+    return matte
 
 
 def matting_agreement(problems):
@@ -160,11 +156,12 @@ def matting_agreement(problems):
     from pymatting import estimate_alpha_cf, estimate_foreground_ml
 
     from smplus.matting import estimate_alpha, estimate_foreground
+    from smplus.separate import instance_trimap
 
     preconditioner = _pymatting_one_thread()
     means, maxes, colours = [], [], []
     for crop, soft, band in problems:
-        trimap = _trimap(crop, soft, band)
+        trimap = instance_trimap(soft, band)
         if trimap is None:
             continue
         image = crop.astype(np.float64) / 255.0
@@ -466,7 +463,7 @@ def main():
         med, p90 = per_instance_ms(problems, matte)
         row = f"median {med:.2f} ms, p90 {p90:.2f} ms ({len(problems)} instances)"
         try:
-            rmed, rp90 = per_instance_ms(problems, pymatting_matte, repeats=1)
+            rmed, rp90 = per_instance_ms(problems, pymatting_matte(_pymatting_one_thread()), repeats=1)
             row += f"; pymatting on the same crops: median {rmed:.2f}, p90 {rp90:.2f} ms"
             agree = matting_agreement(problems)
         except ImportError:

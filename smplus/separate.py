@@ -64,12 +64,18 @@ def matte(crop_bgr: np.ndarray, soft_mask: np.ndarray, band: int) -> np.ndarray:
     from .matting import premultiplied_matte, warm_up  # numba: only where instances are matted
 
     warm_up()  # once per process: says so if the kernels must be compiled first
+    return premultiplied_matte(crop_bgr, instance_trimap(soft_mask, band), soft_mask)
+
+
+def instance_trimap(soft_mask: np.ndarray, band: int) -> np.ndarray | None:
+    """The trimap matte() solves: `band` px of unknown on either side of the mask edge, or 1 px
+    if that leaves no definite foreground or background; None if even 1 px does."""
     mask = (soft_mask >= 0.5).astype(np.uint8)
     for b in (band, 1):
         trimap = make_trimap(mask, b)
         if (trimap == 1).any() and (trimap == 0).any():
-            return premultiplied_matte(crop_bgr, trimap, soft_mask)
-    return premultiplied_matte(crop_bgr, None, soft_mask)
+            return trimap
+    return None
 
 
 @dataclass
