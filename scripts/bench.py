@@ -245,7 +245,7 @@ PROFILE_GROUPS = [
     ("rest of separate: cut the mask and the crop, resize to working size", [("smplus.render", "separate")]),
     ("placement: blur + warp, measured, corrected (render.place_at_size)", [("smplus.render", "place_at_size")]),
     ("inpainting: hole mask, Telea, feather, grain (render.fill)", [("smplus.render", "fill")]),
-    ("decode (source and new backgrounds)", [("smplus.task", "read_image")]),
+    ("decode (source, new backgrounds, images copied unchanged)", [("smplus.task", "_decode_checked")]),
     ("encode + write image (fsync'd)", [("smplus.task", "encode_image"), ("smplus.task", "write_bytes_atomic")]),
     ("annotations: measure + RLE", [("smplus.render", "_measure")]),
     ("journal + annotations.json + report", [("smplus.journal", "Journal.record"), ("smplus.pipeline", "assemble")]),
