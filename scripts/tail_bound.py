@@ -13,25 +13,22 @@ bin's lower edge, the largest size and their ratio, and the tail bin with one
 import os
 import sys
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from smplus.coco import read_json  # noqa: E402
 from smplus.histogram import TAIL_RATIO, build_histogram, target_sizes  # noqa: E402
 
-SHARED = os.path.join(ROOT, "..", "..", "shared", "data")
+SHARED = os.path.join(ROOT, "..", "shared", "data")
 DEFAULT = [os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"),
            os.path.join(SHARED, "coco_tiny", "annotations", "instances_train2017.json"),
            os.path.join(SHARED, "coco_tiny", "annotations", "instances_val2017.json")]
 
 
 def tail_stats(sizes):
-    """Lower edge of the tail bin (K = 100, except_rate 2/K), unbounded, and the largest size."""
-    s = np.sort(sizes)
-    n, c = len(s), int(len(s) * 0.01)
-    return (s[n - c - 1] + s[n - c]) / 2 if c >= 1 else s[-1], s[-1]
+    """Lower edge of the tail bin (K = 100, except_rate 2/K) and the largest size (the bin's upper
+    edge before TAIL_RATIO bounds it)."""
+    return build_histogram(sizes).edges[-2], max(sizes)
 
 
 def main(paths):
