@@ -231,8 +231,9 @@ def all_processes_cpu():
                                                    resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def smplus_ms(ann, folder, target, out, workers=1, level="instance", clock=None):
-    seconds, images = smplus_run(ann, folder, target, out, workers, level, clock)
+def smplus_ms(ann, folder, target, out, level="instance", clock=None):
+    """ms per image of a one-worker `transform` run."""
+    seconds, images = smplus_run(ann, folder, target, out, level=level, clock=clock)
     return seconds * 1000 / images
 
 
@@ -348,21 +349,23 @@ def quality(ann, folder, target, tmp, n=40):
         return sum(max(abs(p - q) for p, q in zip(x["bbox"], boxes[x["source_ann_id"]])) > 0.5
                    for x in data["annotations"] if x["source_ann_id"] in boxes)
 
-    def mad(other):  # mean |difference| inside the fast render's instances, and over whole images
-        inside, whole = [], []
+    def mad(others):  # per reference: mean |difference| inside the fast render's instances, and over whole images
+        inside, whole = {o: [] for o in others}, {o: [] for o in others}
         for im in data["images"]:
             a = cv2.imread(os.path.join(fast, "images", im["file_name"])).astype(float)
-            b = cv2.imread(os.path.join(other, "images", im["file_name"])).astype(float)
-            whole.append(np.abs(a - b).mean())
             m = np.zeros(a.shape[:2], bool)
             for x in data["annotations"]:
                 if x["image_id"] == im["id"]:
                     m |= mask_utils.decode(x["segmentation"]).astype(bool)
-            if m.any():
-                inside.append(np.abs(a - b)[m].mean())
-        return float(np.mean(inside)), float(np.mean(whole))
+            for o in others:
+                d = np.abs(a - cv2.imread(os.path.join(o, "images", im["file_name"])).astype(float))
+                whole[o].append(d.mean())
+                if m.any():
+                    inside[o].append(d[m].mean())
+        return [(float(np.mean(inside[o])), float(np.mean(whole[o]))) for o in others]
 
-    return (*mad(ref), moved(ref), len(data["annotations"]), t_ref, *mad(ref_loop), moved(ref_loop))
+    (ref_in, ref_all), (loop_in, loop_all) = mad((ref, ref_loop))
+    return ref_in, ref_all, moved(ref), len(data["annotations"]), t_ref, loop_in, loop_all, moved(ref_loop)
 
 
 def ray_rows(source, images, target, n, repeat, tmp):
