@@ -29,31 +29,61 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHARED = os.path.join(ROOT, "..", "shared", "data")
+# cv2 is imported where it is used: bench_scale's children import this module's helpers
+# and measure their own peak memory (a dry run loads no cv2).
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from smplus.coco import JPEG_QUALITY  # noqa: E402
 
 
-def repeated_set(source, images, n, tmp):
-    """The source repeated (new ids, symlinked files) to at least n images."""
+def repeated_set(source, images, n, tmp, repeat=None, link=os.symlink, exact=False):
+    """The source repeated (new ids, linked files) to at least n images, or `repeat` times (n=None);
+    exactly n if `exact` (the last copy cut short)."""
     raw = json.load(open(source))
+    if repeat is not None:
+        n = repeat * len(raw["images"])
     folder = os.path.join(tmp, f"images_{n}")
     os.makedirs(folder)
     out_images, out_anns = [], []
     k = 0
     while len(out_images) < n:
-        for im in raw["images"]:
+        block = raw["images"][:n - len(out_images)] if exact else raw["images"]
+        for im in block:
             name = f"{k}_{os.path.basename(im['file_name'])}"
-            os.symlink(os.path.abspath(os.path.join(images, im["file_name"])), os.path.join(folder, name))
+            link(os.path.abspath(os.path.join(images, im["file_name"])), os.path.join(folder, name))
             out_images.append({**im, "id": k * 10**7 + im["id"], "file_name": name})
+        ids = {im["id"] for im in block}
         for a in raw["annotations"]:
-            out_anns.append({**a, "id": k * 10**8 + a["id"], "image_id": k * 10**7 + a["image_id"]})
+            if a["image_id"] in ids:
+                out_anns.append({**a, "id": k * 10**8 + a["id"], "image_id": k * 10**7 + a["image_id"]})
         k += 1
     path = os.path.join(tmp, f"ann_{n}.json")
     json.dump({**raw, "images": out_images, "annotations": out_anns}, open(path, "w"))
     return path, folder, len(out_images)
+
+
+def first_images(source, n, path):
+    """The first n images of `source` and their annotations, written to `path`."""
+    with open(source) as f:
+        raw = json.load(f)
+    raw["images"] = raw["images"][:n]
+    ids = {im["id"] for im in raw["images"]}
+    raw["annotations"] = [a for a in raw["annotations"] if a["image_id"] in ids]
+    with open(path, "w") as f:
+        json.dump(raw, f)
+    return path
+
+
+def timed(f, log, key, clock=time.perf_counter):
+    """`f`, with the seconds of each call added up in log[key]."""
+    def call(*a, **k):
+        t = clock()
+        try:
+            return f(*a, **k)
+        finally:
+            log[key] = log.get(key, 0.0) + clock() - t
+    return call
 
 
 # The clock of one-process measurements: wall time, or with --cpu-time this process's CPU time
@@ -62,6 +92,8 @@ CLOCK = time.perf_counter
 
 
 def floor_ms(ann, folder):
+    import cv2
+
     names = [im["file_name"] for im in json.load(open(ann))["images"]]
     t = CLOCK()
     for n in names:
@@ -181,6 +213,7 @@ def instaboost_ms(ann, folder):
     import random
     from types import SimpleNamespace
 
+    import cv2
     import instaboostfast
     from skimage import measure
 
@@ -259,16 +292,6 @@ def profile_rows(ann, folder, target, out):
     import importlib
 
     spent, saved = {}, []
-
-    def timed(key, f):
-        def call(*a, **k):
-            t = CLOCK()
-            try:
-                return f(*a, **k)
-            finally:
-                spent[key] = spent.get(key, 0.0) + CLOCK() - t
-        return call
-
     for _, funcs in PROFILE_GROUPS:
         for module, name in funcs:
             owner = importlib.import_module(module)
@@ -276,7 +299,7 @@ def profile_rows(ann, folder, target, out):
                 owner = getattr(owner, part)
             attr = name.split(".")[-1]
             saved.append((owner, attr, getattr(owner, attr)))
-            setattr(owner, attr, timed((module, name), getattr(owner, attr)))
+            setattr(owner, attr, timed(getattr(owner, attr), spent, (module, name), CLOCK))
     try:
         seconds, images = smplus_run(ann, folder, target, out, clock=CLOCK)
     finally:
@@ -307,18 +330,14 @@ def quality(ann, folder, target, tmp, n=40):
     move when the reference runs its own placement loop, with the two MADs
     against that reference.
     """
+    import cv2
     from pycocotools import mask as mask_utils
 
     import smplus.background as background
     import smplus.render as render
     import smplus.separate as separate
 
-    raw = json.load(open(ann))
-    raw["images"] = raw["images"][:n]
-    ids = {im["id"] for im in raw["images"]}
-    raw["annotations"] = [a for a in raw["annotations"] if a["image_id"] in ids]
-    small = os.path.join(tmp, "q.json")
-    json.dump(raw, open(small, "w"))
+    small = first_images(ann, n, os.path.join(tmp, "q.json"))
     fast, ref, ref_loop = (os.path.join(tmp, d) for d in ("q_fast", "q_ref", "q_ref_loop"))
     scales, real_place = {}, render.place_at_size
 

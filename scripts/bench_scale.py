@@ -34,44 +34,6 @@ SHARED = os.path.join(ROOT, "..", "shared", "data")
 COCO_TRAIN_IMAGES = 118287
 
 
-def build_source(base_json, base_images, n, tmp):
-    """`base_json` repeated to n images: new ids and file names, images hard-linked."""
-    with open(base_json) as f:
-        raw = json.load(f)
-    by_image = {}
-    for a in raw["annotations"]:
-        by_image.setdefault(a["image_id"], []).append(a)
-    folder = os.path.join(tmp, "images")
-    os.makedirs(folder, exist_ok=True)
-    images, anns = [], []
-    while len(images) < n:
-        k = len(images) // len(raw["images"])
-        for im in raw["images"][:n - len(images)]:
-            name = f"{k:05d}_{os.path.basename(im['file_name'])}"
-            os.link(os.path.join(base_images, im["file_name"]), os.path.join(folder, name))
-            images.append({**im, "id": len(images) + 1, "file_name": name})
-            base = len(anns) + 1
-            anns.extend([{**a, "id": base + j, "image_id": images[-1]["id"]}
-                         for j, a in enumerate(by_image.get(im["id"], []))])
-    path = os.path.join(tmp, f"instances_{n}.json")
-    with open(path, "w") as f:
-        json.dump({**raw, "images": images, "annotations": anns}, f)
-    return path, folder, len(images), len(anns)
-
-
-def subset(source, n, tmp):
-    """The first n images of `source` (and their annotations), as a new JSON."""
-    with open(source) as f:
-        raw = json.load(f)
-    raw["images"] = raw["images"][:n]
-    ids = {im["id"] for im in raw["images"]}
-    raw["annotations"] = [a for a in raw["annotations"] if a["image_id"] in ids]
-    path = os.path.join(tmp, f"instances_first_{n}.json")
-    with open(path, "w") as f:
-        json.dump(raw, f)
-    return path
-
-
 def peak_rss_mb():
     """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent that forked it)."""
     with open("/proc/self/status") as f:
@@ -81,20 +43,6 @@ def peak_rss_mb():
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def timed(module, name, log):
-    """Wrap module.name so each call's seconds add up in log[name]."""
-    fn = getattr(module, name)
-
-    def wrapper(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            log[name] = log.get(name, 0.0) + time.perf_counter() - t
-
-    setattr(module, name, wrapper)
 
 
 # ---------------------------------------------------------------- children (each measured in its own process)
@@ -107,17 +55,17 @@ def child_json_load(source):
 
 
 def child_transform(source, images, target, out, workers, dry_run, level="instance"):
+    from bench import timed
+
     import smplus.coco
     import smplus.pipeline as pipeline
     from smplus.pipeline import RunOptions, transform
     from smplus.plan import TransformOptions
 
     log = {}
-    timed(smplus.coco, "read_json", log)
-    timed(smplus.coco, "index_coco", log)
-    timed(pipeline, "plan_dataset", log)
-    timed(pipeline, "assemble", log)
-    timed(pipeline, "_file_digest", log)
+    for module, name in ((smplus.coco, "read_json"), (smplus.coco, "index_coco"), (pipeline, "plan_dataset"),
+                         (pipeline, "assemble"), (pipeline, "_file_digest")):
+        setattr(module, name, timed(getattr(module, name), log, name))
     render = pipeline._render
 
     def measured_render(*args, **kwargs):  # the parent's memory when rendering starts
@@ -226,6 +174,9 @@ def main():
         args.images_count, args.renders, args.journal_entries = 12_000, "200,2000", 10_000
     renders = [int(v) for v in args.renders.split(",")]
     os.makedirs(args.tmp, exist_ok=True)
+    # bench's helpers, imported here: the children measure their own memory, without cv2 loaded
+    from bench import first_images, repeated_set
+
     tmp = os.path.join(args.tmp, f"bench-{os.getpid()}")
     os.makedirs(tmp)
     try:
@@ -233,9 +184,9 @@ def main():
             source, images, n_images = args.source, args.images_dir, args.images_count
         else:
             base = os.path.join(SHARED, "coco_tiny")
-            source, images, n_images, _ = build_source(
+            source, images, n_images = repeated_set(
                 os.path.join(base, "annotations", "instances_train2017.json"), os.path.join(base, "train2017"),
-                args.images_count, tmp)
+                args.images_count, tmp, link=os.link, exact=True)
         sections = args.sections.split(",")
         print(f"source: {n_images} images, {os.path.getsize(source) / 2**20:.0f} MB of JSON; {os.cpu_count()} cores\n")
         print("| measure | time | peak RSS |")
@@ -255,7 +206,7 @@ def main():
         if "render" in sections:
             rows = []
             for n in renders:
-                sub = subset(source, n, tmp)
+                sub = first_images(source, n, os.path.join(tmp, f"instances_first_{n}.json"))
                 r = run_child("transform", sub, images, args.target, os.path.join(tmp, f"render{n}"), args.workers,
                               False, args.level)
                 rows.append((n, r))
@@ -275,8 +226,10 @@ def main():
                       f"{sb:.1f} ms/img ({sb / sa - 1:+.0%}) | |")
         if "resume" in sections:
             k = min(args.journal_entries, n_images)
-            sub = subset(source, k, tmp)
-            root = os.path.dirname(os.path.abspath(images))  # OUT whose images/ the entries point to
+            sub = first_images(source, k, os.path.join(tmp, f"instances_first_{k}.json"))
+            root = os.path.join(tmp, "resume_out")  # OUT whose images/ (the source's) the entries point to
+            os.makedirs(root)
+            os.symlink(os.path.abspath(images), os.path.join(root, "images"))
             j = run_child("resume_start", sub, root, args.target, k, os.path.join(tmp, "resume"))
             print(f"| resume with {k} journal entries: load + plan | {j['load_plan']:.1f} s | |")
             print(f"| then its journal scan: SQLite ({j['db_mb']:.0f} MB) | {j['scan_sqlite']:.1f} s "
