@@ -3,7 +3,7 @@
     python scripts/match_at_scale.py [--repeat 50] [--split val2017] [--workers 2] [--modes msm,rsm]
 
 Builds a set of ~4,000 images from coco_tiny (the split repeated --repeat
-times with new image and annotation ids, files hard-linked into a temporary
+times with new image and annotation ids, files symlinked into a temporary
 folder that is deleted at the end), then for MSM+ and RSM+ (PSI p = 0.4,
 seed 0) plans it (dry run) and renders it, with the tinyperson_like target.
 Prints per mode:
@@ -21,7 +21,6 @@ With --repeat 1 it checks one split of coco_tiny as it is.
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -32,8 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 
-from bench import repeated_set  # noqa: E402  (coco_tiny repeated: new ids, linked files)
-from pycocotools import mask as mask_utils  # noqa: E402
+from bench import all_processes_cpu, repeated_set  # noqa: E402  (coco_tiny repeated: new ids, linked files)
+from rle_box import rle_box_off  # noqa: E402
 
 from smplus.coco import ann_to_rle, instance_size  # noqa: E402
 from smplus.histogram import load_target, size_jsd  # noqa: E402
@@ -47,15 +46,8 @@ MODES = {"msm": "MSM+", "rsm": "RSM+"}
 def rle_box_disagreements(data: dict) -> int:
     """Annotations whose RLE's pixel box and bbox differ by more than 1 px at some edge."""
     sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
-    bad = 0
-    for a in data["annotations"]:
-        if a.get("iscrowd") or a.get("from_background"):
-            continue
-        rx, ry, rw, rh = mask_utils.toBbox(ann_to_rle(a["segmentation"], *sizes[a["image_id"]]))
-        x, y, w, h = a["bbox"]
-        edges = np.abs(np.array([x - rx, y - ry, x + w - rx - rw, y + h - ry - rh]))
-        bad += bool(edges.max() > 1.0)
-    return bad
+    return sum(rle_box_off(ann_to_rle(a["segmentation"], *sizes[a["image_id"]]), a["bbox"])
+               for a in data["annotations"] if not (a.get("iscrowd") or a.get("from_background")))
 
 
 def apart(plan: dict) -> set:
@@ -79,13 +71,6 @@ def apart(plan: dict) -> set:
     return out
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the workers, once joined):
-    steadier than wall time on a shared machine."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def percentiles(r) -> str:
     if len(r) == 0:
         return "-"
@@ -106,22 +91,20 @@ def main():
     hist = load_target(args.target)  # report.json's histogram (default bins)
     with tempfile.TemporaryDirectory(prefix="match_at_scale_") as tmp:
         split_json = os.path.join(SHARED, "coco_tiny", "annotations", f"instances_{args.split}.json")
-        with open(split_json) as f:
-            n_split = len(json.load(f)["images"])
-        ann, folder, n_images = repeated_set(split_json, os.path.join(SHARED, "coco_tiny", args.split),
-                                             args.repeat * n_split, tmp)
+        ann, folder, n_images = repeated_set(split_json, os.path.join(SHARED, "coco_tiny", args.split), None, tmp,
+                                             repeat=args.repeat)
         print(f"coco_tiny {args.split} x{args.repeat}: {n_images} images, seed {args.seed}, "
               f"{args.workers} workers, target {os.path.basename(args.target)}\n")
         for mode in args.modes.split(","):
             opts = TransformOptions(mode=mode, seed=args.seed)
             dry = transform(ann, folder, os.path.join(tmp, f"{mode}_plan"), target=args.target, options=opts,
                             run=RunOptions(dry_run=True, progress=False)).report
-            t, cpu = time.perf_counter(), cpu_seconds()
+            t, cpu = time.perf_counter(), all_processes_cpu()
             out = os.path.join(tmp, mode)
             rep = transform(ann, folder, out, target=args.target, options=opts,
                             run=RunOptions(workers=args.workers, progress=False)).report
             ms = (time.perf_counter() - t) * 1000 / n_images
-            cpu_ms = (cpu_seconds() - cpu) * 1000 / n_images
+            cpu_ms = (all_processes_cpu() - cpu) * 1000 / n_images
             plan = json.load(open(os.path.join(tmp, f"{mode}_plan", "annotations.json")))
             planned = {a["source_ann_id"]: instance_size(*a["bbox"][2:]) for a in plan["annotations"]}
             free = apart(plan)
