@@ -54,11 +54,10 @@ def _import_smplus(code):
 # ---------------------------------------------------------------- collect (runs inside one code tree)
 
 def collect(data, target, splits):
-    import cv2
-    import numpy as np
+    import functools
 
     from smplus import pipeline
-    from smplus.coco import ann_to_rle, decode_rle, load_coco
+    from smplus.coco import load_coco
     from smplus.histogram import load_target
     from smplus.plan import TransformOptions, plan_dataset
 
@@ -75,6 +74,11 @@ def collect(data, target, splits):
         return real_encode(image, file_name, *args)
 
     renderer.encode_image = keep_rendered
+    target_histogram = functools.cache(lambda: load_target(target))
+
+    def run_plan(ds, opts):  # old code only (no provenance in its output); the target loaded once, if at all
+        return plan_dataset(ds, target_histogram(), opts)
+
     out = {}
     for split in splits:
         source = os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json")
@@ -95,36 +99,35 @@ def collect(data, target, splits):
                 with open(os.path.join(o, "annotations.json")) as f:
                     result = json.load(f)
                 if cats is None:
-                    plan = plan_dataset(ds, load_target(target), opts)
-                    kinds = _kinds(result, plan, o)
+                    kinds = _kinds(result, o, functools.partial(run_plan, ds, opts))
                     res[name] = {"jsd_after": report["jsd"]["after"],
-                                 **_unlabelled(ds, result, kinds, None),
+                                 **_unlabelled(ds, kinds, None),
                                  "report_provenance": report.get("provenance")}
                     if name in ("all", "inpaint"):
-                        res[name].update(_fills_and_frames(ds, result, kinds, images, o, rendered,
-                                                           plan, ann_to_rle, decode_rle, cv2, np))
-                else:
-                    kinds = _kinds(result, None, o)
-                    res[name] = _unlabelled(ds, result, kinds, {1})
-        res["punched"] = _punched_fills(ds, images, np, cv2, ann_to_rle)
+                        res[name].update(_fills_and_frames(ds, result, kinds, images, o, rendered))
+                else:  # only this tree's code runs these, and it writes provenance
+                    kinds = _kinds(result, o, None)
+                    res[name] = _unlabelled(ds, kinds, {1})
+        res["punched"] = _punched_fills(ds, images)
         out[split] = res
     return out
 
 
-def _kinds(result, plan, out_dir):
-    """image id -> (background kind, background image id), from provenance or (old code) the plan."""
+def _kinds(result, out_dir, plan):
+    """image id -> (background kind, background image id), from provenance or (old code) the run's
+    plan, which `plan()` makes."""
     if all("smplus" in im for im in result["images"]):
         return {im["id"]: (im["smplus"]["background"], im["smplus"]["background_image_id"])
                 for im in result["images"]}
     kinds = {}
-    for p in plan.images:
+    for p in plan().images:
         with open(os.path.join(out_dir, ".smplus", "parts", f"{p.image_id}.json")) as f:
             kind = json.load(f)["background"]
         kinds[p.image_id] = (kind, p.background_image_id)
     return kinds
 
 
-def _unlabelled(ds, result, kinds, categories):
+def _unlabelled(ds, kinds, categories):
     """The new backgrounds' own (scale-matched) instances, visible without a label."""
     from smplus.coco import instance_size
 
@@ -141,9 +144,13 @@ def _unlabelled(ds, result, kinds, categories):
             "new_backgrounds": sum(k == "new" for k, _ in kinds.values())}
 
 
-def _fills_and_frames(ds, result, kinds, images_dir, out_dir, rendered, plan, ann_to_rle, decode_rle, cv2, np):
+def _fills_and_frames(ds, result, kinds, images_dir, out_dir, rendered):
+    import cv2
+    import numpy as np
+    from rle_box import rle_box_off
+
     from smplus.background import hole_mask
-    from smplus.coco import read_image
+    from smplus.coco import ann_to_rle, decode_rle, read_image
 
     src_images = ds.images
     by_image = {}
@@ -162,16 +169,12 @@ def _fills_and_frames(ds, result, kinds, images_dir, out_dir, rendered, plan, an
         anns = by_image.get(image_id, [])
         out_masks = {}
         for a in anns:
-            m = decode_rle(ann_to_rle(a["segmentation"], oh, ow))
-            out_masks[id(a)] = m
+            rle = ann_to_rle(a["segmentation"], oh, ow)
+            out_masks[id(a)] = m = decode_rle(rle)
             if a.get("from_background"):
                 continue
             n_anns += 1
-            ys, xs = np.nonzero(m)
-            x, y, w, h = a["bbox"]
-            if xs.size and max(abs(xs.min() - x), abs(ys.min() - y), abs(xs.max() + 1 - x - w),
-                               abs(ys.max() + 1 - y - h)) > 1.0:
-                disagree += 1
+            disagree += bool(m.any()) and rle_box_off(rle, a["bbox"])
         if kind in ("inpaint", "new"):
             src_anns = {a["id"]: a for a in ds.anns_by_image[image_id]}
             for a in anns:
@@ -225,13 +228,14 @@ def _fills_and_frames(ds, result, kinds, images_dir, out_dir, rendered, plan, an
             "chroma_small": [round(float(v), 3) for v in c], "chroma_small_px": chroma_px}
 
 
-def _punched_fills(ds, images_dir, np, cv2, ann_to_rle):
-    """Holes shaped like the next image's instances, punched into each image and inpainted."""
-    from smplus.background import hole_mask, inpaint_holes
-    from smplus.coco import read_image
+def _punched_holes(ds, images_dir):
+    """(image, hole) per image: holes shaped like the next image's instances, punched into it."""
+    import cv2
+
+    from smplus.background import hole_mask
+    from smplus.coco import ann_to_rle, read_image
 
     ids = sorted(ds.images)
-    rows = []
     for k, image_id in enumerate(ids):
         im, other = ds.images[image_id], ds.images[ids[(k + 1) % len(ids)]]
         oh, ow = other["height"], other["width"]
@@ -239,11 +243,22 @@ def _punched_fills(ds, images_dir, np, cv2, ann_to_rle):
                             if not a.get("iscrowd")) if r]
         if not rles:
             continue
-        H, W = im["height"], im["width"]
-        hole = cv2.resize(hole_mask(rles, (oh, ow)), (W, H), interpolation=cv2.INTER_NEAREST)
-        if not hole.any() or hole.all():
+        hole = cv2.resize(hole_mask(rles, (oh, ow)), (im["width"], im["height"]), interpolation=cv2.INTER_NEAREST)
+        if hole.any():
+            yield read_image(os.path.join(images_dir, im["file_name"])), hole
+
+
+def _punched_fills(ds, images_dir):
+    """The punched holes inpainted: hole fraction, PSNR in the hole, texture ratio, ms per fill."""
+    import cv2
+    import numpy as np
+
+    from smplus.background import inpaint_holes
+
+    rows = []
+    for image, hole in _punched_holes(ds, images_dir):
+        if hole.all():
             continue
-        image = read_image(os.path.join(images_dir, im["file_name"]))
         t = time.perf_counter()
         filled = inpaint_holes(image, hole)
         ms = (time.perf_counter() - t) * 1000
@@ -302,11 +317,9 @@ def fill_cost_ratio(data, base):
     """Time of this tree's fill over the base's, same holes, same process, interleaved (min of 3)."""
     import importlib.util
 
-    import cv2
-
     _import_smplus(ROOT)
-    from smplus.background import hole_mask, inpaint_holes
-    from smplus.coco import ann_to_rle, load_coco, read_image
+    from smplus.background import inpaint_holes
+    from smplus.coco import load_coco
 
     spec = importlib.util.spec_from_file_location("base_background", os.path.join(base, "smplus", "background.py"))
     old = importlib.util.module_from_spec(spec)
@@ -314,18 +327,9 @@ def fill_cost_ratio(data, base):
     times = {"old": 0.0, "new": 0.0}
     for split in SPLITS:
         ds = load_coco(os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json"))
-        ids = sorted(ds.images)
-        for k, image_id in enumerate(ids):
-            im, other = ds.images[image_id], ds.images[ids[(k + 1) % len(ids)]]
-            rles = [r for r in (ann_to_rle(a["segmentation"], other["height"], other["width"])
-                                for a in ds.anns_by_image[other["id"]] if not a.get("iscrowd")) if r]
-            if not rles:
+        for image, hole in _punched_holes(ds, os.path.join(data, "coco_tiny", split)):
+            if hole.mean() > 0.5:
                 continue
-            hole = cv2.resize(hole_mask(rles, (other["height"], other["width"])), (im["width"], im["height"]),
-                              interpolation=cv2.INTER_NEAREST)
-            if not hole.any() or hole.mean() > 0.5:
-                continue
-            image = read_image(os.path.join(data, "coco_tiny", split, im["file_name"]))
             for name, fill in (("old", old.inpaint_holes), ("new", inpaint_holes)):
                 best = float("inf")
                 for _ in range(3):
