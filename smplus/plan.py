@@ -396,7 +396,7 @@ def pool_images(ds: CocoDataset, kind: str, selected: Optional[set]) -> List[int
         for a in ds.anns_by_image[image_id]:
             if selected is None or a["category_id"] in selected:
                 count += 1
-                if degenerate_reason(a, im["width"], im["height"]) not in ("bad_box", "zero_size_box"):
+                if box_reason(a.get("bbox"), im["width"], im["height"]) not in ("bad_box", "zero_size_box"):
                     _, _, w, h = clipped_box(a, im["width"], im["height"])
                     area += max(w, 0.0) * max(h, 0.0) / (im["width"] * im["height"])
         covered[image_id] = (area, count)
