@@ -15,7 +15,7 @@ import os
 import posixpath
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import orjson
@@ -245,6 +245,13 @@ def window_mask(segm: Any, window: tuple, height: int, width: int) -> np.ndarray
         return None if rle is None else decode_rle(rle)
     rle = ann_to_rle(segm, height, width)
     return None if rle is None else decode_rle(rle)[y0:y1, x0:x1]
+
+
+def resample_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """A binary mask resized to `size` (width, height): the pixels at least half covered (uint8)."""
+    import cv2
+
+    return (cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:

@@ -206,10 +206,9 @@ def unscaled_label(ann: dict, reason: str, image_id: int, width: int, height: in
     polygon; "unscaled" says which and why. `out_size` (W, H): the whole image
     was resized to it (image level). None when it locates nothing: dropped.
     """
-    import cv2
     from pycocotools import mask as mask_utils
 
-    from .coco import mask_to_rle
+    from .coco import mask_to_rle, resample_mask
 
     if reason not in UNSCALED:
         return None
@@ -219,7 +218,7 @@ def unscaled_label(ann: dict, reason: str, image_id: int, width: int, height: in
     if rle is not None and mask_utils.area(rle) > 0:
         mask = mask_utils.decode(rle)
         if out_size is not None:
-            mask = (cv2.resize(mask.astype(np.float32), out_size, interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
+            mask = resample_mask(mask, out_size)
         if not mask.any():
             return None
         segmentation = mask_to_rle(mask)

@@ -15,7 +15,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .background import hole_mask, inpaint_holes
-from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, usable_polygons
+from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
 from .plan import MIN_SIDE, ImagePlan, clipped_box
 from .separate import Matte, PastedInstance, pasted, placed_alpha, separate, warp
 
@@ -357,7 +357,6 @@ def render_resized(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict]) ->
 
 def _scale_segmentation(seg, H, W, out_h, out_w, sx, sy):
     """Polygons keep their float coordinates, scaled; masks (RLE) are resampled."""
-    import cv2
 
     if isinstance(seg, list):
         polys = [[round(v * (sx if i % 2 == 0 else sy), 3) for i, v in enumerate(p)]
@@ -366,5 +365,5 @@ def _scale_segmentation(seg, H, W, out_h, out_w, sx, sy):
     mask = decode_mask({"segmentation": seg}, H, W)
     if mask is None:
         return None
-    small = cv2.resize(mask.astype(np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA) >= 0.5
+    small = resample_mask(mask, (out_w, out_h))
     return mask_to_rle(small) if small.any() else None
