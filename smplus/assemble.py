@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from array import array
 from collections import Counter
-from typing import Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import orjson
@@ -26,7 +26,7 @@ from .coco import TMP_PREFIX, CocoDataset, instance_size, publish, usable_segmen
 from .errors import OutputError, SmplusError
 from .histogram import SizeHistogram, sampling_noise, size_jsd
 from .plan import DatasetPlan, ImagePlan, clipped_box, degenerate_reason, unscaled_labels
-from .task import provenance
+from .task import plan_entry, provenance
 
 COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, summed into report.json
 
@@ -47,11 +47,8 @@ def planned_entries(ds: CocoDataset, plans: Sequence[ImagePlan]) -> Iterator[Tup
             im = ds.images[plan.image_id]
             out += unscaled_labels(plan, anns, im["width"], im["height"])
         kind = plan.background if plan.transformed else "copy"
-        yield position, {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-                         "background": plan.background, "annotations": out,
-                         "dropped": [list(d) for d in plan.dropped], "skipped": None,
-                         "provenance": provenance(kind, plan.background_image_id if plan.transformed else None,
-                                                  None if kind == "inpaint" else 0.0)}
+        yield position, plan_entry(plan, out, provenance(kind, plan.background_image_id if plan.transformed else None,
+                                                         None if kind == "inpaint" else 0.0))
 
 
 def dumps(obj) -> bytes:
@@ -223,6 +220,7 @@ class _ProvenanceTally:
         self.fallbacks: Counter = Counter()
         self.holes = array("d")
         self.unlabelled = self.unlabelled_large = 0
+        self._visible: Dict[int, List[Tuple[int, bool]]] = {}  # background id -> (ann id, over 32 px)
 
     def add(self, entry: dict) -> None:
         p = entry["provenance"]
@@ -233,14 +231,22 @@ class _ProvenanceTally:
             self.holes.append(p["hole_fraction"])
         if p["background"] != "new":
             return
-        bg = self.ds.images[p["background_image_id"]]
         kept = {a["source_ann_id"] for a in entry["annotations"] if a.get("from_background")}  # cp+
-        for a in self.ds.anns_by_image[bg["id"]]:
-            if (a.get("iscrowd") or a["category_id"] not in self.matched or a["id"] in kept
-                    or degenerate_reason(a, bg["width"], bg["height"]) is not None):
-                continue
-            self.unlabelled += 1
-            self.unlabelled_large += instance_size(*clipped_box(a, bg["width"], bg["height"])[2:]) > 32
+        for ann_id, large in self._visible_on(p["background_image_id"]):
+            if ann_id not in kept:
+                self.unlabelled += 1
+                self.unlabelled_large += large
+
+    def _visible_on(self, bg_id: int) -> List[Tuple[int, bool]]:
+        """A background's scale-matched instances, (id, over 32 px): once per background, drawn for many."""
+        if bg_id not in self._visible:
+            bg = self.ds.images[bg_id]
+            self._visible[bg_id] = [
+                (a["id"], instance_size(*clipped_box(a, bg["width"], bg["height"])[2:]) > 32)
+                for a in self.ds.anns_by_image[bg_id]
+                if not (a.get("iscrowd") or a["category_id"] not in self.matched
+                        or degenerate_reason(a, bg["width"], bg["height"]) is not None)]
+        return self._visible[bg_id]
 
     def summary(self, pool: Optional[str], pool_size: int) -> dict:
         holes = None

@@ -195,14 +195,9 @@ def _summary(report: dict, out_dir: str) -> None:
 @library_errors
 def histogram(target, output, bins, except_rate, log_bins):
     """Build the target size histogram from TARGET annotations (COCO or TinyPerson layout)."""
-    from .coco import read_json, write_json_atomic
-    from .histogram import build_histogram, target_sizes
+    from .histogram import write_histogram
 
-    if os.path.abspath(output) == os.path.abspath(target):
-        raise SmplusError(f"-o {output} would overwrite the target annotations; write the histogram elsewhere")
-    hist = build_histogram(target_sizes(read_json(target, "target"), target), bins, except_rate, log_bins,
-                           source=target)
-    write_json_atomic(output, hist.to_json(), indent=1)
+    hist = write_histogram(target, output, bins, except_rate, log_bins)
     click.echo(f"wrote {hist.bins}-bin histogram of {hist.count} boxes to {output}")
 
 

@@ -15,7 +15,7 @@ import os
 import posixpath
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import orjson
@@ -27,6 +27,7 @@ JPEG_QUALITY = 95
 # Full-resolution chroma: at 4:2:0 the chroma error inside 6-12 px instances is
 # several times larger and shows as colour bleed (scripts/quality.py).
 JPEG_SUBSAMPLING = "444"
+JPEG_SUBSAMPLINGS = ("444", "422", "420")  # 4:4:4, 4:2:2, 4:2:0
 TMP_PREFIX = ".tmp-"  # atomic writes go through such files, renamed into place
 POLYGON_MARGIN = 1.0  # polygon vertices may lie this many image sizes outside the image
 _UMASK = os.umask(0o022)
@@ -246,6 +247,13 @@ def window_mask(segm: Any, window: tuple, height: int, width: int) -> np.ndarray
     return None if rle is None else decode_rle(rle)[y0:y1, x0:x1]
 
 
+def resample_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """A binary mask resized to `size` (width, height): the pixels at least half covered (uint8)."""
+    import cv2
+
+    return (cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
+
+
 def mask_to_rle(mask: np.ndarray) -> dict:
     """Binary mask -> compressed RLE with a JSON-ready string `counts`."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -336,8 +344,7 @@ def encode_image(image_bgr: np.ndarray, file_name: str, quality: int = JPEG_QUAL
     import cv2
 
     ext = os.path.splitext(file_name)[1].lower() or ".jpg"
-    sampling = {"444": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, "422": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
-                "420": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}[subsampling]
+    sampling = getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{subsampling}")  # one of JPEG_SUBSAMPLINGS
     params = ([cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
               if ext in (".jpg", ".jpeg") else [])
     ok, buf = cv2.imencode(ext, image_bgr, params)

@@ -10,12 +10,13 @@ in log size with log_bins).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .coco import instance_size, paused_gc, read_json
+from .coco import instance_size, paused_gc, read_json, write_json_atomic
 from .errors import SmplusError, UsageError
 
 HISTOGRAM_FORMAT = "smplus-histogram"
@@ -189,17 +190,30 @@ def target_sizes(raw: Any, where: str) -> list:
 
 
 def load_target(path: Optional[str], bins: int = 100, except_rate: Optional[float] = None,
-                log_bins: bool = False) -> SizeHistogram:
-    """The target histogram: from a histogram file, an annotation file, or the bundled prior."""
+                log_bins: bool = False, annotations_only: bool = False) -> SizeHistogram:
+    """The target histogram: from a histogram file (unless `annotations_only`), an annotation
+    file, or the bundled prior."""
     if path is None:
         return tinyperson_histogram(bins, except_rate, log_bins)
     with paused_gc():  # the parsed file lives only for this: never walked by a collection
         raw = read_json(path, "target")
         if isinstance(raw, dict) and raw.get("format") == HISTOGRAM_FORMAT:
+            if annotations_only:
+                raise SmplusError(f"target {path} is a histogram already; give the annotations it was built from")
             return SizeHistogram.from_json(raw, path)
         sizes = target_sizes(raw, path)
         del raw
     return build_histogram(sizes, bins, except_rate, log_bins, source=path)
+
+
+def write_histogram(target: str, output: str, bins: int = 100, except_rate: Optional[float] = None,
+                    log_bins: bool = False) -> SizeHistogram:
+    """`smplus histogram`: the histogram of the annotation file `target`, written to `output`."""
+    if os.path.abspath(output) == os.path.abspath(target):
+        raise SmplusError(f"-o {output} would overwrite the target annotations; write the histogram elsewhere")
+    hist = load_target(target, bins, except_rate, log_bins, annotations_only=True)
+    write_json_atomic(output, hist.to_json(), indent=1)
+    return hist
 
 
 # ---------------------------------------------------------------- samplers

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple
 
 from . import __version__
 from .assemble import assemble, planned_entries
@@ -288,16 +288,23 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
             held.enter_context(prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
                                            RunOptions(overwrite=overwrite)))
             write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None})
-        for d, journal in zip(shard_dirs, journals):
-            for _, entry in journal.entries():
-                if entry["skipped"] is None:
-                    _link_image(d, out_dir, p.ds.images[entry["image_id"]])
-        report = assemble(p.ds, p.dplan, p.hist, merged_entries(journals), p.parameters, out_dir, allow_skips)
+        shard_dir = {fp["shard"][0]: d for d, fp in zip(shard_dirs, fingerprints)}
+        report = assemble(p.ds, p.dplan, p.hist, _linked(merged_entries(journals), assignment, shard_dir, out_dir, p.ds),
+                          p.parameters, out_dir, allow_skips)
     finally:
         for journal in journals:
             journal.close()
         held.close()
     return report
+
+
+def _linked(entries: Iterable[Tuple[int, dict]], assignment: Sequence[int], shard_dir: Dict[int, str], out_dir: str,
+            ds: CocoDataset) -> Iterator[Tuple[int, dict]]:
+    """The shards' entries, each rendered image linked into OUT as its entry passes to assemble."""
+    for k, entry in entries:
+        if entry["skipped"] is None:
+            _link_image(shard_dir[assignment[k]], out_dir, ds.images[entry["image_id"]])
+        yield k, entry
 
 
 def _read_fingerprint(shard_dir: str) -> dict:

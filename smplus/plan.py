@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, ann_to_rle, instance_size, usable_polygons
+from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, JPEG_SUBSAMPLINGS, CocoDataset, ann_to_rle, instance_size, usable_polygons
 from .errors import UsageError
 from .histogram import SizeHistogram
 
@@ -56,7 +56,6 @@ BACKGROUND_POOLS = ("all", "clean")
 # object, the share with the least such area (boxes over image) is the pool.
 CLEAN_POOL_MIN_SHARE = 0.1
 DEFAULT_MAX_HOLE = 0.5  # a hole over this share of the image: a new background instead (README: measured)
-JPEG_SUBSAMPLINGS = ("444", "422", "420")
 
 
 
@@ -207,10 +206,9 @@ def unscaled_label(ann: dict, reason: str, image_id: int, width: int, height: in
     polygon; "unscaled" says which and why. `out_size` (W, H): the whole image
     was resized to it (image level). None when it locates nothing: dropped.
     """
-    import cv2
     from pycocotools import mask as mask_utils
 
-    from .coco import mask_to_rle
+    from .coco import mask_to_rle, resample_mask
 
     if reason not in UNSCALED:
         return None
@@ -220,7 +218,7 @@ def unscaled_label(ann: dict, reason: str, image_id: int, width: int, height: in
     if rle is not None and mask_utils.area(rle) > 0:
         mask = mask_utils.decode(rle)
         if out_size is not None:
-            mask = (cv2.resize(mask.astype(np.float32), out_size, interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
+            mask = resample_mask(mask, out_size)
         if not mask.any():
             return None
         segmentation = mask_to_rle(mask)
@@ -396,7 +394,7 @@ def pool_images(ds: CocoDataset, kind: str, selected: Optional[set]) -> List[int
         for a in ds.anns_by_image[image_id]:
             if selected is None or a["category_id"] in selected:
                 count += 1
-                if degenerate_reason(a, im["width"], im["height"]) not in ("bad_box", "zero_size_box"):
+                if box_reason(a.get("bbox"), im["width"], im["height"]) not in ("bad_box", "zero_size_box"):
                     _, _, w, h = clipped_box(a, im["width"], im["height"])
                     area += max(w, 0.0) * max(h, 0.0) / (im["width"] * im["height"])
         covered[image_id] = (area, count)
@@ -466,7 +464,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in to_scale}
     cut_both = {c.ann["id"] for c in matched if c.cut_both}
 
-    scaled, unusable, dropped, removed = [], [], [], []
+    scaled, unusable, dropped = [], [], []  # dropped here: erased with the holes (ImagePlan.removed)
     for a in ds.anns_by_image[image_id]:
         if a.get("iscrowd"):
             continue
@@ -478,7 +476,6 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         if a["id"] in cut_both:
             # Cut by two opposite edges: a smaller copy would show a cut inside the frame.
             dropped.append((a["id"], "cut_both_edges"))
-            removed.append(a["id"])
             continue
         if a["id"] in new_sizes:
             # r is bounded so the instance fits the image: an outlier target size
@@ -487,7 +484,6 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
             scale = min(size / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
-                removed.append(a["id"])
                 continue
             scaled.append((a, box, scale, True, fixed_point(box, W, H)))
         else:  # another category: kept at its size
@@ -497,27 +493,27 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     drawn = pool.draw(rng, image_id, need) if new_background and matched else None
     bg_id = image_id if drawn is None else drawn
     if not matched:  # nothing to scale: copied as is
-        plan = _plan_on(ds, image_id, image_id, scaled, unusable, dropped, removed, options)
+        plan = _plan_on(ds, image_id, image_id, scaled, unusable, dropped, options)
         return ImagePlan(image_id, "none", image_id, W, H, dropped=plan.dropped, unscaled=plan.unscaled)
-    plan = _plan_on(ds, image_id, bg_id, scaled, unusable, dropped, removed, options)
+    plan = _plan_on(ds, image_id, bg_id, scaled, unusable, dropped, options)
     if bg_id == image_id:  # holes too large to inpaint take another image instead (drawn last)
         fallback_id = pool.draw(rng, image_id, need)
         if fallback_id is not None:
-            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, scaled, unusable, dropped, removed,
-                                                   options))
+            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, scaled, unusable, dropped, options))
     return plan
 
 
 def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple], unusable: Sequence[tuple],
-             dropped: Sequence[tuple], removed: Sequence[int], options: TransformOptions) -> ImagePlan:
+             dropped: Sequence[tuple], options: TransformOptions) -> ImagePlan:
     """The plan of `image_id` on the background of image `bg_id` (itself: inpainted), scales decided.
 
     `scaled`: (annotation, clipped box, scale, matched, fixed point); `unusable`:
-    (annotation, reason) of those that cannot be cut out.
+    (annotation, reason) of those that cannot be cut out; `dropped`: (id, reason) of
+    instances dropped by scale matching, whose pixels are erased with the holes.
     """
     im, bg = ds.images[image_id], ds.images[bg_id]
     W, H = im["width"], im["height"]
-    dropped, removed, unscaled = list(dropped), list(removed), []
+    removed, dropped, unscaled = tuple(i for i, _ in dropped), list(dropped), []
     # Labels that cannot be cut out stay where the image's own pixels stay.
     for a, reason in unusable:
         keep = bg_id == image_id and unscaled_label(a, reason, image_id, W, H) is not None
@@ -540,7 +536,7 @@ def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple]
         labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
                        if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
-                     tuple(instances), erased, tuple(dropped), labels, tuple(unscaled), tuple(removed))
+                     tuple(instances), erased, tuple(dropped), labels, tuple(unscaled), removed)
 
 
 def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,

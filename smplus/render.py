@@ -15,9 +15,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .background import hole_mask, inpaint_holes
-from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, usable_polygons
+from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
 from .plan import MIN_SIDE, ImagePlan, clipped_box
-from .separate import Matte, PastedInstance, place, separate
+from .separate import Matte, PastedInstance, pasted, placed_alpha, separate, warp
 
 # One support for the mask and the box of every output annotation: pixels at
 # least this covered. `segmentation` is that set of pixels; `bbox` is where the
@@ -150,14 +150,16 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
     """
     best, best_error, tried = None, math.inf, []
     while True:
-        p = place(m, scale, src_point, out_point)
-        measured = placed_size(p.alpha)
+        ox, oy, placed = warp(m, scale, src_point, out_point)  # only the best round's colour is split off
+        alpha = placed_alpha(placed)
+        measured = placed_size(alpha)
         error = abs(measured / size - 1.0) if measured else math.inf
         if best is None or error < best_error:
-            best, best_error = Placement(p, measured, scale, len(tried) + 1, False), error
+            best, best_error = (ox, oy, placed, alpha, measured, scale), error
         if error <= SIZE_AIM or len(tried) + 1 == PLACE_ROUNDS or (measured is None and scale >= 1.0):
-            best.rounds, best.converged = len(tried) + 1, best_error <= SIZE_TOLERANCE
-            return best
+            ox, oy, placed, alpha, measured, scale = best
+            return Placement(pasted(ox, oy, placed, alpha), measured, scale, len(tried) + 1,
+                             best_error <= SIZE_TOLERANCE)
         tried.append((scale, measured or 0.0))
         scale = _corrected_scale(tried, size)
 
@@ -212,7 +214,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         bh, bw = background.shape[:2]
         bg_crowd = [r for r in (instance_rle(a, bh, bw) for a in background_anns if a.get("iscrowd"))
                     if r is not None]
-        canvas, hole_fraction = fill(background, bg_crowd) if bg_crowd else (background.copy(), 0.0)
+        canvas, hole_fraction = fill(background, bg_crowd)
     else:
         canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole)
     out_h, out_w = canvas.shape[:2]
@@ -355,7 +357,6 @@ def render_resized(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict]) ->
 
 def _scale_segmentation(seg, H, W, out_h, out_w, sx, sy):
     """Polygons keep their float coordinates, scaled; masks (RLE) are resampled."""
-    import cv2
 
     if isinstance(seg, list):
         polys = [[round(v * (sx if i % 2 == 0 else sy), 3) for i, v in enumerate(p)]
@@ -364,5 +365,5 @@ def _scale_segmentation(seg, H, W, out_h, out_w, sx, sy):
     mask = decode_mask({"segmentation": seg}, H, W)
     if mask is None:
         return None
-    small = cv2.resize(mask.astype(np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA) >= 0.5
+    small = resample_mask(mask, (out_w, out_h))
     return mask_to_rle(small) if small.any() else None

@@ -140,6 +140,23 @@ def place(m: Matte, scale: float, src_point: Tuple[float, float],
           out_point: Tuple[float, float]) -> PastedInstance:
     """Map a matte by r = `scale` about a fixed point: `src_point` (source image
     coordinates, continuous, pixel i covering [i, i+1]) lands on `out_point`."""
+    return pasted(*warp(m, scale, src_point, out_point))
+
+
+def pasted(ox: int, oy: int, placed: np.ndarray, alpha: np.ndarray | None = None) -> PastedInstance:
+    """The PastedInstance of a `warp` result (`alpha`: its placed_alpha, if already taken)."""
+    return PastedInstance(ox, oy, np.ascontiguousarray(placed[..., :3]),
+                          placed_alpha(placed) if alpha is None else alpha)
+
+
+def placed_alpha(placed: np.ndarray) -> np.ndarray:
+    """The alpha of a `warp` result."""
+    return np.minimum(placed[..., 3], 1.0)
+
+
+def warp(m: Matte, scale: float, src_point: Tuple[float, float],
+         out_point: Tuple[float, float]) -> Tuple[int, int, np.ndarray]:
+    """`place`'s map, as (x0, y0, premultiplied BGR + alpha patch), colour not yet split off."""
     # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
     ax, ay = scale / m.sx, scale / m.sy
     left = out_point[0] + scale * (m.x0 - src_point[0])
@@ -157,4 +174,4 @@ def place(m: Matte, scale: float, src_point: Tuple[float, float],
     placed = cv2.warpAffine(premult, M, (pw, ph), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     np.maximum(placed, 0.0, out=placed)
-    return PastedInstance(ox, oy, np.ascontiguousarray(placed[..., :3]), np.minimum(placed[..., 3], 1.0))
+    return ox, oy, placed

@@ -91,9 +91,7 @@ def render_task(task: ImageTask) -> dict:
     from .render import UnfillableHoles, render_image, render_resized
 
     plan = task.plan
-    entry = {"image_id": plan.image_id, "width": plan.width, "height": plan.height,
-             "background": plan.background, "annotations": [], "dropped": [list(d) for d in plan.dropped],
-             "skipped": None, "provenance": provenance("copy", None, 0.0)}
+    entry = plan_entry(plan, [], provenance("copy", None, 0.0))
     try:
         if not plan.transformed:  # nothing to scale: the file is copied, never re-encoded...
             data = read_image_bytes(os.path.join(task.images_dir, task.image["file_name"]))
@@ -131,6 +129,13 @@ def render_task(task: ImageTask) -> dict:
     except OSError as e:
         raise OutputError.writing(path, e.strerror or str(e)) from None
     return entry
+
+
+def plan_entry(plan: ImagePlan, annotations: List[dict], provenance: dict) -> dict:
+    """A journal entry as the plan has it: its size, background and drops; rendering updates it."""
+    return {"image_id": plan.image_id, "width": plan.width, "height": plan.height, "background": plan.background,
+            "annotations": annotations, "dropped": [list(d) for d in plan.dropped], "skipped": None,
+            "provenance": provenance}
 
 
 def provenance(background: str, background_image_id: Optional[int], hole_fraction: Optional[float],

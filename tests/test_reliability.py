@@ -165,6 +165,19 @@ def test_a_1x1_image_with_an_annotation_is_counted_and_the_run_goes_on(tmp_path)
     assert report["counts"]["images"] == 2 and report["skipped"] == []
 
 
+def test_a_1x1_image_whose_annotation_has_no_box_with_the_clean_pool(tmp_path):
+    """The clean pool weighs images by their boxes: a missing box counts as none (it crashed
+    with a KeyError when the image was too small to look at the box)."""
+    source, images = small_set(tmp_path, names=(PERSONS,), tiny=True)
+    raw = json.loads(open(source).read())
+    del next(a for a in raw["annotations"] if a["id"] == 800001)["bbox"]
+    open(source, "w").write(json.dumps(raw))
+    r = transform(source, images, tmp_path / "out", "--background-pool", "clean")
+    assert r.exit_code == 0, r.output
+    report, _ = check_counts(tmp_path / "out")
+    assert report["counts"]["dropped"] == {"image_too_small": 1}
+
+
 def test_a_background_too_small_for_the_instances_is_never_drawn(tmp_path):
     source, images = small_set(tmp_path, names=(PERSONS,), tiny=True)
     for seed in range(3):
