@@ -5,7 +5,7 @@
 Builds the source the way issue 10 describes: the records of
 ../shared/data/coco_tiny/annotations/instances_train2017.json repeated with new
 ids and file names (hard links to the images) up to 118,287 images, written as
-compact JSON (~1M instances, ~590 MB). Then prints, each measured in its own
+JSON (~1M instances, ~570 MB). Then prints, each measured in its own
 process (time and peak RSS of that process):
 
 - json.load of the source, and the `--dry-run` of smplus on it (whole run and
