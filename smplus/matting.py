@@ -40,44 +40,72 @@ FG_REGULARIZATION = 1e-5  # foreground smoothness, and its weight on alpha's gra
 FG_GRADIENT_WEIGHT = 1.0
 FG_ITERATIONS = 4       # Gauss-Seidel sweeps, from the nearest known colours (as good as 10 here)
 
-_BG, _FG, _UNKNOWN = 0, 1, 2
+# The crop, padded by 2 px, as a flat grid (row length w + 4): each cell holds its unknown's index,
+# _KNOWN_FG for a known pixel of alpha 1, or _OTHER (known background, or the padding).
+_OTHER, _KNOWN_FG = -1, -2
 # L_UU row i holds the 5x5 neighbourhood of pixel i: offset (dy, dx) in [-2, 2]^2 at
 # column k = (dy + 2) * 5 + dx + 2; k < _DIAG are the neighbours earlier in raster order.
 _DIAG = 12
 _KY, _KX = np.arange(9) // 3, np.arange(9) % 3     # 3x3 window position k: row, column
 _SY, _SX = np.arange(25) // 5, np.arange(25) % 5   # 5x5 stencil column k: row, column
+_PAIR = (_KY[None, :] - _KY[:, None] + 2) * 5 + _KX[None, :] - _KX[:, None] + 2  # column of l in k's row
 _NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
+
+
+def _ic0_products():
+    """For each stencil column k <= _DIAG (pixel j of row i), the columns m < j that rows i and j share,
+    as (k2: m's column in row i, kk: in row j), k2 ascending; row k's are [start[k], start[k + 1])."""
+    start, k2s, kks = [0], [], []
+    for k in range(_DIAG + 1):
+        for k2 in range(k):
+            ey, ex = _SY[k2] - _SY[k], _SX[k2] - _SX[k]  # m's offset from j
+            if -2 <= ey <= 2 and -2 <= ex <= 2 and (ey + 2) * 5 + ex + 2 < _DIAG:
+                k2s.append(k2)
+                kks.append((ey + 2) * 5 + ex + 2)
+        start.append(len(k2s))
+    return np.array(start), np.array(k2s), np.array(kks)
+
+
+_IC_START, _IC_ROW, _IC_COL = _ic0_products()
 
 COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per machine "
                    "and takes up to a minute")
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _stencil_steps(row):
+    """The 5x5 stencil's offsets on a flat grid of row length `row`."""
+    steps = np.empty(25, np.int64)
+    for k in range(25):
+        steps[k] = (_SY[k] - 2) * row + _SX[k] - 2
+    return steps
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _band_system(image, trimap, eps):
     """L_UU (stencil rows), its column indices (-1: known or outside), rhs, and the unknowns' y, x."""
     h, w, _ = image.shape
-    state = np.empty((h, w), np.int8)
-    index = np.full((h, w), -1, np.int32)
+    row = w + 4
+    grid = np.full((h + 4) * row, _OTHER, np.int32)
+    ys = np.empty(h * w, np.int32)
+    xs = np.empty(h * w, np.int32)
     n = 0
     for y in range(h):
         for x in range(w):
             t = trimap[y, x]
             if t < KNOWN_BG:
-                state[y, x] = _BG
-            elif t > KNOWN_FG:
-                state[y, x] = _FG
+                continue
+            if t > KNOWN_FG:
+                grid[(y + 2) * row + x + 2] = _KNOWN_FG
             else:
-                state[y, x] = _UNKNOWN
-                index[y, x] = n
+                grid[(y + 2) * row + x + 2] = n
+                ys[n] = y
+                xs[n] = x
                 n += 1
-    ys = np.empty(n, np.int32)
-    xs = np.empty(n, np.int32)
-    for y in range(h):
-        for x in range(w):
-            i = index[y, x]
-            if i >= 0:
-                ys[i] = y
-                xs[i] = x
+    ys, xs = ys[:n], xs[:n]
+    window = np.empty(9, np.int64)  # the 3x3 window's offsets on the grid
+    for k in range(9):
+        window[k] = (_KY[k] - 1) * row + _KX[k] - 1
     A = np.zeros((n, 25))
     b = np.zeros(n)
     done = np.zeros((h, w), np.bool_)
@@ -123,18 +151,19 @@ def _band_system(image, trimap, eps):
                 m22 = (a01 * a01 - a00 * a11) * inv_det
                 # L_ij += delta_ij - (1 + c_i^T M c_j) / 9, for the window's unknown i: against
                 # unknown j (symmetric: once per pair) and known j of alpha 1 (to the right-hand side)
+                centre = (cy + 2) * row + cx + 2
                 nu, nf = 0, 0
                 for k in range(9):
-                    y, x = cy + _KY[k] - 1, cx + _KX[k] - 1
-                    if index[y, x] >= 0:
+                    j = grid[centre + window[k]]
+                    if j >= 0:
                         unknown[nu] = k
-                        uidx[nu] = index[y, x]
+                        uidx[nu] = j
                         nu += 1
                         s0, s1, s2 = c[k, 0], c[k, 1], c[k, 2]  # M c_k, needed for unknown k only
                         q[k, 0] = m00 * s0 + m01 * s1 + m02 * s2
                         q[k, 1] = m01 * s0 + m11 * s1 + m12 * s2
                         q[k, 2] = m02 * s0 + m12 * s1 + m22 * s2
-                    elif state[y, x] == _FG:
+                    elif j == _KNOWN_FG:
                         fg[nf] = k
                         nf += 1
                 for a in range(nu):
@@ -143,17 +172,16 @@ def _band_system(image, trimap, eps):
                         kj = unknown[bi]
                         v = (1.0 if ki == kj else 0.0) - (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1]
                                                           + q[ki, 2] * c[kj, 2]) / 9.0
-                        off = (_KY[kj] - _KY[ki] + 2) * 5 + _KX[kj] - _KX[ki] + 2
-                        A[ui, off] += v  # off >= _DIAG: j is i or after it; the mirror half is copied below
+                        A[ui, _PAIR[ki, kj]] += v  # j is i or after it; the mirror half is copied below
                     for f in range(nf):
                         kj = fg[f]
                         b[ui] += (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1] + q[ki, 2] * c[kj, 2]) / 9.0
-    cols = np.full((n, 25), -1, np.int32)
+    steps = _stencil_steps(row)
+    cols = np.empty((n, 25), np.int32)
     for i in range(n):
+        at = (ys[i] + 2) * row + xs[i] + 2
         for k in range(25):
-            y, x = ys[i] + _SY[k] - 2, xs[i] + _SX[k] - 2
-            if 0 <= y < h and 0 <= x < w:
-                cols[i, k] = index[y, x]
+            cols[i, k] = max(_OTHER, grid[at + steps[k]])
     for i in range(n):  # L is symmetric: L_ji = L_ij, the same terms summed in the same order
         for k in range(_DIAG + 1, 25):
             j = cols[i, k]
@@ -164,7 +192,8 @@ def _band_system(image, trimap, eps):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _ic0(A, cols, shift):
-    """Incomplete Cholesky on L_UU's own pattern (lower stencil half); ok=False on a non-positive pivot."""
+    """Incomplete Cholesky on L_UU's own pattern (lower stencil half); ok=False on a non-positive pivot.
+    Entries of L outside the pattern stay 0 and add nothing to the sums."""
     n = A.shape[0]
     L = np.zeros((n, _DIAG + 1))
     for i in range(n):
@@ -173,15 +202,8 @@ def _ic0(A, cols, shift):
             if j < 0:
                 continue
             s = A[i, k] * (1.0 + shift) if k == _DIAG else A[i, k]
-            dyk, dxk = k // 5 - 2, k % 5 - 2
-            for k2 in range(k):  # columns m < j shared by rows i and j
-                if cols[i, k2] < 0:
-                    continue
-                ey, ex = k2 // 5 - 2 - dyk, k2 % 5 - 2 - dxk  # m's offset from j
-                if -2 <= ey <= 2 and -2 <= ex <= 2:
-                    kk = (ey + 2) * 5 + ex + 2
-                    if kk < _DIAG:
-                        s -= L[i, k2] * L[j, kk]
+            for t in range(_IC_START[k], _IC_START[k + 1]):
+                s -= L[i, _IC_ROW[t]] * L[j, _IC_COL[t]]
             if k == _DIAG:
                 if not s > 0.0:
                     return L, False
@@ -192,8 +214,22 @@ def _ic0(A, cols, shift):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _precondition(L, cols, r, z):
-    """z = (L L^T)^-1 r."""
+def _transposed(L, cols):
+    """L^T's rows, upper stencil half: U[i, k - _DIAG - 1] = L[j, 24 - k] for stencil column k > _DIAG."""
+    n = L.shape[0]
+    U = np.zeros((n, _DIAG))
+    for i in range(n):
+        for k in range(_DIAG + 1, 25):
+            j = cols[i, k]
+            if j >= 0:
+                U[i, k - _DIAG - 1] = L[j, 24 - k]
+    return U
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _precondition(L, U, inv, cols, r, z):
+    """z = (L L^T)^-1 r; returns r . z. Both halves gather along their rows (the terms in the order
+    a column-by-column back substitution would subtract them: later rows first)."""
     n = L.shape[0]
     for i in range(n):
         s = r[i]
@@ -201,30 +237,39 @@ def _precondition(L, cols, r, z):
             j = cols[i, k]
             if j >= 0:
                 s -= L[i, k] * z[j]
-        z[i] = s / L[i, _DIAG]
+        z[i] = s * inv[i]
+    rz = 0.0
     for i in range(n - 1, -1, -1):
-        z[i] /= L[i, _DIAG]
-        for k in range(_DIAG):
+        s = z[i]
+        for k in range(24, _DIAG, -1):
             j = cols[i, k]
             if j >= 0:
-                z[j] -= L[i, k] * z[i]
+                s -= U[i, k - _DIAG - 1] * z[j]
+        z[i] = s * inv[i]
+        rz += r[i] * z[i]
+    return rz
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _cg(A, cols, b, L, rtol, max_iter):
     """Preconditioned conjugate gradients; ok=False if it did not converge."""
     n = A.shape[0]
+    U = _transposed(L, cols)
+    inv = 1.0 / L[:, _DIAG]
     x = np.zeros(n)
     r = b.copy()
-    z = np.empty(n)
     q = np.empty(n)
-    _precondition(L, cols, r, z)
+    z = np.empty(n)
+    rz = _precondition(L, U, inv, cols, r, z)
     p = z.copy()
-    rz = np.dot(r, z)
-    stop = rtol * np.sqrt(np.dot(b, b))
+    rr = 0.0
+    for i in range(n):
+        rr += b[i] * b[i]
+    stop = rtol * np.sqrt(rr)
     for _ in range(max_iter):
-        if np.sqrt(np.dot(r, r)) <= stop:
+        if np.sqrt(rr) <= stop:
             return x, True
+        pq = 0.0
         for i in range(n):  # q = A p
             s = 0.0
             for k in range(25):
@@ -232,14 +277,19 @@ def _cg(A, cols, b, L, rtol, max_iter):
                 if j >= 0:
                     s += A[i, k] * p[j]
             q[i] = s
-        step = rz / np.dot(p, q)
-        x += step * p
-        r -= step * q
-        _precondition(L, cols, r, z)
-        rz_next = np.dot(r, z)
-        p = z + (rz_next / rz) * p
+            pq += p[i] * s
+        step = rz / pq
+        rr = 0.0
+        for i in range(n):
+            x[i] += step * p[i]
+            r[i] -= step * q[i]
+            rr += r[i] * r[i]
+        rz_next = _precondition(L, U, inv, cols, r, z)
+        beta = rz_next / rz
+        for i in range(n):
+            p[i] = z[i] + beta * p[i]
         rz = rz_next
-    return x, np.sqrt(np.dot(r, r)) <= stop
+    return x, np.sqrt(rr) <= stop
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -287,84 +337,94 @@ def estimate_alpha(image: np.ndarray, trimap: np.ndarray) -> Optional[np.ndarray
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _foreground(image, alpha, iterations, regularization, gradient_weight):
-    h, w, depth = image.shape
-    F = image.copy()
-    B = image.copy()
+def _band_foreground(image, alpha, iterations, regularization, gradient_weight):
+    """Foreground colours where 0 < alpha < 1: those pixels' y, x and colours (elsewhere F is the image)."""
+    h, w, _ = image.shape
+    band = np.empty((h, w), np.int32)  # index among those pixels, or -1
+    ys = np.empty(h * w, np.int32)
+    xs = np.empty(h * w, np.int32)
     n = 0
     for y in range(h):
         for x in range(w):
             if 0.0 < alpha[y, x] < 1.0:
-                n += 1
-    ys = np.empty(n, np.int32)
-    xs = np.empty(n, np.int32)
-    n = 0
-    for y in range(h):
-        for x in range(w):
-            if 0.0 < alpha[y, x] < 1.0:
+                band[y, x] = n
                 ys[n], xs[n] = y, x
                 n += 1
-    b0 = np.empty(depth)
-    b1 = np.empty(depth)
-    _spread_inward(F, alpha, ys, xs, 1.0)  # a start near the answer: the nearest opaque colours...
-    _spread_inward(B, alpha, ys, xs, 0.0)  # ...and the nearest background ones
+            else:
+                band[y, x] = -1
+    ys, xs = ys[:n], xs[:n]
+    F = np.empty((n, 3))
+    for p in range(n):
+        for c in range(3):
+            F[p, c] = image[ys[p], xs[p], c]
+    B = F.copy()
+    _spread_inward(F, image, alpha, band, ys, xs, 1.0)  # a start near the answer: the nearest opaque colours...
+    _spread_inward(B, image, alpha, band, ys, xs, 0.0)  # ...and the nearest background ones
     for _ in range(iterations):
         for p in range(n):
             y, x = ys[p], xs[p]
             a0 = alpha[y, x]
             a1 = 1.0 - a0
             a00, a01, a11 = a0 * a0, a0 * a1, a1 * a1
-            for c in range(depth):
-                b0[c] = a0 * image[y, x, c]
-                b1[c] = a1 * image[y, x, c]
+            f0, f1, f2 = a0 * image[y, x, 0], a0 * image[y, x, 1], a0 * image[y, x, 2]
+            b0, b1, b2 = a1 * image[y, x, 0], a1 * image[y, x, 1], a1 * image[y, x, 2]
             for d in range(4):  # 4-neighbours, clamped at the border
                 y2 = min(h - 1, max(0, y + _NEIGHBOURS[d][0]))
                 x2 = min(w - 1, max(0, x + _NEIGHBOURS[d][1]))
                 a2 = alpha[y2, x2]
+                q = band[y2, x2]
                 da = regularization + gradient_weight * abs(a0 - a2)
                 if a2 > 0.0:  # F is defined there (the source's colour where alpha is 1)
                     a00 += da
-                    for c in range(depth):
-                        b0[c] += da * F[y2, x2, c]
+                    if q >= 0:
+                        f0, f1, f2 = f0 + da * F[q, 0], f1 + da * F[q, 1], f2 + da * F[q, 2]
+                    else:
+                        f0, f1, f2 = f0 + da * image[y2, x2, 0], f1 + da * image[y2, x2, 1], f2 + da * image[y2, x2, 2]
                 if a2 < 1.0:  # and B where alpha < 1
                     a11 += da
-                    for c in range(depth):
-                        b1[c] += da * B[y2, x2, c]
+                    if q >= 0:
+                        b0, b1, b2 = b0 + da * B[q, 0], b1 + da * B[q, 1], b2 + da * B[q, 2]
+                    else:
+                        b0, b1, b2 = b0 + da * image[y2, x2, 0], b1 + da * image[y2, x2, 1], b2 + da * image[y2, x2, 2]
             inv_det = 1.0 / (a00 * a11 - a01 * a01)
-            for c in range(depth):
-                F[y, x, c] = min(1.0, max(0.0, inv_det * (a11 * b0[c] - a01 * b1[c])))
-                B[y, x, c] = min(1.0, max(0.0, inv_det * (a00 * b1[c] - a01 * b0[c])))
-    return F
+            F[p, 0] = min(1.0, max(0.0, inv_det * (a11 * f0 - a01 * b0)))
+            F[p, 1] = min(1.0, max(0.0, inv_det * (a11 * f1 - a01 * b1)))
+            F[p, 2] = min(1.0, max(0.0, inv_det * (a11 * f2 - a01 * b2)))
+            B[p, 0] = min(1.0, max(0.0, inv_det * (a00 * b0 - a01 * f0)))
+            B[p, 1] = min(1.0, max(0.0, inv_det * (a00 * b1 - a01 * f1)))
+            B[p, 2] = min(1.0, max(0.0, inv_det * (a00 * b2 - a01 * f2)))
+    return ys, xs, F
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _spread_inward(C, alpha, ys, xs, side):
-    """Colours C of the band pixels (ys, xs) from where alpha == side, layer by layer into the band."""
-    h, w, depth = C.shape
-    level = np.full((h, w), -1, np.int32)  # layer at which a pixel's colour was set; 0: alpha == side
-    for y in range(h):
-        for x in range(w):
-            if alpha[y, x] == side:
-                level[y, x] = 0
-    acc = np.empty(depth)
-    for layer in range(1, len(ys) + 1):
+def _spread_inward(C, image, alpha, band, ys, xs, side):
+    """Colours C of the band pixels (ys, xs; `band`: their index) from the image where alpha == side,
+    layer by layer into the band."""
+    h, w, _ = image.shape
+    n = len(ys)
+    level = np.full(n, -1, np.int32)  # layer at which a pixel's colour was set
+    for layer in range(1, n + 1):
         changed = False
-        for p in range(len(ys)):
-            y, x = ys[p], xs[p]
-            if level[y, x] >= 0:
+        for p in range(n):
+            if level[p] >= 0:
                 continue
+            y, x = ys[p], xs[p]
             count = 0
-            acc[:] = 0.0
+            c0 = c1 = c2 = 0.0
             for d in range(4):
                 y2, x2 = y + _NEIGHBOURS[d][0], x + _NEIGHBOURS[d][1]
-                if 0 <= y2 < h and 0 <= x2 < w and 0 <= level[y2, x2] < layer:
-                    count += 1
-                    for c in range(depth):
-                        acc[c] += C[y2, x2, c]
+                if 0 <= y2 < h and 0 <= x2 < w:
+                    q = band[y2, x2]
+                    if q >= 0:
+                        if 0 <= level[q] < layer:
+                            count += 1
+                            c0, c1, c2 = c0 + C[q, 0], c1 + C[q, 1], c2 + C[q, 2]
+                    elif alpha[y2, x2] == side:  # layer 0
+                        count += 1
+                        c0, c1, c2 = c0 + image[y2, x2, 0], c1 + image[y2, x2, 1], c2 + image[y2, x2, 2]
             if count > 0:
-                for c in range(depth):
-                    C[y, x, c] = acc[c] / count
-                level[y, x] = layer
+                C[p, 0], C[p, 1], C[p, 2] = c0 / count, c1 / count, c2 / count
+                level[p] = layer
                 changed = True
         if not changed:
             return
@@ -373,8 +433,12 @@ def _spread_inward(C, alpha, ys, xs, side):
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Foreground colours (h x w x 3, 0..1) of `image` (0..1) under `alpha`: the source's where alpha
     is 1, estimated without the background's bleed where 0 < alpha < 1."""
-    return _foreground(np.ascontiguousarray(image, np.float64), np.ascontiguousarray(alpha, np.float64),
-                       FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
+    image = np.ascontiguousarray(image, np.float64)
+    ys, xs, colours = _band_foreground(image, np.ascontiguousarray(alpha, np.float64),
+                                       FG_ITERATIONS, FG_REGULARIZATION, FG_GRADIENT_WEIGHT)
+    fg = image.copy()
+    fg[ys, xs] = colours
+    return fg
 
 
 ALPHA_SNAP = 0.02  # alpha within this of 0 or 1 is taken as 0 or 1 (no faint veil, no see-through core)
@@ -402,14 +466,19 @@ def _premultiplied(crop, trimap, soft, eps, rtol, max_iter, iterations, regulari
         for x in range(w):
             a = min(1.0, max(0.0, alpha[y, x]))
             alpha[y, x] = 0.0 if a < ALPHA_SNAP else (1.0 if a > 1.0 - ALPHA_SNAP else a)
-    F = _foreground(image, alpha, iterations, regularization, gradient_weight)
+    ys, xs, F = _band_foreground(image, alpha, iterations, regularization, gradient_weight)
     out = np.empty((h, w, 4), np.float32)
-    for y in range(h):
+    for y in range(h):  # alpha 0 or 1: the image's colours, or none
         for x in range(w):
             a = alpha[y, x]
             for c in range(3):
-                out[y, x, c] = np.float32(F[y, x, c] * 255.0) * np.float32(a)
+                out[y, x, c] = np.float32(image[y, x, c] * 255.0) * np.float32(a)
             out[y, x, 3] = a
+    for p in range(len(ys)):
+        y, x = ys[p], xs[p]
+        a = alpha[y, x]
+        for c in range(3):
+            out[y, x, c] = np.float32(F[p, c] * 255.0) * np.float32(a)
     return out
 
 
