@@ -168,14 +168,14 @@ def _band_system(image, trimap, eps):
                         nf += 1
                 for a in range(nu):
                     ki, ui = unknown[a], uidx[a]
+                    q0, q1, q2 = q[ki, 0], q[ki, 1], q[ki, 2]
                     for bi in range(a, nu):
                         kj = unknown[bi]
-                        v = (1.0 if ki == kj else 0.0) - (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1]
-                                                          + q[ki, 2] * c[kj, 2]) / 9.0
+                        v = (1.0 if ki == kj else 0.0) - (1.0 + q0 * c[kj, 0] + q1 * c[kj, 1] + q2 * c[kj, 2]) / 9.0
                         A[ui, _PAIR[ki, kj]] += v  # j is i or after it; the mirror half is copied below
                     for f in range(nf):
                         kj = fg[f]
-                        b[ui] += (1.0 + q[ki, 0] * c[kj, 0] + q[ki, 1] * c[kj, 1] + q[ki, 2] * c[kj, 2]) / 9.0
+                        b[ui] += (1.0 + q0 * c[kj, 0] + q1 * c[kj, 1] + q2 * c[kj, 2]) / 9.0
     steps = _stencil_steps(row)
     cols = np.empty((n, 25), np.int32)
     for i in range(n):
@@ -340,94 +340,118 @@ def estimate_alpha(image: np.ndarray, trimap: np.ndarray) -> Optional[np.ndarray
 def _band_foreground(image, alpha, iterations, regularization, gradient_weight):
     """Foreground colours where 0 < alpha < 1: those pixels' y, x and colours (elsewhere F is the image)."""
     h, w, _ = image.shape
-    band = np.empty((h, w), np.int32)  # index among those pixels, or -1
+    # rows of F and B: the band's pixels (0 < alpha < 1), then the known pixels next to them (the image's
+    # colours, fixed); `row` maps a pixel to its row, -1 for neither
+    row = np.empty((h, w), np.int32)
     ys = np.empty(h * w, np.int32)
     xs = np.empty(h * w, np.int32)
     n = 0
     for y in range(h):
         for x in range(w):
             if 0.0 < alpha[y, x] < 1.0:
-                band[y, x] = n
+                row[y, x] = n
                 ys[n], xs[n] = y, x
                 n += 1
             else:
-                band[y, x] = -1
-    ys, xs = ys[:n], xs[:n]
-    F = np.empty((n, 3))
+                row[y, x] = -1
+    nbr = np.empty((n, 4), np.int32)  # rows of the 4-neighbours, clamped at the border
+    m = n
     for p in range(n):
+        for d in range(4):
+            y2 = min(h - 1, max(0, ys[p] + _NEIGHBOURS[d][0]))
+            x2 = min(w - 1, max(0, xs[p] + _NEIGHBOURS[d][1]))
+            if row[y2, x2] < 0:
+                row[y2, x2] = m
+                ys[m], xs[m] = y2, x2
+                m += 1
+            nbr[p, d] = row[y2, x2]
+    F = np.empty((m, 3))
+    for r in range(m):
         for c in range(3):
-            F[p, c] = image[ys[p], xs[p], c]
+            F[r, c] = image[ys[r], xs[r], c]
     B = F.copy()
-    _spread_inward(F, image, alpha, band, ys, xs, 1.0)  # a start near the answer: the nearest opaque colours...
-    _spread_inward(B, image, alpha, band, ys, xs, 0.0)  # ...and the nearest background ones
+    _spread_inward(F, alpha, nbr, ys, xs, 1.0)  # a start near the answer: the nearest opaque colours...
+    _spread_inward(B, alpha, nbr, ys, xs, 0.0)  # ...and the nearest background ones
+    # Each pixel's 2x2 system and its neighbours' weights are the same in every sweep: once. A weight of
+    # 0 stands for a term left out (F is not defined where alpha is 0, nor B where it is 1).
+    wf = np.empty((n, 4))
+    wb = np.empty((n, 4))
+    system = np.empty((n, 4))  # a00, a01, a11 with the neighbours' weights, 1 / determinant
+    for p in range(n):
+        a0 = alpha[ys[p], xs[p]]
+        a1 = 1.0 - a0
+        a00, a01, a11 = a0 * a0, a0 * a1, a1 * a1
+        for d in range(4):
+            a2 = alpha[ys[nbr[p, d]], xs[nbr[p, d]]]
+            da = regularization + gradient_weight * abs(a0 - a2)
+            wf[p, d] = da if a2 > 0.0 else 0.0
+            wb[p, d] = da if a2 < 1.0 else 0.0
+            if a2 > 0.0:
+                a00 += da
+            if a2 < 1.0:
+                a11 += da
+        system[p, 0], system[p, 1], system[p, 2] = a00, a01, a11
+        system[p, 3] = 1.0 / (a00 * a11 - a01 * a01)
     for _ in range(iterations):
         for p in range(n):
             y, x = ys[p], xs[p]
             a0 = alpha[y, x]
             a1 = 1.0 - a0
-            a00, a01, a11 = a0 * a0, a0 * a1, a1 * a1
             f0, f1, f2 = a0 * image[y, x, 0], a0 * image[y, x, 1], a0 * image[y, x, 2]
             b0, b1, b2 = a1 * image[y, x, 0], a1 * image[y, x, 1], a1 * image[y, x, 2]
-            for d in range(4):  # 4-neighbours, clamped at the border
-                y2 = min(h - 1, max(0, y + _NEIGHBOURS[d][0]))
-                x2 = min(w - 1, max(0, x + _NEIGHBOURS[d][1]))
-                a2 = alpha[y2, x2]
-                q = band[y2, x2]
-                da = regularization + gradient_weight * abs(a0 - a2)
-                if a2 > 0.0:  # F is defined there (the source's colour where alpha is 1)
-                    a00 += da
-                    if q >= 0:
-                        f0, f1, f2 = f0 + da * F[q, 0], f1 + da * F[q, 1], f2 + da * F[q, 2]
-                    else:
-                        f0, f1, f2 = f0 + da * image[y2, x2, 0], f1 + da * image[y2, x2, 1], f2 + da * image[y2, x2, 2]
-                if a2 < 1.0:  # and B where alpha < 1
-                    a11 += da
-                    if q >= 0:
-                        b0, b1, b2 = b0 + da * B[q, 0], b1 + da * B[q, 1], b2 + da * B[q, 2]
-                    else:
-                        b0, b1, b2 = b0 + da * image[y2, x2, 0], b1 + da * image[y2, x2, 1], b2 + da * image[y2, x2, 2]
-            inv_det = 1.0 / (a00 * a11 - a01 * a01)
+            for d in range(4):
+                q, da_f, da_b = nbr[p, d], wf[p, d], wb[p, d]
+                f0, f1, f2 = f0 + da_f * F[q, 0], f1 + da_f * F[q, 1], f2 + da_f * F[q, 2]
+                b0, b1, b2 = b0 + da_b * B[q, 0], b1 + da_b * B[q, 1], b2 + da_b * B[q, 2]
+            a00, a01, a11, inv_det = system[p, 0], system[p, 1], system[p, 2], system[p, 3]
             F[p, 0] = min(1.0, max(0.0, inv_det * (a11 * f0 - a01 * b0)))
             F[p, 1] = min(1.0, max(0.0, inv_det * (a11 * f1 - a01 * b1)))
             F[p, 2] = min(1.0, max(0.0, inv_det * (a11 * f2 - a01 * b2)))
             B[p, 0] = min(1.0, max(0.0, inv_det * (a00 * b0 - a01 * f0)))
             B[p, 1] = min(1.0, max(0.0, inv_det * (a00 * b1 - a01 * f1)))
             B[p, 2] = min(1.0, max(0.0, inv_det * (a00 * b2 - a01 * f2)))
-    return ys, xs, F
+    return ys[:n], xs[:n], F[:n]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _spread_inward(C, image, alpha, band, ys, xs, side):
-    """Colours C of the band pixels (ys, xs; `band`: their index) from the image where alpha == side,
-    layer by layer into the band."""
-    h, w, _ = image.shape
-    n = len(ys)
-    level = np.full(n, -1, np.int32)  # layer at which a pixel's colour was set
-    for layer in range(1, n + 1):
-        changed = False
-        for p in range(n):
-            if level[p] >= 0:
-                continue
-            y, x = ys[p], xs[p]
+def _spread_inward(C, alpha, nbr, ys, xs, side):
+    """Colours C of the band's pixels (rows < n, their 4-neighbours' rows: nbr) from the known ones where
+    alpha == side (rows >= n), layer by layer into the band: each the mean of its neighbours of layers before.
+    (A neighbour clamped at the border is the pixel itself, not set yet: left out, as off the image.)"""
+    n = len(nbr)
+    level = np.empty(len(C), np.int32)  # layer at which a pixel's colour was set; 0: alpha == side
+    for r in range(len(C)):
+        level[r] = 0 if r >= n and alpha[ys[r], xs[r]] == side else -1
+    layers = np.empty(n, np.int32)  # the band's pixels, layer after layer
+    end = 0
+    for p in range(n):
+        if (level[nbr[p, 0]] == 0) | (level[nbr[p, 1]] == 0) | (level[nbr[p, 2]] == 0) | (level[nbr[p, 3]] == 0):
+            level[p] = 1
+            layers[end] = p
+            end += 1
+    start, layer = 0, 1
+    while start < end:
+        for t in range(start, end):
+            p = layers[t]
             count = 0
             c0 = c1 = c2 = 0.0
             for d in range(4):
-                y2, x2 = y + _NEIGHBOURS[d][0], x + _NEIGHBOURS[d][1]
-                if 0 <= y2 < h and 0 <= x2 < w:
-                    q = band[y2, x2]
-                    if q >= 0:
-                        if 0 <= level[q] < layer:
-                            count += 1
-                            c0, c1, c2 = c0 + C[q, 0], c1 + C[q, 1], c2 + C[q, 2]
-                    elif alpha[y2, x2] == side:  # layer 0
-                        count += 1
-                        c0, c1, c2 = c0 + image[y2, x2, 0], c1 + image[y2, x2, 1], c2 + image[y2, x2, 2]
-            if count > 0:
-                C[p, 0], C[p, 1], C[p, 2] = c0 / count, c1 / count, c2 / count
-                level[p] = layer
-                changed = True
-        if not changed:
-            return
+                q = nbr[p, d]
+                set_before = 0 <= level[q] < layer
+                count += set_before
+                weight = 1.0 if set_before else 0.0  # (adding 0 leaves the sum as it is)
+                c0, c1, c2 = c0 + weight * C[q, 0], c1 + weight * C[q, 1], c2 + weight * C[q, 2]
+            C[p, 0], C[p, 1], C[p, 2] = c0 / count, c1 / count, c2 / count
+        stop = end
+        for t in range(start, stop):  # the next layer: their neighbours in the band not yet set
+            for d in range(4):
+                q = nbr[layers[t], d]
+                if q < n and level[q] < 0:
+                    level[q] = layer + 1
+                    layers[end] = q
+                    end += 1
+        start = stop
+        layer += 1
 
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -441,6 +465,7 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return fg
 
 
+_UNIT = np.arange(256) / 255.0  # uint8 -> 0..1 (x / 255.0), by table
 ALPHA_SNAP = 0.02  # alpha within this of 0 or 1 is taken as 0 or 1 (no faint veil, no see-through core)
 
 
@@ -453,7 +478,7 @@ def _premultiplied(crop, trimap, soft, eps, rtol, max_iter, iterations, regulari
     for y in range(h):
         for x in range(w):
             for c in range(3):
-                image[y, x, c] = crop[y, x, c] / 255.0
+                image[y, x, c] = _UNIT[crop[y, x, c]]
     ok = False
     if trimap.shape[0] == h and trimap.shape[1] == w:
         alpha, ok = _solve_alpha(image, trimap, eps, rtol, max_iter)
