@@ -193,7 +193,8 @@ def _band_system(image, trimap, eps):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _ic0(A, cols, shift):
     """Incomplete Cholesky on L_UU's own pattern (lower stencil half); ok=False on a non-positive pivot.
-    Entries of L outside the pattern stay 0 and add nothing to the sums."""
+    Column _DIAG holds the reciprocal of L's diagonal (it only ever divides). Entries of L outside the
+    pattern stay 0 and add nothing to the sums."""
     n = A.shape[0]
     L = np.zeros((n, _DIAG + 1))
     for i in range(n):
@@ -207,9 +208,9 @@ def _ic0(A, cols, shift):
             if k == _DIAG:
                 if not s > 0.0:
                     return L, False
-                L[i, _DIAG] = np.sqrt(s)
+                L[i, _DIAG] = 1.0 / np.sqrt(s)
             else:
-                L[i, k] = s / L[j, _DIAG]
+                L[i, k] = s * L[j, _DIAG]
     return L, True
 
 
@@ -227,7 +228,7 @@ def _transposed(L, cols):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _precondition(L, U, inv, cols, r, z):
+def _precondition(L, U, cols, r, z):
     """z = (L L^T)^-1 r; returns r . z. Both halves gather along their rows (the terms in the order
     a column-by-column back substitution would subtract them: later rows first)."""
     n = L.shape[0]
@@ -237,7 +238,7 @@ def _precondition(L, U, inv, cols, r, z):
             j = cols[i, k]
             if j >= 0:
                 s -= L[i, k] * z[j]
-        z[i] = s * inv[i]
+        z[i] = s * L[i, _DIAG]
     rz = 0.0
     for i in range(n - 1, -1, -1):
         s = z[i]
@@ -245,7 +246,7 @@ def _precondition(L, U, inv, cols, r, z):
             j = cols[i, k]
             if j >= 0:
                 s -= U[i, k - _DIAG - 1] * z[j]
-        z[i] = s * inv[i]
+        z[i] = s * L[i, _DIAG]
         rz += r[i] * z[i]
     return rz
 
@@ -255,12 +256,11 @@ def _cg(A, cols, b, L, rtol, max_iter):
     """Preconditioned conjugate gradients; ok=False if it did not converge."""
     n = A.shape[0]
     U = _transposed(L, cols)
-    inv = 1.0 / L[:, _DIAG]
     x = np.zeros(n)
     r = b.copy()
     q = np.empty(n)
     z = np.empty(n)
-    rz = _precondition(L, U, inv, cols, r, z)
+    rz = _precondition(L, U, cols, r, z)
     p = z.copy()
     rr = 0.0
     for i in range(n):
@@ -284,7 +284,7 @@ def _cg(A, cols, b, L, rtol, max_iter):
             x[i] += step * p[i]
             r[i] -= step * q[i]
             rr += r[i] * r[i]
-        rz_next = _precondition(L, U, inv, cols, r, z)
+        rz_next = _precondition(L, U, cols, r, z)
         beta = rz_next / rz
         for i in range(n):
             p[i] = z[i] + beta * p[i]
