@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import smplus.separate as separate_module
-from smplus.matting import COMPILE_MESSAGE, estimate_alpha, estimate_foreground
+from smplus.matting import ALPHA_SNAP, COMPILE_MESSAGE, estimate_alpha, estimate_foreground, premultiplied_matte
 from smplus.plan import clipped_box
 from smplus.separate import make_trimap, matte, separate
 
@@ -120,6 +120,34 @@ def _two_colour_edge(h=24, w=40):
     F, B = np.array([0.1, 0.3, 0.9]), np.array([0.8, 0.6, 0.1])
     image = alpha[..., None] * F + (1 - alpha[..., None]) * B
     return image, alpha, F, B
+
+
+def test_matte_is_the_alpha_and_foreground_steps_composed_pixel_for_pixel(problems):
+    """premultiplied_matte works on the band alone (colours of the rest straight from the crop): the
+    patch is still estimate_alpha's alpha, snapped, times estimate_foreground's colours, everywhere."""
+    for image, trimap in problems[::2]:
+        crop = np.rint(image * 255).astype(np.uint8)
+        out = premultiplied_matte(crop, trimap, (trimap >= 0.5).astype(np.float32))
+        alpha = estimate_alpha(crop / 255.0, trimap)
+        alpha = np.where(alpha < ALPHA_SNAP, 0.0, np.where(alpha > 1 - ALPHA_SNAP, 1.0, alpha))
+        fg = estimate_foreground(crop / 255.0, alpha)
+        assert np.array_equal(out[..., 3], alpha.astype(np.float32))
+        assert np.array_equal(out[..., :3], (fg * 255).astype(np.float32) * alpha.astype(np.float32)[..., None])
+
+
+def test_trimap_is_known_inside_the_eroded_and_outside_the_dilated_mask(problems):
+    edge = np.zeros((30, 40), np.uint8)
+    edge[:, :12] = 1  # the mask runs into the crop's border: erosion keeps it there
+    masks = [edge] + [(trimap == 1).astype(np.uint8) for _, trimap in problems[::7]]
+    for mask in masks:
+        for band in (1, 2, 3):
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+            inside, outside = cv2.erode(mask, kernel) > 0, cv2.dilate(mask, kernel) == 0
+            trimap = make_trimap(mask, band)
+            assert trimap.dtype == np.float64
+            assert np.array_equal(trimap == 1.0, inside) and np.array_equal(trimap == 0.0, outside)
+            assert np.all(trimap[~inside & ~outside] == 0.5) and (trimap == 0.5).any()
+    assert make_trimap(edge, 2)[:, 0].min() == 1.0
 
 
 def test_alpha_recovers_an_exact_two_colour_mix():
