@@ -73,15 +73,6 @@ COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _stencil_steps(row):
-    """The 5x5 stencil's offsets on a flat grid of row length `row`."""
-    steps = np.empty(25, np.int64)
-    for k in range(25):
-        steps[k] = (_SY[k] - 2) * row + _SX[k] - 2
-    return steps
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def _band_system(image, trimap, eps):
     """L_UU (stencil rows), its column indices (-1: known or outside), rhs, and the unknowns' y, x."""
     h, w, _ = image.shape
@@ -103,9 +94,7 @@ def _band_system(image, trimap, eps):
                 xs[n] = x
                 n += 1
     ys, xs = ys[:n], xs[:n]
-    window = np.empty(9, np.int64)  # the 3x3 window's offsets on the grid
-    for k in range(9):
-        window[k] = (_KY[k] - 1) * row + _KX[k] - 1
+    window = (_KY - 1) * row + _KX - 1  # the 3x3 window's offsets on the grid
     A = np.zeros((n, 25))
     b = np.zeros(n)
     done = np.zeros((h, w), np.bool_)
@@ -176,7 +165,7 @@ def _band_system(image, trimap, eps):
                     for f in range(nf):
                         kj = fg[f]
                         b[ui] += (1.0 + q0 * c[kj, 0] + q1 * c[kj, 1] + q2 * c[kj, 2]) / 9.0
-    steps = _stencil_steps(row)
+    steps = (_SY - 2) * row + _SX - 2  # the 5x5 stencil's
     cols = np.empty((n, 25), np.int32)
     for i in range(n):
         at = (ys[i] + 2) * row + xs[i] + 2
@@ -417,7 +406,7 @@ def _band_foreground(image, alpha, iterations, regularization, gradient_weight):
 def _spread_inward(C, alpha, nbr, ys, xs, side):
     """Colours C of the band's pixels (rows < n, their 4-neighbours' rows: nbr) from the known ones where
     alpha == side (rows >= n), layer by layer into the band: each the mean of its neighbours of layers before.
-    (A neighbour clamped at the border is the pixel itself, not set yet: left out, as off the image.)"""
+    (A neighbour clamped at the border is the pixel itself, of this very layer: left out, as off the image.)"""
     n = len(nbr)
     level = np.empty(len(C), np.int32)  # layer at which a pixel's colour was set; 0: alpha == side
     for r in range(len(C)):
