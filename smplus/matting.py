@@ -183,9 +183,11 @@ def _band_system(image, trimap, eps):
 def _ic0(A, cols, shift):
     """Incomplete Cholesky on L_UU's own pattern (lower stencil half); ok=False on a non-positive pivot.
     Column _DIAG holds the reciprocal of L's diagonal (it only ever divides). Entries of L outside the
-    pattern stay 0 and add nothing to the sums."""
+    pattern stay 0 and add nothing to the sums. Also L^T's rows (upper stencil half, without the
+    diagonal): U[j, k - _DIAG - 1] = L[i, 24 - k], i at stencil column k of row j."""
     n = A.shape[0]
     L = np.zeros((n, _DIAG + 1))
+    U = np.zeros((n, _DIAG))
     for i in range(n):
         for k in range(_DIAG + 1):
             j = cols[i, k]
@@ -196,24 +198,12 @@ def _ic0(A, cols, shift):
                 s -= L[i, _IC_ROW[t]] * L[j, _IC_COL[t]]
             if k == _DIAG:
                 if not s > 0.0:
-                    return L, False
+                    return L, U, False
                 L[i, _DIAG] = 1.0 / np.sqrt(s)
             else:
                 L[i, k] = s * L[j, _DIAG]
-    return L, True
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _transposed(L, cols):
-    """L^T's rows, upper stencil half: U[i, k - _DIAG - 1] = L[j, 24 - k] for stencil column k > _DIAG."""
-    n = L.shape[0]
-    U = np.zeros((n, _DIAG))
-    for i in range(n):
-        for k in range(_DIAG + 1, 25):
-            j = cols[i, k]
-            if j >= 0:
-                U[i, k - _DIAG - 1] = L[j, 24 - k]
-    return U
+                U[j, _DIAG - 1 - k] = L[i, k]
+    return L, U, True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -241,10 +231,9 @@ def _precondition(L, U, cols, r, z):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _cg(A, cols, b, L, rtol, max_iter):
+def _cg(A, cols, b, L, U, rtol, max_iter):
     """Preconditioned conjugate gradients; ok=False if it did not converge."""
     n = A.shape[0]
-    U = _transposed(L, cols)
     x = np.zeros(n)
     r = b.copy()
     q = np.empty(n)
@@ -300,13 +289,13 @@ def _solve_alpha(image, trimap, eps, rtol, max_iter):
         if not A[i, _DIAG] > 0.0:  # in no window
             return alpha, False
     shift = 0.0
-    L, ok = _ic0(A, cols, shift)
+    L, U, ok = _ic0(A, cols, shift)
     while not ok and shift < 1.0:  # pymatting's ichol also retries with a growing diagonal shift
         shift = 1e-3 if shift == 0.0 else 10.0 * shift
-        L, ok = _ic0(A, cols, shift)
+        L, U, ok = _ic0(A, cols, shift)
     if not ok:
         return alpha, False
-    x, ok = _cg(A, cols, b, L, rtol, max_iter)
+    x, ok = _cg(A, cols, b, L, U, rtol, max_iter)
     for i in range(n):
         if not np.isfinite(x[i]):
             return alpha, False
