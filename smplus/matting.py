@@ -48,7 +48,7 @@ _OTHER, _KNOWN_FG = -1, -2
 _DIAG = 12
 _KY, _KX = np.arange(9) // 3, np.arange(9) % 3     # 3x3 window position k: row, column
 _SY, _SX = np.arange(25) // 5, np.arange(25) % 5   # 5x5 stencil column k: row, column
-_PAIR = (_KY[None, :] - _KY[:, None] + 2) * 5 + _KX[None, :] - _KX[:, None] + 2  # column of l in k's row
+_PAIR = ((_KY[None, :] - _KY[:, None] + 2) * 5 + _KX[None, :] - _KX[:, None] + 2).astype(np.uint32)  # l in k's row
 _NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
 
 
@@ -63,7 +63,7 @@ def _ic0_products():
                 k2s.append(k2)
                 kks.append((ey + 2) * 5 + ex + 2)
         start.append(len(k2s))
-    return np.array(start), np.array(k2s), np.array(kks)
+    return np.array(start, np.uint32), np.array(k2s, np.uint32), np.array(kks, np.uint32)  # (unsigned: no index wraparound)
 
 
 _IC_START, _IC_ROW, _IC_COL = _ic0_products()
@@ -100,9 +100,9 @@ def _band_system(image, trimap, eps):
     done = np.zeros((h, w), np.bool_)
     c = np.empty((9, 3))  # the window's colours, centred
     q = np.empty((9, 3))  # M c_k
-    unknown = np.empty(9, np.int32)  # positions in the window of its unknown pixels (their indices: uidx)...
-    uidx = np.empty(9, np.int32)
-    fg = np.empty(9, np.int32)  # ...and of its known pixels of alpha 1
+    unknown = np.empty(9, np.uint32)  # positions in the window of its unknown pixels (their indices: uidx)...
+    uidx = np.empty(9, np.uint32)
+    fg = np.empty(9, np.uint32)  # ...and of its known pixels of alpha 1
     for p in range(n):
         # every window (centre inside the image's 1-px border) holding unknown p, once
         for cy in range(max(1, ys[p] - 1), min(h - 1, ys[p] + 2)):
@@ -184,7 +184,7 @@ def _ic0(A, cols, shift):
     """Incomplete Cholesky on L_UU's own pattern (lower stencil half); ok=False on a non-positive pivot.
     Column _DIAG holds the reciprocal of L's diagonal (it only ever divides). Entries of L outside the
     pattern stay 0 and add nothing to the sums. Also L^T's rows (upper stencil half, without the
-    diagonal): U[j, k - _DIAG - 1] = L[i, 24 - k], i at stencil column k of row j."""
+    diagonal): U[j, k] = L[i, k] for the pixel i at stencil column 24 - k of row j."""
     n = A.shape[0]
     L = np.zeros((n, _DIAG + 1))
     U = np.zeros((n, _DIAG))
@@ -202,7 +202,7 @@ def _ic0(A, cols, shift):
                 L[i, _DIAG] = 1.0 / np.sqrt(s)
             else:
                 L[i, k] = s * L[j, _DIAG]
-                U[j, _DIAG - 1 - k] = L[i, k]
+                U[j, k] = L[i, k]
     return L, U, True
 
 
@@ -221,10 +221,10 @@ def _precondition(L, U, cols, r, z):
     rz = 0.0
     for i in range(n - 1, -1, -1):
         s = z[i]
-        for k in range(24, _DIAG, -1):
-            j = cols[i, k]
+        for k in range(_DIAG):
+            j = cols[i, 24 - k]
             if j >= 0:
-                s -= U[i, k - _DIAG - 1] * z[j]
+                s -= U[i, k] * z[j]
         z[i] = s * L[i, _DIAG]
         rz += r[i] * z[i]
     return rz
@@ -332,7 +332,7 @@ def _band_foreground(image, alpha, iterations, regularization, gradient_weight):
                 n += 1
             else:
                 row[y, x] = -1
-    nbr = np.empty((n, 4), np.int32)  # rows of the 4-neighbours, clamped at the border
+    nbr = np.empty((n, 4), np.uint32)  # rows of the 4-neighbours, clamped at the border
     m = n
     for p in range(n):
         for d in range(4):
