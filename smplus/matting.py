@@ -321,8 +321,8 @@ def _band_foreground(image, alpha, iterations, regularization, gradient_weight):
     # rows of F and B: the band's pixels (0 < alpha < 1), then the known pixels next to them (the image's
     # colours, fixed); `row` maps a pixel to its row, -1 for neither
     row = np.empty((h, w), np.int32)
-    ys = np.empty(h * w, np.int32)
-    xs = np.empty(h * w, np.int32)
+    ys = np.empty(h * w, np.uint32)
+    xs = np.empty(h * w, np.uint32)  # (unsigned: no index wraparound test)
     n = 0
     for y in range(h):
         for x in range(w):
