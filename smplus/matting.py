@@ -9,7 +9,8 @@ the system pymatting's estimate_alpha_cf solves (same windows, epsilon and
 trimap thresholds); pymatting builds the Laplacian of the whole crop first.
 
 Foreground colours (Germer et al. 2020, pymatting's estimate_foreground_ml):
-the same per-pixel update of F and B, iterated only where 0 < alpha < 1.
+the same per-pixel update of F and B, iterated only where 0 < alpha < 1 and
+kept for those pixels alone (their known neighbours lend the source's colours).
 Where alpha is 1 the colours are the source's; where it is 0 they never show.
 
 `premultiplied_matte` (what separate.matte calls) runs both and returns the
