@@ -11,7 +11,7 @@ beside each hole (a smear of uniform colour is a cue a detector can learn).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -33,25 +33,57 @@ FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, 
 
 def _box(mask: np.ndarray, pad: int):
     """Bounding slices of the nonzero pixels of `mask`, grown by `pad` and clipped."""
-    x, y, w, h = cv2.boundingRect(mask)
-    H, W = mask.shape
+    return _grown(cv2.boundingRect(mask), pad, mask.shape)
+
+
+def _grown(rect, pad: int, shape):
+    """The slices of `rect` (x, y, w, h) grown by `pad` and clipped to `shape`."""
+    x, y, w, h = rect
+    H, W = shape[:2]
     return slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad))
+
+
+def _regions(rects, pad: int, shape) -> List[tuple]:
+    """The boxes of `rects` grown by `pad`, those that overlap merged until none do.
+
+    Work done in each box on its own then sees everything within `pad` of
+    its holes, and no other box's holes.
+    """
+    boxes = [_grown(r, pad, shape) for r in rects]
+    boxes = [(b[1].start, b[0].start, b[1].stop, b[0].stop) for b in boxes]
+    merged = True
+    while merged:
+        merged, out = False, []
+        for b in boxes:
+            for i, o in enumerate(out):
+                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
+                    out[i] = (min(b[0], o[0]), min(b[1], o[1]), max(b[2], o[2]), max(b[3], o[3]))
+                    merged = True
+                    break
+            else:
+                out.append(b)
+        boxes = out
+    return sorted((slice(y0, y1), slice(x0, x1)) for x0, y0, x1, y1 in boxes)
 
 
 def hole_mask(rles: Sequence[dict], shape) -> np.ndarray:
     """Union of the masks (COCO RLEs), dilated so no rim of a removed object stays behind.
 
     COCO polygons miss a few per cent of an object's outline; a rim left in
-    the hole's border would be smeared across it by the inpainting.
+    the hole's border would be smeared across it by the inpainting. The
+    dilation runs in the box of each group of nearby masks, not in one box
+    spanning them all.
     """
+    hole = np.zeros(shape[:2], np.uint8)
     if not rles:
-        return np.zeros(shape[:2], np.uint8)
-    hole = mask_utils.decode(mask_utils.merge(list(rles), intersect=False))
-    largest = math.sqrt(float(max(mask_utils.area(list(rles)))))
+        return hole
+    rles = list(rles)
+    union = mask_utils.decode(mask_utils.merge(rles, intersect=False))  # column-major, like the RLE
+    largest = math.sqrt(float(max(mask_utils.area(rles))))
     r = int(round(min(max(HOLE_DILATE_REL * largest, HOLE_DILATE[0]), HOLE_DILATE[1])))
-    roi = _box(hole, r)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    hole[roi] = cv2.dilate(hole[roi], kernel)
+    for roi in _regions(mask_utils.toBbox(rles).astype(int), r, shape):
+        hole[roi] = cv2.dilate(np.ascontiguousarray(union[roi]), kernel)
     return hole
 
 
@@ -66,9 +98,21 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
         return image.copy()
     if scale >= 1.0:
         return None if hole.all() else cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-    # Work in the hole's box, grown by the feather and by the context Telea
-    # reads around the hole (its radius, in small pixels).
-    roi = _box(hole, int(math.ceil((INPAINT_RADIUS + 2) / scale + 3 * FEATHER)))
+    # Each group of nearby holes is filled in its own box, grown by the
+    # feather and by the context Telea reads around the hole (its radius, in
+    # small pixels): the cost follows the holes, not the span between them.
+    hole = np.ascontiguousarray(hole)
+    parts, _ = cv2.findContours(hole, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    pad = int(math.ceil((INPAINT_RADIUS + 2) / scale + 3 * FEATHER))
+    out = image.copy()
+    for roi in _regions([cv2.boundingRect(c) for c in parts], pad, hole.shape):
+        if not _fill(out, image, hole, roi, scale):
+            return None
+    return out
+
+
+def _fill(out: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, scale: float) -> bool:
+    """Inpaint the holes in `roi` into `out`; False if no known pixel is left there at `scale`."""
     part, part_hole = image[roi], hole[roi]
     h, w = part_hole.shape
     sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
@@ -77,15 +121,14 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     small_hole = (cv2.resize(part_hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0)
     small_hole = cv2.dilate(small_hole.astype(np.uint8), np.ones((3, 3), np.uint8))
     if small_hole.all():
-        return None
+        return False
     fill = cv2.resize(cv2.inpaint(small, small_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA), (w, h),
                       interpolation=cv2.INTER_LINEAR)
     # Feather: full fill inside the hole, fading out over a few px outside it.
     weight = np.maximum(cv2.GaussianBlur(part_hole.astype(np.float32), (0, 0), FEATHER), part_hole)
-    out = image.copy()
     out[roi] = cv2.blendLinear(fill, part, weight, 1.0 - weight)
     add_texture(out, image, hole, roi, small_hole)
-    return out
+    return True
 
 
 def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, small_hole: np.ndarray) -> None:
