@@ -28,7 +28,9 @@ TEXTURE_SIGMA = 1.5
 TEXTURE_MAX_OVERLAP = 0.3  # a source region may overlap the hole by this share at most
 HOLE_DILATE = (3, 12)  # px around the masks, min and max: matting halos, jagged polygons
 HOLE_DILATE_REL = 0.03  # ...growing with the largest instance's size
+GRAY = np.float32([[0.114, 0.587, 0.299]])  # BGR -> gray levels, as cv2.COLOR_BGR2GRAY
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
+FEATHER_REACH = 6      # px: the radius of cv2.GaussianBlur's kernel for FEATHER (float32)
 
 
 def _box(mask: np.ndarray, pad: int):
@@ -124,9 +126,13 @@ def _fill(out: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, scale: floa
         return False
     fill = cv2.resize(cv2.inpaint(small, small_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA), (w, h),
                       interpolation=cv2.INTER_LINEAR)
-    # Feather: full fill inside the hole, fading out over a few px outside it.
-    weight = np.maximum(cv2.GaussianBlur(part_hole.astype(np.float32), (0, 0), FEATHER), part_hole)
-    out[roi] = cv2.blendLinear(fill, part, weight, 1.0 - weight)
+    # Feather: full fill inside the hole, fading out over a few px outside it,
+    # worked out in the hole's box grown by twice the blur's reach (beyond one
+    # reach the weight is 0; within it, the blur sees no box edge).
+    near = _box(part_hole, 2 * FEATHER_REACH)
+    edge = part_hole[near]
+    weight = np.maximum(cv2.GaussianBlur(edge.astype(np.float32), (0, 0), FEATHER), edge)
+    out[roi][near] = cv2.blendLinear(fill[near], part[near], weight, 1.0 - weight)
     add_texture(out, image, hole, roi, small_hole)
     return True
 
@@ -154,26 +160,28 @@ def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, sm
         if shift is None:
             continue
         sx, sy = x + shift[0], y + shift[1]
-        take = part & (hole[sy:sy + h, sx:sx + w] == 0)  # known source pixels only
+        take = (part & (hole[sy:sy + h, sx:sx + w] == 0)).astype(np.uint8)  # known source pixels only
         # The grain of the neighbourhood, not of the source region: scaled to the
         # detail in a ring of known pixels around this part of the hole.
-        ring = (cv2.dilate(part.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0) & (hole[y:y + h, x:x + w] == 0)
-        strength = _detail(image, sx, sy, w, h, pad, gray=True)[take]
-        if not ring.any() or not strength.size or not strength.any():
+        ring = ((cv2.dilate(part.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
+                & (hole[y:y + h, x:x + w] == 0)).astype(np.uint8)
+        detail = _detail(image, sx, sy, w, h, pad)
+        strength = cv2.mean(np.abs(cv2.transform(detail, GRAY)), take)[0]
+        if not ring.any() or not strength:
             continue
-        around = float(np.abs(_detail(image, x, y, w, h, pad, gray=True)[ring]).mean())
-        gain = TEXTURE_GAIN * min(1.0, around / float(np.abs(strength).mean()))
-        detail = _detail(image, sx, sy, w, h, pad)[take]
+        around = cv2.mean(np.abs(_detail(image, x, y, w, h, pad, gray=True)), ring)[0]
+        gain = TEXTURE_GAIN * min(1.0, around / strength)
         dst = filled[y:y + h, x:x + w]
-        dst[take] = np.clip(dst[take] + gain * detail + 0.5, 0, 255).astype(np.uint8)
+        cv2.copyTo(cv2.addWeighted(dst, 1.0, detail, gain, 0.0, dtype=cv2.CV_8U), take, dst)
 
 
 def _detail(image: np.ndarray, x: int, y: int, w: int, h: int, pad: int, gray: bool = False) -> np.ndarray:
     """The detail finer than TEXTURE_SIGMA of image[y:y+h, x:x+w] (float32, signed; of its gray levels)."""
     H, W = image.shape[:2]
     x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
-    window = image[y0:y1, x0:x1]
-    window = (cv2.cvtColor(window, cv2.COLOR_BGR2GRAY) if gray else window).astype(np.float32)
+    window = image[y0:y1, x0:x1].astype(np.float32)
+    if gray:
+        window = cv2.transform(window, GRAY)
     window -= cv2.GaussianBlur(window, (0, 0), TEXTURE_SIGMA)
     return window[y - y0:y - y0 + h, x - x0:x - x0 + w]
 
