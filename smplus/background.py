@@ -3,7 +3,8 @@
 Telea inpainting at full resolution costs ~36 ms per COCO image; the holes
 are smooth fills anyway, so we inpaint at reduced resolution and upsample
 the fill only inside the hole, feathered at its edge so no seam shows. All
-of it runs in the hole's bounding box, not the whole image. The smooth fill
+of it runs in the box of each group of nearby holes, so its cost follows the
+holes, not the image or the span between them. The smooth fill
 then gets some grain back: the fine detail of a same-shaped known region
 beside each hole (a smear of uniform colour is a cue a detector can learn).
 """
