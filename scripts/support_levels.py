@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 
-from smplus import render  # noqa: E402
+from smplus import render, separate  # noqa: E402
 from smplus.pipeline import RunOptions, transform  # noqa: E402
 from smplus.plan import TransformOptions  # noqa: E402
 
@@ -35,7 +35,7 @@ def measured_run(split: str, level: float, target: str) -> list:
 
     def recording(m, scale, size, src_point, out_point):
         placed = place_at_size(m, scale, size, src_point, out_point)
-        open_loop = render.placed_size(render.place(m, scale, src_point, out_point).alpha)
+        open_loop = render.placed_size(separate.place(m, scale, src_point, out_point).alpha)
         alpha = placed.instance.alpha
         records.append({"size": size, "open_loop": open_loop, "scale": placed.scale / scale,
                         "rounds": placed.rounds, "converged": placed.converged,

@@ -7,7 +7,8 @@ The contract every executor implements (local here; Ray in smplus.ray_executor):
         for entry in ex.imap_unordered(tasks):      # tasks: iterable of picklable ImageTask
             ...                                     # entry = render_task(task), in any order
 
-- `render_task` (smplus.task) is the only function an executor runs.
+- `render_task` (smplus.task) is the only function an executor runs (the
+  in-process one runs its two halves, `render` and `Rendered.write`, overlapped).
 - Tasks may be a lazy generator; an executor pulls only as many as it has
   workers to feed, so memory does not grow with the set.
 - A worker that dies: the local executor raises SmplusError naming the image
@@ -27,11 +28,12 @@ import os
 import queue
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import wait
 from typing import Iterable, Iterator, Optional
 
 from .errors import SmplusError, UsageError
-from .task import ImageTask, render_task
+from .task import ImageTask, render, render_task
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'smplus[ray]'"
@@ -70,7 +72,18 @@ class InProcess:
         cv2.setNumThreads(self._threads)
 
     def imap_unordered(self, tasks: Iterable[ImageTask]) -> Iterator[dict]:
-        return map(render_task, tasks)
+        """render_task's two halves, overlapped: each image is written (fsync'd: a wait on the
+        disk, not CPU) in a thread while the next one renders. An entry is yielded, and so
+        journaled, only once its image is on disk; one image at a time waits to be written."""
+        with ThreadPoolExecutor(1, thread_name_prefix="smplus-write") as writer:
+            writing = None
+            for task in tasks:
+                done = render(task)
+                if writing is not None:
+                    yield writing.result()  # raises the write's OutputError
+                writing = writer.submit(done.write)
+            if writing is not None:
+                yield writing.result()
 
 
 class LocalProcesses:

@@ -5,7 +5,8 @@ OUT/images atomically and fsync'd, and returns its journal entry: a plain
 dict (image_id, width, height, background, annotations, dropped, skipped)
 that the driver records. A worker never writes anything else, so it needs no
 shared state: a local process, a Ray task or a shard on another machine all
-run the same thing.
+run the same thing. Its two halves, `render` and `Rendered.write`, let the
+in-process executor write one image while it renders the next.
 """
 
 from __future__ import annotations
@@ -88,8 +89,31 @@ def render_task(task: ImageTask) -> dict:
     An image that cannot be read or decoded is an entry with "skipped" set;
     a failed write to OUT raises OutputError: the run stops, it never skips.
     """
-    from .render import UnfillableHoles, render_image, render_resized
+    return render(task).write()
 
+
+@dataclass
+class Rendered:
+    """An image rendered (or read, to be copied) and not yet written: its journal entry and
+    the bytes for OUT/images (none if it is skipped)."""
+
+    entry: dict
+    path: Optional[str] = None
+    data: Optional[object] = None  # bytes-like
+
+    def write(self) -> dict:
+        """Write the image, atomically and fsync'd, and return the entry; OutputError if OUT cannot take it."""
+        if self.path is not None:
+            try:
+                write_bytes_atomic(self.path, self.data)
+            except OSError as e:
+                raise OutputError.writing(self.path, e.strerror or str(e)) from None
+        return self.entry
+
+
+def render(task: ImageTask) -> Rendered:
+    """render_task's first half: the image rendered (or read) and its entry, nothing written yet."""
+    from .render import UnfillableHoles, render_image, render_resized
     plan = task.plan
     entry = plan_entry(plan, [], provenance("copy", None, 0.0))
     try:
@@ -122,13 +146,8 @@ def render_task(task: ImageTask) -> dict:
             entry["placement"] = result.placement  # closed-loop placement counters (render.place_at_size)
     except SmplusError as e:
         entry["skipped"] = str(e)
-        return entry
-    path = output_image_path(task.out_dir, task.image)
-    try:
-        write_bytes_atomic(path, data)
-    except OSError as e:
-        raise OutputError.writing(path, e.strerror or str(e)) from None
-    return entry
+        return Rendered(entry)
+    return Rendered(entry, output_image_path(task.out_dir, task.image), data)
 
 
 def plan_entry(plan: ImagePlan, annotations: List[dict], provenance: dict) -> dict:

@@ -19,6 +19,7 @@ from smplus.histogram import load_target
 from smplus.pipeline import RunOptions, merge, transform
 from smplus.plan import TransformOptions, plan_dataset
 from smplus.shards import assign_shards
+from smplus.task import Rendered
 
 from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 from test_resume import tree
@@ -179,14 +180,45 @@ def test_in_process_executor_renders_on_one_opencv_thread_like_a_worker(monkeypa
     import smplus.executors as executors
 
     saved = cv2.getNumThreads()
-    monkeypatch.setattr(executors, "render_task", lambda task: cv2.getNumThreads())
+    monkeypatch.setattr(executors, "render", lambda task: Rendered({"threads": cv2.getNumThreads()}))
     try:
         cv2.setNumThreads(3)
         with InProcess() as ex:
-            assert list(ex.imap_unordered(["a", "b"])) == [1, 1]
+            assert list(ex.imap_unordered(["a", "b"])) == [{"threads": 1}, {"threads": 1}]
         assert cv2.getNumThreads() == 3
     finally:
         cv2.setNumThreads(saved)
+
+
+def test_in_process_executor_writes_an_image_while_the_next_renders_and_yields_it_once_written(monkeypatch):
+    """The fsync of each image overlaps the next render; the journal only ever hears of images on disk."""
+    import threading
+
+    import smplus.executors as executors
+
+    events = []
+    rendering_b = threading.Event()
+
+    class Written(Rendered):
+        def write(self):
+            if self.entry == "a":
+                assert rendering_b.wait(10), "image b was not rendered while image a was written"
+            events.append(f"wrote {self.entry}")
+            return self.entry
+
+    def render(task):
+        events.append(f"render {task}")
+        if task == "b":
+            rendering_b.set()
+        return Written(task)
+
+    monkeypatch.setattr(executors, "render", render)
+    with InProcess() as ex:
+        for entry in ex.imap_unordered(["a", "b", "c"]):
+            events.append(f"yield {entry}")
+    assert events.index("render b") < events.index("wrote a") < events.index("yield a")
+    assert [e for e in events if e.startswith("yield")] == ["yield a", "yield b", "yield c"]
+    assert all(events.index(f"wrote {k}") < events.index(f"yield {k}") for k in "abc")
 
 
 def test_local_executors():
