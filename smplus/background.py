@@ -31,7 +31,7 @@ HOLE_DILATE = (3, 12)  # px around the masks, min and max: matting halos, jagged
 HOLE_DILATE_REL = 0.03  # ...growing with the largest instance's size
 GRAY = np.float32([[0.114, 0.587, 0.299]])  # BGR -> gray levels, as cv2.COLOR_BGR2GRAY
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
-FEATHER_REACH = 6      # px: the radius of cv2.GaussianBlur's kernel for FEATHER (float32)
+FEATHER_REACH = (round(8 * FEATHER + 1) | 1) // 2  # px: cv2.GaussianBlur's kernel radius at FEATHER (float32)
 
 
 def _box(mask: np.ndarray, pad: int):
