@@ -133,9 +133,7 @@ def _fill(out: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, scale: floa
     near = _box(part_hole, 2 * FEATHER_REACH)
     edge = part_hole[near]
     weight = np.maximum(cv2.GaussianBlur(edge.astype(np.float32), (0, 0), FEATHER), edge)
-    # part + weight * (fill - part), in three vectorised steps (1.5x faster than cv2.blendLinear)
-    step = cv2.multiply(cv2.subtract(fill[near], part[near], dtype=cv2.CV_32F), cv2.merge((weight,) * 3))
-    out[roi][near] = cv2.add(part[near], step, dtype=cv2.CV_8U)
+    out[roi][near] = cv2.blendLinear(fill[near], part[near], weight, 1.0 - weight)
     add_texture(out, image, hole, roi, small_hole)
     return True
 
