@@ -3,7 +3,8 @@
 Telea inpainting at full resolution costs ~36 ms per COCO image; the holes
 are smooth fills anyway, so we inpaint at reduced resolution and upsample
 the fill only inside the hole, feathered at its edge so no seam shows. All
-of it runs in the hole's bounding box, not the whole image. The smooth fill
+of it runs in the box of each group of nearby holes, so its cost follows the
+holes, not the image or the span between them. The smooth fill
 then gets some grain back: the fine detail of a same-shaped known region
 beside each hole (a smear of uniform colour is a cue a detector can learn).
 """
@@ -11,7 +12,7 @@ beside each hole (a smear of uniform colour is a cue a detector can learn).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -28,30 +29,64 @@ TEXTURE_SIGMA = 1.5
 TEXTURE_MAX_OVERLAP = 0.3  # a source region may overlap the hole by this share at most
 HOLE_DILATE = (3, 12)  # px around the masks, min and max: matting halos, jagged polygons
 HOLE_DILATE_REL = 0.03  # ...growing with the largest instance's size
+GRAY = np.float32([[0.114, 0.587, 0.299]])  # BGR -> gray levels, as cv2.COLOR_BGR2GRAY
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
+FEATHER_REACH = (round(8 * FEATHER + 1) | 1) // 2  # px: cv2.GaussianBlur's kernel radius at FEATHER (float32)
 
 
 def _box(mask: np.ndarray, pad: int):
     """Bounding slices of the nonzero pixels of `mask`, grown by `pad` and clipped."""
-    x, y, w, h = cv2.boundingRect(mask)
-    H, W = mask.shape
+    return _grown(cv2.boundingRect(mask), pad, mask.shape)
+
+
+def _grown(rect, pad: int, shape):
+    """The slices of `rect` (x, y, w, h) grown by `pad` and clipped to `shape`."""
+    x, y, w, h = rect
+    H, W = shape[:2]
     return slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad))
+
+
+def _regions(rects, pad: int, shape) -> List[tuple]:
+    """The boxes of `rects` grown by `pad`, those that overlap merged until none do.
+
+    Work done in each box on its own then sees everything within `pad` of
+    its holes, and no other box's holes.
+    """
+    boxes = [_grown(r, pad, shape) for r in rects]
+    boxes = [(b[1].start, b[0].start, b[1].stop, b[0].stop) for b in boxes]
+    merged = True
+    while merged:
+        merged, out = False, []
+        for b in boxes:
+            for i, o in enumerate(out):
+                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
+                    out[i] = (min(b[0], o[0]), min(b[1], o[1]), max(b[2], o[2]), max(b[3], o[3]))
+                    merged = True
+                    break
+            else:
+                out.append(b)
+        boxes = out
+    return sorted((slice(y0, y1), slice(x0, x1)) for x0, y0, x1, y1 in boxes)
 
 
 def hole_mask(rles: Sequence[dict], shape) -> np.ndarray:
     """Union of the masks (COCO RLEs), dilated so no rim of a removed object stays behind.
 
     COCO polygons miss a few per cent of an object's outline; a rim left in
-    the hole's border would be smeared across it by the inpainting.
+    the hole's border would be smeared across it by the inpainting. The
+    dilation runs in the box of each group of nearby masks, not in one box
+    spanning them all.
     """
+    hole = np.zeros(shape[:2], np.uint8)
     if not rles:
-        return np.zeros(shape[:2], np.uint8)
-    hole = mask_utils.decode(mask_utils.merge(list(rles), intersect=False))
-    largest = math.sqrt(float(max(mask_utils.area(list(rles)))))
+        return hole
+    rles = list(rles)
+    union = mask_utils.decode(mask_utils.merge(rles, intersect=False))  # column-major, like the RLE
+    largest = math.sqrt(float(max(mask_utils.area(rles))))
     r = int(round(min(max(HOLE_DILATE_REL * largest, HOLE_DILATE[0]), HOLE_DILATE[1])))
-    roi = _box(hole, r)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    hole[roi] = cv2.dilate(hole[roi], kernel)
+    for roi in _regions(mask_utils.toBbox(rles).astype(int), r, shape):
+        hole[roi] = cv2.dilate(np.ascontiguousarray(union[roi]), kernel)
     return hole
 
 
@@ -66,9 +101,21 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
         return image.copy()
     if scale >= 1.0:
         return None if hole.all() else cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-    # Work in the hole's box, grown by the feather and by the context Telea
-    # reads around the hole (its radius, in small pixels).
-    roi = _box(hole, int(math.ceil((INPAINT_RADIUS + 2) / scale + 3 * FEATHER)))
+    # Each group of nearby holes is filled in its own box, grown by the
+    # feather and by the context Telea reads around the hole (its radius, in
+    # small pixels): the cost follows the holes, not the span between them.
+    hole = np.ascontiguousarray(hole)
+    parts, _ = cv2.findContours(hole, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    pad = int(math.ceil((INPAINT_RADIUS + 2) / scale + 3 * FEATHER))
+    out = image.copy()
+    for roi in _regions([cv2.boundingRect(c) for c in parts], pad, hole.shape):
+        if not _fill(out, image, hole, roi, scale):
+            return None
+    return out
+
+
+def _fill(out: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, scale: float) -> bool:
+    """Inpaint the holes in `roi` into `out`; False if no known pixel is left there at `scale`."""
     part, part_hole = image[roi], hole[roi]
     h, w = part_hole.shape
     sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
@@ -77,15 +124,18 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     small_hole = (cv2.resize(part_hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0)
     small_hole = cv2.dilate(small_hole.astype(np.uint8), np.ones((3, 3), np.uint8))
     if small_hole.all():
-        return None
+        return False
     fill = cv2.resize(cv2.inpaint(small, small_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA), (w, h),
                       interpolation=cv2.INTER_LINEAR)
-    # Feather: full fill inside the hole, fading out over a few px outside it.
-    weight = np.maximum(cv2.GaussianBlur(part_hole.astype(np.float32), (0, 0), FEATHER), part_hole)
-    out = image.copy()
-    out[roi] = cv2.blendLinear(fill, part, weight, 1.0 - weight)
+    # Feather: full fill inside the hole, fading out over a few px outside it,
+    # worked out in the hole's box grown by twice the blur's reach (beyond one
+    # reach the weight is 0; within it, the blur sees no box edge).
+    near = _box(part_hole, 2 * FEATHER_REACH)
+    edge = part_hole[near]
+    weight = np.maximum(cv2.GaussianBlur(edge.astype(np.float32), (0, 0), FEATHER), edge)
+    out[roi][near] = cv2.blendLinear(fill[near], part[near], weight, 1.0 - weight)
     add_texture(out, image, hole, roi, small_hole)
-    return out
+    return True
 
 
 def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, small_hole: np.ndarray) -> None:
@@ -111,26 +161,28 @@ def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, sm
         if shift is None:
             continue
         sx, sy = x + shift[0], y + shift[1]
-        take = part & (hole[sy:sy + h, sx:sx + w] == 0)  # known source pixels only
+        take = (part & (hole[sy:sy + h, sx:sx + w] == 0)).astype(np.uint8)  # known source pixels only
         # The grain of the neighbourhood, not of the source region: scaled to the
         # detail in a ring of known pixels around this part of the hole.
-        ring = (cv2.dilate(part.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0) & (hole[y:y + h, x:x + w] == 0)
-        strength = _detail(image, sx, sy, w, h, pad, gray=True)[take]
-        if not ring.any() or not strength.size or not strength.any():
+        ring = ((cv2.dilate(part.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
+                & (hole[y:y + h, x:x + w] == 0)).astype(np.uint8)
+        detail = _detail(image, sx, sy, w, h, pad)
+        strength = cv2.mean(np.abs(cv2.transform(detail, GRAY)), take)[0]
+        if not ring.any() or not strength:
             continue
-        around = float(np.abs(_detail(image, x, y, w, h, pad, gray=True)[ring]).mean())
-        gain = TEXTURE_GAIN * min(1.0, around / float(np.abs(strength).mean()))
-        detail = _detail(image, sx, sy, w, h, pad)[take]
+        around = cv2.mean(np.abs(_detail(image, x, y, w, h, pad, gray=True)), ring)[0]
+        gain = TEXTURE_GAIN * min(1.0, around / strength)
         dst = filled[y:y + h, x:x + w]
-        dst[take] = np.clip(dst[take] + gain * detail + 0.5, 0, 255).astype(np.uint8)
+        cv2.copyTo(cv2.addWeighted(dst, 1.0, detail, gain, 0.0, dtype=cv2.CV_8U), take, dst)
 
 
 def _detail(image: np.ndarray, x: int, y: int, w: int, h: int, pad: int, gray: bool = False) -> np.ndarray:
     """The detail finer than TEXTURE_SIGMA of image[y:y+h, x:x+w] (float32, signed; of its gray levels)."""
     H, W = image.shape[:2]
     x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
-    window = image[y0:y1, x0:x1]
-    window = (cv2.cvtColor(window, cv2.COLOR_BGR2GRAY) if gray else window).astype(np.float32)
+    window = image[y0:y1, x0:x1].astype(np.float32)
+    if gray:
+        window = cv2.transform(window, GRAY)
     window -= cv2.GaussianBlur(window, (0, 0), TEXTURE_SIGMA)
     return window[y - y0:y - y0 + h, x - x0:x - x0 + w]
 

@@ -1,10 +1,18 @@
 """PSI's inpainting branch: the hole mask and the fill, on their own."""
 
+import json
+import math
+import os
+
 import cv2
 import numpy as np
+from pycocotools import mask as mask_utils
 
-from smplus.background import hole_mask, inpaint_holes
-from smplus.coco import mask_to_rle
+import smplus.background as bg
+from smplus.background import _regions, hole_mask, inpaint_holes
+from smplus.coco import ann_to_rle, mask_to_rle, read_image
+
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
 
 
 def _gradient(h=240, w=320):
@@ -57,8 +65,6 @@ def test_inpainting_a_hole_at_the_image_border():
 
 def test_fill_gets_the_grain_of_the_known_region_beside_it(monkeypatch):
     """A smooth fill of a textured surface gets fine detail back, copied from known pixels beside the hole."""
-    import smplus.background as bg
-
     rng = np.random.default_rng(0)
     image = np.clip(120 + rng.normal(0, 25, (240, 320, 1)) + np.zeros((1, 1, 3)), 0, 255).astype(np.uint8)
     hole = np.zeros((240, 320), np.uint8)
@@ -76,3 +82,79 @@ def test_fill_gets_the_grain_of_the_known_region_beside_it(monkeypatch):
     # only the hole changes; its mean level stays the smooth fill's
     assert np.array_equal(with_grain[hole == 0], smooth[hole == 0])
     assert abs(with_grain[hole > 0].astype(float).mean() - smooth[hole > 0].astype(float).mean()) < 2
+
+
+def _fixture_images():
+    """(image, RLEs of its annotations) for each real fixture image."""
+    with open(FIXTURE_ANNOTATIONS) as f:
+        data = json.load(f)
+    for im in data["images"]:
+        rles = [ann_to_rle(a["segmentation"], im["height"], im["width"])
+                for a in data["annotations"] if a["image_id"] == im["id"]]
+        yield read_image(os.path.join(FIXTURE_IMAGES, im["file_name"])), [r for r in rles if r is not None]
+
+
+def test_hole_mask_dilated_per_group_equals_the_whole_image_dilation():
+    """Real masks, overlapping, touching and far apart: dilating each group of nearby masks in its own
+    box gives the dilation of the whole union, pixel for pixel."""
+    for image, rles in _fixture_images():
+        union = np.ascontiguousarray(mask_utils.decode(mask_utils.merge(rles, intersect=False)))
+        largest = math.sqrt(float(max(mask_utils.area(rles))))
+        r = int(round(min(max(bg.HOLE_DILATE_REL * largest, bg.HOLE_DILATE[0]), bg.HOLE_DILATE[1])))
+        expected = cv2.dilate(union, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        hole = hole_mask(rles, image.shape)
+        assert hole.flags.c_contiguous and hole.dtype == np.uint8
+        assert np.array_equal(hole, expected)
+
+
+def _squares(shape, *corners, size=30):
+    hole = np.zeros(shape[:2], np.uint8)
+    for x, y in corners:
+        hole[y:y + size, x:x + size] = 1
+    return hole
+
+
+def test_holes_far_apart_are_each_filled_on_their_own_and_nothing_else_changes():
+    image, _ = next(_fixture_images())  # 640 x 425
+    a, b = _squares(image.shape, (40, 50)), _squares(image.shape, (560, 370), size=40)  # b touches the bottom edge
+    hole = a | b
+    out = inpaint_holes(image, hole)
+    assert np.array_equal(out, inpaint_holes(image, hole))  # same input, same bytes
+    # Each hole's fill is what it gets when filled alone: the box of one does not
+    # reach the other, nor does the work done for it depend on the other.
+    for own in (a, b):
+        near = cv2.dilate(own, np.ones((61, 61), np.uint8)) > 0
+        assert np.array_equal(out[near], inpaint_holes(image, own)[near])
+    # Beyond the feather, every pixel (those between the holes too) is the input's, byte for byte.
+    reach = 2 * bg.FEATHER_REACH + 1
+    far = cv2.dilate(hole, np.ones((reach, reach), np.uint8)) == 0
+    assert np.array_equal(out[far], image[far])
+    changed = np.any(out != image, axis=2)
+    assert changed[a > 0].mean() > 0.9 and changed[b > 0].mean() > 0.9  # both filled, the edge one too
+
+
+def test_nearby_holes_are_filled_together_without_a_seam():
+    """Two objects a few px apart: their boxes overlap once grown, so they are one fill, and the strip
+    between them (known, but inside both boxes) is left as it was beyond the feather."""
+    image = _gradient(240, 320)
+    clean = image.copy()
+    a, b = _squares(image.shape, (100, 90), size=40), _squares(image.shape, (170, 100), size=40)  # 30 px apart
+    hole = a | b
+    image[a > 0] = (20, 230, 20)
+    image[b > 0] = (230, 20, 230)
+    out = inpaint_holes(image, hole)
+    assert np.abs(out[hole > 0].astype(int) - clean[hole > 0]).mean() < 12  # both objects gone
+    ring = (cv2.dilate(hole, np.ones((5, 5), np.uint8)) > 0) & (hole == 0)
+    assert np.abs(out[ring].astype(int) - clean[ring]).max() <= 20  # no seam at either edge
+    between = np.zeros_like(hole)
+    between[90:140, 152:158] = 1  # more than the feather's reach from both holes
+    assert np.array_equal(out[between > 0], image[between > 0])
+
+
+def test_regions_merge_boxes_that_overlap_once_grown_until_none_do():
+    shape = (200, 300)
+    # a and b overlap once grown by 5; their union then overlaps c (which neither overlaps alone); d is apart
+    a, b, c, d = (10, 10, 20, 20), (38, 38, 20, 20), (50, 10, 5, 5), (200, 150, 10, 10)
+    regions = _regions([d, c, b, a], 5, shape)
+    assert regions == [(slice(5, 63), slice(5, 63)), (slice(145, 165), slice(195, 215))]
+    assert _regions([(0, 190, 300, 10)], 5, shape) == [(slice(185, 200), slice(0, 300))]  # clipped to the image
