@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 from .background import hole_mask, inpaint_holes
 from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
 from .plan import MIN_SIDE, ImagePlan, clipped_box
-from .separate import Matte, PastedInstance, affine_map, placed, placed_alpha, separate
+from .separate import Matte, PastedInstance, pasted, placed_alpha, separate, warp
 
 # One support for the mask and the box of every output annotation: pixels at
 # least this covered. `segmentation` is that set of pixels; `bbox` is where the
@@ -150,15 +150,16 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
     """
     best, best_error, tried = None, math.inf, []
     while True:
-        where = affine_map(m, scale, src_point, out_point)
-        alpha = placed_alpha(m, where)  # the rounds measure alpha alone; only the best one's colour is placed
+        ox, oy, placed = warp(m, scale, src_point, out_point)  # only the best round's colour is split off
+        alpha = placed_alpha(placed)
         measured = placed_size(alpha)
         error = abs(measured / size - 1.0) if measured else math.inf
         if best is None or error < best_error:
-            best, best_error = (where, alpha, measured, scale), error
+            best, best_error = (ox, oy, placed, alpha, measured, scale), error
         if error <= SIZE_AIM or len(tried) + 1 == PLACE_ROUNDS or (measured is None and scale >= 1.0):
-            where, alpha, measured, scale = best
-            return Placement(placed(m, where, alpha), measured, scale, len(tried) + 1, best_error <= SIZE_TOLERANCE)
+            ox, oy, placed, alpha, measured, scale = best
+            return Placement(pasted(ox, oy, placed, alpha), measured, scale, len(tried) + 1,
+                             best_error <= SIZE_TOLERANCE)
         tried.append((scale, measured or 0.0))
         scale = _corrected_scale(tried, size)
 
@@ -228,13 +229,13 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         m = separate(image, anns[ip.ann_id]["segmentation"], box, ip.scale)
         p = None
         if m is not None:
-            fit = place_at_size(m, ip.scale, ip.size, ip.src_point, ip.out_point)
+            placed = place_at_size(m, ip.scale, ip.size, ip.src_point, ip.out_point)
             placement["placed"] += 1
-            placement["corrected"] += fit.rounds > 1
-            placement["unconverged"] += not fit.converged
-            if fit.size is None:
+            placement["corrected"] += placed.rounds > 1
+            placement["unconverged"] += not placed.converged
+            if placed.size is None:
                 faint.add(ip.ann_id)
-            p = _clip_to_canvas(fit.instance, out_w, out_h)
+            p = _clip_to_canvas(placed.instance, out_w, out_h)
         if p is None:
             dropped.append((ip.ann_id, "outside_image"))
             continue

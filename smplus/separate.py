@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Tuple
 
 import cv2
@@ -88,14 +87,6 @@ class Matte:
     sy: float
     premult: np.ndarray  # h x w x 4 float32: colour * alpha (0..255), alpha (0..1)
 
-    @cached_property
-    def color(self) -> np.ndarray:
-        return np.ascontiguousarray(self.premult[..., :3])
-
-    @cached_property
-    def alpha(self) -> np.ndarray:
-        return np.ascontiguousarray(self.premult[..., 3])
-
 
 def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, float],
              scale: float) -> Matte | None:
@@ -140,58 +131,42 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
     return Matte(cx0, cy0, sx, sy, premult)
 
 
-@dataclass(frozen=True)
-class AffineMap:
-    """Where a matte lands at one scale: the patch's corner (ox, oy) and size, the affine matrix
-    from working pixels to the patch, and the anti-alias prefilter's sigmas (None: upsampled)."""
-
-    ox: int
-    oy: int
-    size: Tuple[int, int]  # (width, height) of the patch
-    matrix: np.ndarray
-    sigma: Tuple[float, float] | None
+def place(m: Matte, scale: float, src_point: Tuple[float, float],
+          out_point: Tuple[float, float]) -> PastedInstance:
+    """Map a matte by r = `scale` about a fixed point: `src_point` (source image
+    coordinates, continuous, pixel i covering [i, i+1]) lands on `out_point`."""
+    return pasted(*warp(m, scale, src_point, out_point))
 
 
-def affine_map(m: Matte, scale: float, src_point: Tuple[float, float],
-               out_point: Tuple[float, float]) -> AffineMap:
-    """The map by r = `scale` about a fixed point: `src_point` (source image coordinates,
-    continuous, pixel i covering [i, i+1]) lands on `out_point`."""
+def pasted(ox: int, oy: int, placed: np.ndarray, alpha: np.ndarray | None = None) -> PastedInstance:
+    """The PastedInstance of a `warp` result (`alpha`: its placed_alpha, if already taken)."""
+    return PastedInstance(ox, oy, np.ascontiguousarray(placed[..., :3]),
+                          placed_alpha(placed) if alpha is None else alpha)
+
+
+def placed_alpha(placed: np.ndarray) -> np.ndarray:
+    """The alpha of a `warp` result."""
+    return np.minimum(placed[..., 3], 1.0)
+
+
+def warp(m: Matte, scale: float, src_point: Tuple[float, float],
+         out_point: Tuple[float, float]) -> Tuple[int, int, np.ndarray]:
+    """`place`'s map, as (x0, y0, premultiplied BGR + alpha patch), colour not yet split off."""
     # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
     ax, ay = scale / m.sx, scale / m.sy
     left = out_point[0] + scale * (m.x0 - src_point[0])
     top = out_point[1] + scale * (m.y0 - src_point[1])
-    h, w = m.premult.shape[:2]
+    premult = m.premult
     ox, oy = int(math.floor(left)) - 1, int(math.floor(top)) - 1
-    pw = int(math.ceil(left + ax * w)) - ox + 1
-    ph = int(math.ceil(top + ay * h)) - oy + 1
-    sigma = None
+    pw = int(math.ceil(left + ax * premult.shape[1])) - ox + 1
+    ph = int(math.ceil(top + ay * premult.shape[0])) - oy + 1
     if ax < 1.0 or ay < 1.0:  # anti-alias before subsampling (sigma of a box-like prefilter)
-        sigma = tuple(0.5 * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay))
+        sig = [0.5 * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay)]
+        premult = cv2.GaussianBlur(premult, (0, 0), sigmaX=sig[0], sigmaY=sig[1],
+                                   borderType=cv2.BORDER_CONSTANT)
     # warpAffine puts pixel centres on integers: p + 0.5 = X - o, u = j + 0.5.
     M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
-    return AffineMap(ox, oy, (pw, ph), M, sigma)
-
-
-def resample(plane: np.ndarray, a: AffineMap) -> np.ndarray:
-    """A matte's plane (working resolution, float32) at its place: prefiltered, warped, clipped at 0."""
-    if a.sigma is not None:
-        plane = cv2.GaussianBlur(plane, (0, 0), sigmaX=a.sigma[0], sigmaY=a.sigma[1], borderType=cv2.BORDER_CONSTANT)
-    placed = cv2.warpAffine(plane, a.matrix, a.size, flags=cv2.INTER_LINEAR,
+    placed = cv2.warpAffine(premult, M, (pw, ph), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return np.maximum(placed, 0.0, out=placed)
-
-
-def placed_alpha(m: Matte, a: AffineMap) -> np.ndarray:
-    """The alpha of the matte at its place (closed-loop placement measures it alone, round by round)."""
-    return np.minimum(resample(m.alpha, a), 1.0)
-
-
-def place(m: Matte, scale: float, src_point: Tuple[float, float],
-          out_point: Tuple[float, float]) -> PastedInstance:
-    """The matte mapped by `affine_map`."""
-    return placed(m, affine_map(m, scale, src_point, out_point))
-
-
-def placed(m: Matte, a: AffineMap, alpha: np.ndarray | None = None) -> PastedInstance:
-    """The matte at its place `a` (`alpha`: its placed_alpha, if already taken)."""
-    return PastedInstance(a.ox, a.oy, resample(m.color, a), placed_alpha(m, a) if alpha is None else alpha)
+    np.maximum(placed, 0.0, out=placed)
+    return ox, oy, placed
