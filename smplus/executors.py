@@ -33,11 +33,12 @@ from multiprocessing.connection import wait
 from typing import Iterable, Iterator, Optional
 
 from .errors import SmplusError, UsageError
-from .task import ImageTask, render, render_task
+from .task import ImageTask, render
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'smplus[ray]'"
-PREFETCH = 2  # tasks queued per local worker: the next one is there when it finishes one
+PREFETCH = 3  # tasks per local worker: one being written, one rendered, the next one waiting
+RENDERED = "rendered"  # a worker's notice: its oldest unrendered task is rendered (its write may be pending)
 
 
 def make_executor(kind: str = "local", workers: int = 1, address: Optional[str] = None):
@@ -97,7 +98,10 @@ class LocalProcesses:
     segfault is seen at once, with the task it was on. A worker finds its next
     task waiting when it sends a result (a reader thread drains its pipe, so
     neither side ever blocks on a full one): one task at a time left it idle
-    while the driver journaled the result and built the next task.
+    while the driver journaled the result and built the next task. Like the
+    in-process executor, a worker writes each image in a thread while it
+    renders the next, and sends the entry once the image is on disk; it says
+    when it has rendered a task, so a death names the image it was on.
     """
 
     def __init__(self, workers: int):
@@ -133,7 +137,8 @@ class LocalProcesses:
 
     def imap_unordered(self, tasks: Iterable[ImageTask]) -> Iterator[dict]:
         tasks = iter(tasks)
-        on = [collections.deque() for _ in range(self.workers)]  # each worker's tasks, the one it renders first
+        on = [collections.deque() for _ in range(self.workers)]  # each worker's tasks not yet replied, in order
+        rendered = [0] * self.workers  # how many of them it has rendered (their writes pending)
         exhausted = False
         while True:
             for _ in range(PREFETCH):
@@ -148,7 +153,7 @@ class LocalProcesses:
                     try:
                         self._conns[k].send(task)
                     except OSError:  # it died
-                        raise self._died(k, on[k][0]) from None
+                        raise self._died(k, on[k], rendered[k]) from None
             busy = [k for k in range(self.workers) if on[k]]
             if not busy:
                 return
@@ -158,18 +163,25 @@ class LocalProcesses:
                 if self._conns[k] in ready:
                     with contextlib.suppress(EOFError, OSError):  # EOF: it died; its exit code says how
                         reply = self._conns[k].recv()
-                if reply is not None:
+                if reply == RENDERED:
+                    rendered[k] += 1
+                elif reply is not None:
                     ok, value = reply
                     if not ok:
                         raise value
                     on[k].popleft()
+                    rendered[k] -= 1
                     yield value
                 elif self._conns[k] in ready or self._procs[k].sentinel in ready:
-                    raise self._died(k, on[k][0])
+                    raise self._died(k, on[k], rendered[k])
 
-    def _died(self, k: int, task: ImageTask) -> SmplusError:
+    def _died(self, k: int, tasks, rendered: int) -> SmplusError:
+        """The error for worker k's death: on the first of its `tasks` not yet rendered, or
+        writing the last one."""
         self._procs[k].join()
-        return SmplusError(_death_message(self._procs[k].exitcode, task))
+        writing = rendered >= len(tasks)
+        return SmplusError(_death_message(self._procs[k].exitcode, tasks[-1] if writing else tasks[rendered],
+                                          "writing" if writing else "rendering"))
 
 
 def _drain(conn, inbox: queue.Queue) -> None:
@@ -184,13 +196,13 @@ def _drain(conn, inbox: queue.Queue) -> None:
             return
 
 
-def _death_message(exitcode: Optional[int], task: ImageTask) -> str:
+def _death_message(exitcode: Optional[int], task: ImageTask, doing: str = "rendering") -> str:
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         how = f"was killed by {name}" + (" (the out-of-memory killer sends it)" if name == "SIGKILL" else "")
     else:
         how = f"exited with code {exitcode}"
-    return (f"a worker process {how} while rendering image {task.plan.image_id} ({task.image['file_name']}); "
+    return (f"a worker process {how} while {doing} image {task.plan.image_id} ({task.image['file_name']}); "
             "rerun the same command with --resume to continue (fewer --workers if memory is short)")
 
 
@@ -231,15 +243,40 @@ def _worker_main(conn) -> None:
     worker_init()
     inbox: queue.Queue = queue.Queue()
     threading.Thread(target=_drain, args=(conn, inbox), daemon=True).start()
-    while True:
-        task = inbox.get()
-        if task is None:  # done, or the driver is gone
-            return
+    with ThreadPoolExecutor(1, thread_name_prefix="smplus-write") as writer:
+        writing = None  # the previous image's write
+        while True:
+            try:
+                task = inbox.get_nowait()
+            except queue.Empty:  # nothing to render meanwhile: the driver waits for this entry
+                writing = _reply(conn, writing)
+                task = inbox.get()
+            if task is None:  # done, or the driver is gone
+                _reply(conn, writing)
+                return
+            try:
+                done = render(task)
+            except Exception as e:  # raised again in the driver, after the previous image's entry
+                writing = _reply(conn, writing)
+                _send(conn, (False, e))
+                continue
+            conn.send(RENDERED)
+            _reply(conn, writing)
+            writing = writer.submit(done.write)
+
+
+def _reply(conn, writing) -> None:
+    """Send the entry of the image `writing` (a future of Rendered.write) once it is on disk,
+    or the write's error; nothing if there is none. Returns None: nothing is being written."""
+    if writing is not None:
         try:
-            reply = (True, render_task(task))
-        except Exception as e:  # raised again in the driver
-            reply = (False, e)
-        try:
-            conn.send(reply)
-        except Exception:  # an exception that does not pickle: its text does
-            conn.send((False, SmplusError(f"{type(reply[1]).__name__}: {reply[1]}")))
+            _send(conn, (True, writing.result()))
+        except Exception as e:
+            _send(conn, (False, e))
+
+
+def _send(conn, reply) -> None:
+    try:
+        conn.send(reply)
+    except Exception:  # an exception that does not pickle: its text does
+        conn.send((False, SmplusError(f"{type(reply[1]).__name__}: {reply[1]}")))

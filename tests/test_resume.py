@@ -198,6 +198,51 @@ def test_dead_worker_stops_the_run_naming_its_image_and_resume_completes(tmp_pat
     assert tree(out) == tree(whole)
 
 
+# The same, killed in the thread that writes the image (a worker writes one image while it renders the next).
+WRITE_KILLER = """
+import os, signal, sys
+import smplus.task as task
+_write = task.write_bytes_atomic
+def write_bytes_atomic(path, data):
+    if os.path.basename(path) == os.environ["SMPLUS_TEST_VICTIM"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _write(path, data)
+task.write_bytes_atomic = write_bytes_atomic
+if __name__ == "__main__":
+    from smplus.cli import main
+    sys.exit(main())
+"""
+
+
+def test_worker_dead_while_writing_names_the_image_it_was_writing_and_resume_completes(tmp_path):
+    """The last image of the run: its worker has nothing else to render, so it dies writing it."""
+    from smplus.coco import load_coco
+    from smplus.histogram import load_target
+    from smplus.plan import plan_dataset
+
+    source, images = FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+    whole = tmp_path / "whole"
+    transform(source, images, str(whole), options=TransformOptions(seed=5), run=RunOptions(progress=False))
+    ds = load_coco(source)
+    victim = plan_dataset(ds, load_target(None), TransformOptions(seed=5)).images[-1].image_id
+    name = ds.images[victim]["file_name"]
+    script = tmp_path / "killer.py"
+    script.write_text(WRITE_KILLER)
+    out = tmp_path / "out"
+    args = ["--source", source, "--images", images, "--out", str(out), "--seed", "5", "--workers", "2"]
+    env = {**os.environ, "SMPLUS_TEST_VICTIM": name, "PYTHONPATH": ROOT}
+    r = subprocess.run([sys.executable, str(script), "transform", *args], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"Error: a worker process was killed by SIGKILL (the out-of-memory killer sends it) while writing "
+        f"image {victim} ({name}); rerun the same command with --resume to continue (fewer --workers if memory is short)")
+    r = subprocess.run([sys.executable, "-m", "smplus.cli", "transform", *args, "--resume"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert tree(out) == tree(whole)
+
+
 def _killed_run(tmp_path, seed=2):
     """A whole run, then OUT as a run killed before assembly leaves it."""
     whole = tmp_path / "whole"
