@@ -466,11 +466,19 @@ def main():
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray section")
     ap.add_argument("--repeat", type=int, default=3, help="runs per executor in the Ray section")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the speed rows (each row: their median)")
+    ap.add_argument("--work", nargs=2, type=float, metavar=("FACTOR", "MAX"),
+                    help="matte at FACTOR x the final size, at most MAX px (separate.WORK_FACTOR, WORK_MAX): "
+                         "what a lower working resolution would save, and cost in the quality rows")
     args = ap.parse_args()
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
     n = 100 if args.quick else args.min_images
+    if args.work:
+        import smplus.separate as separate
+
+        separate.WORK_FACTOR, separate.WORK_MAX = args.work
+        print(f"working resolution: {args.work[0]:g}x the final size, at most {args.work[1]:g} px")
     from smplus.matting import warm_up
 
     warm_up()  # numba compile excluded from the timings
