@@ -148,99 +148,74 @@ def test_written_files_have_normal_permissions(tmp_path):
     assert os.stat(out / "annotations.json").st_mode & 0o044 == 0o044
 
 
-# A worker killed by the system (the OOM killer sends SIGKILL): this script is the CLI with
-# render_image wrapped so that the worker rendering one chosen image kills itself. Spawned
+# A worker killed by the system (the OOM killer sends SIGKILL): this script is the CLI with one
+# function wrapped so that the worker calling it for one chosen image kills itself. Spawned
 # workers import the parent's main script too, so the wrapper is in force in every worker.
 KILLER = """
 import os, signal, sys
-import smplus.render as render
-_render_image = render.render_image
-def render_image(plan, *args, **kwargs):
-    if plan.image_id == int(os.environ["SMPLUS_TEST_VICTIM"]):
+import {module} as owner
+_real = owner.{name}
+def {name}(first, *args, **kwargs):
+    if {is_victim}:
         os.kill(os.getpid(), signal.SIGKILL)
-    return _render_image(plan, *args, **kwargs)
-render.render_image = render_image
+    return _real(first, *args, **kwargs)
+owner.{name} = {name}
 if __name__ == "__main__":
     from smplus.cli import main
     sys.exit(main())
 """
 
 
-def test_dead_worker_stops_the_run_naming_its_image_and_resume_completes(tmp_path):
+def _worker_dies_then_resume_completes(tmp_path, module, name, is_victim, victim, doing):
+    """A 2-worker run whose worker dies in `module.name` for image `victim` stops naming it and
+    what it was `doing`; --resume (one worker: the output does not depend on it) completes it."""
     from smplus.coco import load_coco
-    from smplus.histogram import load_target
-    from smplus.plan import plan_dataset
 
     source, images = FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
     whole = tmp_path / "whole"
     transform(source, images, str(whole), options=TransformOptions(seed=5), run=RunOptions(progress=False))
-    ds = load_coco(source)
-    victim = [p.image_id for p in plan_dataset(ds, load_target(None), TransformOptions(seed=5)).images
-              if p.transformed][3]
+    file_name = load_coco(source).images[victim]["file_name"]
     script = tmp_path / "killer.py"
-    script.write_text(KILLER)
+    script.write_text(KILLER.format(module=module, name=name, is_victim=is_victim))
     out = tmp_path / "out"
-    args = ["--source", source, "--images", images, "--out", str(out), "--seed", "5", "--workers", "2"]
-    env = {**os.environ, "SMPLUS_TEST_VICTIM": str(victim), "PYTHONPATH": ROOT}
-    proc = subprocess.Popen([sys.executable, str(script), "transform", *args], cwd=ROOT, env=env,
+    args = ["--source", source, "--images", images, "--out", str(out), "--seed", "5"]
+    env = {**os.environ, "SMPLUS_TEST_VICTIM": str(victim), "SMPLUS_TEST_VICTIM_FILE": file_name, "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, str(script), "transform", *args, "--workers", "2"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=120)  # a hang fails here
     assert proc.returncode == 1
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
-        f"Error: a worker process was killed by SIGKILL (the out-of-memory killer sends it) while rendering "
-        f"image {victim} ({ds.images[victim]['file_name']}); rerun the same command with --resume to continue "
+        f"Error: a worker process was killed by SIGKILL (the out-of-memory killer sends it) while {doing} "
+        f"image {victim} ({file_name}); rerun the same command with --resume to continue "
         "(fewer --workers if memory is short)")
     assert not (out / "annotations.json").exists()
-    r = subprocess.run([sys.executable, "-m", "smplus.cli", "transform", *args[:-2], "--resume"], cwd=ROOT,
-                       capture_output=True, text=True)  # one worker: the output does not depend on it
-    assert r.returncode == 0, r.stderr
-    assert tree(out) == tree(whole)
-
-
-# The same, killed in the thread that writes the image (a worker writes one image while it renders the next).
-WRITE_KILLER = """
-import os, signal, sys
-import smplus.task as task
-_write = task.write_bytes_atomic
-def write_bytes_atomic(path, data):
-    if os.path.basename(path) == os.environ["SMPLUS_TEST_VICTIM"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return _write(path, data)
-task.write_bytes_atomic = write_bytes_atomic
-if __name__ == "__main__":
-    from smplus.cli import main
-    sys.exit(main())
-"""
-
-
-def test_worker_dead_while_writing_names_the_image_it_was_writing_and_resume_completes(tmp_path):
-    """The last image of the run: its worker has nothing else to render, so it dies writing it."""
-    from smplus.coco import load_coco
-    from smplus.histogram import load_target
-    from smplus.plan import plan_dataset
-
-    source, images = FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
-    whole = tmp_path / "whole"
-    transform(source, images, str(whole), options=TransformOptions(seed=5), run=RunOptions(progress=False))
-    ds = load_coco(source)
-    victim = plan_dataset(ds, load_target(None), TransformOptions(seed=5)).images[-1].image_id
-    name = ds.images[victim]["file_name"]
-    script = tmp_path / "killer.py"
-    script.write_text(WRITE_KILLER)
-    out = tmp_path / "out"
-    args = ["--source", source, "--images", images, "--out", str(out), "--seed", "5", "--workers", "2"]
-    env = {**os.environ, "SMPLUS_TEST_VICTIM": name, "PYTHONPATH": ROOT}
-    r = subprocess.run([sys.executable, str(script), "transform", *args], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1] == (
-        f"Error: a worker process was killed by SIGKILL (the out-of-memory killer sends it) while writing "
-        f"image {victim} ({name}); rerun the same command with --resume to continue (fewer --workers if memory is short)")
     r = subprocess.run([sys.executable, "-m", "smplus.cli", "transform", *args, "--resume"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert tree(out) == tree(whole)
+
+
+def _plans(seed=5):
+    from smplus.coco import load_coco
+    from smplus.histogram import load_target
+    from smplus.plan import plan_dataset
+
+    return plan_dataset(load_coco(FIXTURE_ANNOTATIONS), load_target(None), TransformOptions(seed=seed)).images
+
+
+def test_dead_worker_stops_the_run_naming_its_image_and_resume_completes(tmp_path):
+    victim = [p.image_id for p in _plans() if p.transformed][3]
+    _worker_dies_then_resume_completes(tmp_path, "smplus.render", "render_image",
+                                       'first.image_id == int(os.environ["SMPLUS_TEST_VICTIM"])', victim, "rendering")
+
+
+def test_worker_dead_while_writing_names_the_image_it_was_writing_and_resume_completes(tmp_path):
+    """Killed in the thread that writes an image (a worker writes one image while it renders the next);
+    the last image of the run, so its worker has nothing else to render: it dies writing it."""
+    _worker_dies_then_resume_completes(tmp_path, "smplus.task", "write_bytes_atomic",
+                                       'os.path.basename(first) == os.environ["SMPLUS_TEST_VICTIM_FILE"]',
+                                       _plans()[-1].image_id, "writing")
 
 
 def _killed_run(tmp_path, seed=2):
