@@ -376,25 +376,7 @@ def decode_image(data: np.ndarray, path: str) -> np.ndarray:
     """The pixels of image file bytes `data` (read from `path`), as read_image."""
     import cv2
 
-    img = _decode_jpeg(data)
-    if img is None and data.size:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if img is None:
         raise SmplusError(f"image is corrupt or not an image: {path}")
     return img
-
-
-def _decode_jpeg(data: np.ndarray) -> np.ndarray | None:
-    """A colour or grey JPEG decoded by libjpeg-turbo through simplejpeg: OpenCV's pixels, bit for
-    bit, in 0.8x its time (scripts/bench.py). None for anything else, or anything it cannot
-    decode cleanly (a truncated file): OpenCV decides those, as before."""
-    if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return None
-    try:
-        import simplejpeg
-
-        if simplejpeg.decode_jpeg_header(data)[2] not in ("YCbCr", "Gray"):
-            return None
-        return simplejpeg.decode_jpeg(data, colorspace="BGR")
-    except (ImportError, ValueError):
-        return None

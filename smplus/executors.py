@@ -8,7 +8,7 @@ The contract every executor implements (local here; Ray in smplus.ray_executor):
             ...                                     # entry = render_task(task), in any order
 
 - `render_task` (smplus.task) is the only function an executor runs (the
-  in-process one runs its two halves, `render` and `Rendered.write`, overlapped).
+  local ones run its two halves, `render` and `Rendered.write`, overlapped).
 - Tasks may be a lazy generator; an executor pulls only as many as it has
   workers to feed, so memory does not grow with the set.
 - A worker that dies: the local executor raises SmplusError naming the image
@@ -249,7 +249,8 @@ def _worker_main(conn) -> None:
             try:
                 task = inbox.get_nowait()
             except queue.Empty:  # nothing to render meanwhile: the driver waits for this entry
-                writing = _reply(conn, writing)
+                _reply(conn, writing)
+                writing = None
                 task = inbox.get()
             if task is None:  # done, or the driver is gone
                 _reply(conn, writing)
@@ -257,8 +258,9 @@ def _worker_main(conn) -> None:
             try:
                 done = render(task)
             except Exception as e:  # raised again in the driver, after the previous image's entry
-                writing = _reply(conn, writing)
+                _reply(conn, writing)
                 _send(conn, (False, e))
+                writing = None
                 continue
             conn.send(RENDERED)
             _reply(conn, writing)
@@ -266,8 +268,8 @@ def _worker_main(conn) -> None:
 
 
 def _reply(conn, writing) -> None:
-    """Send the entry of the image `writing` (a future of Rendered.write) once it is on disk,
-    or the write's error; nothing if there is none. Returns None: nothing is being written."""
+    """Send the entry of the image `writing` (a future of Rendered.write, or None: nothing to
+    send) once the image is on disk, or the write's error."""
     if writing is not None:
         try:
             _send(conn, (True, writing.result()))

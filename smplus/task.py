@@ -6,7 +6,7 @@ dict (image_id, width, height, background, annotations, dropped, skipped)
 that the driver records. A worker never writes anything else, so it needs no
 shared state: a local process, a Ray task or a shard on another machine all
 run the same thing. Its two halves, `render` and `Rendered.write`, let the
-in-process executor write one image while it renders the next.
+local executors write one image while they render the next.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class Rendered:
 def render(task: ImageTask) -> Rendered:
     """render_task's first half: the image rendered (or read) and its entry, nothing written yet."""
     from .render import UnfillableHoles, render_image, render_resized
+
     plan = task.plan
     entry = plan_entry(plan, [], provenance("copy", None, 0.0))
     try:
