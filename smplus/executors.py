@@ -9,8 +9,8 @@ The contract every executor implements (local here; Ray in smplus.ray_executor):
 
 - `render_task` (smplus.task) is the only function an executor runs (the
   local ones run its two halves, `render` and `Rendered.write`, overlapped).
-- Tasks may be a lazy generator; an executor pulls only as many as it has
-  workers to feed, so memory does not grow with the set.
+- Tasks may be a lazy generator; an executor pulls only a few per worker
+  ahead (PREFETCH; the in-process one, one), so memory does not grow with the set.
 - A worker that dies: the local executor raises SmplusError naming the image
   it was on, within a second (never a hang); Ray retries the task.
 - An exception raised by render_task (OutputError: OUT is not writable) is
@@ -176,11 +176,13 @@ class LocalProcesses:
                     raise self._died(k, on[k], rendered[k])
 
     def _died(self, k: int, tasks, rendered: int) -> SmplusError:
-        """The error for worker k's death: on the first of its `tasks` not yet rendered, or
-        writing the last one."""
+        """The error for worker k's death, given its `tasks` not yet replied and how many of them it
+        has `rendered`. Their writes go oldest first: with two rendered it waits for the first one's
+        write (it rendered the second meanwhile); with all rendered it is writing the first one;
+        otherwise it was rendering the first one not rendered."""
         self._procs[k].join()
-        writing = rendered >= len(tasks)
-        return SmplusError(_death_message(self._procs[k].exitcode, tasks[-1] if writing else tasks[rendered],
+        writing = rendered >= min(len(tasks), 2)
+        return SmplusError(_death_message(self._procs[k].exitcode, tasks[0] if writing else tasks[rendered],
                                           "writing" if writing else "rendering"))
 
 
@@ -272,9 +274,10 @@ def _reply(conn, writing) -> None:
     send) once the image is on disk, or the write's error."""
     if writing is not None:
         try:
-            _send(conn, (True, writing.result()))
+            reply = (True, writing.result())
         except Exception as e:
-            _send(conn, (False, e))
+            reply = (False, e)
+        _send(conn, reply)
 
 
 def _send(conn, reply) -> None:

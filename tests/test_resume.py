@@ -152,7 +152,7 @@ def test_written_files_have_normal_permissions(tmp_path):
 # function wrapped so that the worker calling it for one chosen image kills itself. Spawned
 # workers import the parent's main script too, so the wrapper is in force in every worker.
 KILLER = """
-import os, signal, sys
+import os, signal, sys, time
 import {module} as owner
 _real = owner.{name}
 def {name}(first, *args, **kwargs):
@@ -210,12 +210,16 @@ def test_dead_worker_stops_the_run_naming_its_image_and_resume_completes(tmp_pat
                                        'first.image_id == int(os.environ["SMPLUS_TEST_VICTIM"])', victim, "rendering")
 
 
-def test_worker_dead_while_writing_names_the_image_it_was_writing_and_resume_completes(tmp_path):
-    """Killed in the thread that writes an image (a worker writes one image while it renders the next);
-    the last image of the run, so its worker has nothing else to render: it dies writing it."""
+@pytest.mark.parametrize("which", ["last", "middle"])
+def test_worker_dead_while_writing_names_the_image_it_was_writing_and_resume_completes(tmp_path, which):
+    """Killed in the thread that writes an image (a worker writes one image while it renders the next).
+    The last image of the run: its worker has nothing else to render. An image in the middle, its write
+    held for a second: its worker renders the next one meanwhile, then waits for that write."""
+    plans = _plans()
+    victim = plans[-1] if which == "last" else [p for p in plans if p.transformed][3]
     _worker_dies_then_resume_completes(tmp_path, "smplus.task", "write_bytes_atomic",
-                                       'os.path.basename(first) == os.environ["SMPLUS_TEST_VICTIM_FILE"]',
-                                       _plans()[-1].image_id, "writing")
+                                       'os.path.basename(first) == os.environ["SMPLUS_TEST_VICTIM_FILE"]'
+                                       ' and not time.sleep(1)', victim.image_id, "writing")
 
 
 def _killed_run(tmp_path, seed=2):
