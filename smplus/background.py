@@ -82,12 +82,17 @@ def hole_mask(rles: Sequence[dict], shape) -> np.ndarray:
         return hole
     rles = list(rles)
     union = mask_utils.decode(mask_utils.merge(rles, intersect=False))  # column-major, like the RLE
-    largest = math.sqrt(float(max(mask_utils.area(rles))))
-    r = int(round(min(max(HOLE_DILATE_REL * largest, HOLE_DILATE[0]), HOLE_DILATE[1])))
+    r = dilation_radius(rles)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     for roi in _regions(mask_utils.toBbox(rles).astype(int), r, shape):
         hole[roi] = cv2.dilate(np.ascontiguousarray(union[roi]), kernel)
     return hole
+
+
+def dilation_radius(rles: Sequence[dict]) -> int:
+    """How far hole_mask grows the masks (COCO RLEs), in px: with the largest one's size, within HOLE_DILATE."""
+    largest = math.sqrt(float(max(mask_utils.area(list(rles)))))
+    return int(round(min(max(HOLE_DILATE_REL * largest, HOLE_DILATE[0]), HOLE_DILATE[1])))
 
 
 def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = None) -> Optional[np.ndarray]:
@@ -166,9 +171,11 @@ def add_texture(filled: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, sm
         # detail in a ring of known pixels around this part of the hole.
         ring = ((cv2.dilate(part.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
                 & (hole[y:y + h, x:x + w] == 0)).astype(np.uint8)
+        if not ring.any():
+            continue
         detail = _detail(image, sx, sy, w, h, pad)
         strength = cv2.mean(np.abs(cv2.transform(detail, GRAY)), take)[0]
-        if not ring.any() or not strength:
+        if not strength:
             continue
         around = cv2.mean(np.abs(_detail(image, x, y, w, h, pad, gray=True)), ring)[0]
         gain = TEXTURE_GAIN * min(1.0, around / strength)
