@@ -308,8 +308,7 @@ def msm_reachable_sizes(sizes: Sequence[float], least: Sequence[float], hist: Si
     first_bin = np.searchsorted(np.asarray(hist.edges)[1:] / BIN_MARGIN, least, side="right")
     first = np.minimum(np.searchsorted(targets, least, side="left"),
                        np.searchsorted(hist.bin_index(targets), first_bin, side="left"))
-    out = targets.copy()  # by source position
-    served = np.zeros(n, bool)
+    out = targets.copy()  # by source position; an instance dealt no quantile keeps the one at its own
     waiting: List[int] = []  # source positions that can reach the current quantile
     by_first = np.argsort(first, kind="stable")
     k = 0
@@ -318,10 +317,9 @@ def msm_reachable_sizes(sizes: Sequence[float], least: Sequence[float], hist: Si
             heapq.heappush(waiting, int(by_first[k]))
             k += 1
         if waiting:
-            i = heapq.heappop(waiting)
-            out[i], served[i] = targets[j], True
+            out[heapq.heappop(waiting)] = targets[j]
     result = np.empty(n)
-    result[order] = np.where(served, out, targets)
+    result[order] = out
     return result
 
 
