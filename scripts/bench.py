@@ -191,7 +191,7 @@ def matting_agreement(problems):
     over the band; mean |premultiplied colour difference| over the band (0-255), same alpha given to both."""
     from pymatting import estimate_alpha_cf, estimate_foreground_ml
 
-    from smplus.matting import estimate_alpha, estimate_foreground
+    from smplus.matting import ALPHA_SNAP, estimate_alpha, estimate_foreground
     from smplus.separate import instance_trimap
 
     preconditioner = _pymatting_one_thread()
@@ -206,7 +206,7 @@ def matting_agreement(problems):
         d = np.abs(alpha - ref)[trimap == 0.5]
         means.append(d.mean())
         maxes.append(d.max())
-        ref[ref < 0.02], ref[ref > 0.98] = 0.0, 1.0
+        ref[ref < ALPHA_SNAP], ref[ref > 1.0 - ALPHA_SNAP] = 0.0, 1.0
         colour = ref[..., None] * np.abs(estimate_foreground(image, ref) - estimate_foreground_ml(image, ref))
         colours.append(colour[trimap == 0.5].mean() * 255)
     return len(means), float(np.mean(means)), float(np.max(means)), float(np.max(maxes)), float(np.mean(colours))
@@ -505,11 +505,9 @@ def main():
         rounds = [speed_round(ann, folder, count, half_ann, half_folder, half, args.target, out)
                   for _ in range(args.rounds)]
         m = {k: float(np.median([r[k] for r in rounds])) for k in rounds[0]}
-        span = {k: f"{min(r[k] for r in rounds):.{2 if k.endswith('x') else 1}f}-"
-                   f"{max(r[k] for r in rounds):.{2 if k.endswith('x') else 1}f}" for k in rounds[0]}
+        span = {k: f"{min(r[k] for r in rounds):.2f}-{max(r[k] for r in rounds):.2f}" for k in rounds[0]}
         f, phys, one, one_steady, img, two, one_wall = (m[k] for k in ("f", "phys", "one", "one_steady", "img", "two",
                                                                        "one_wall"))
-        steady, cpu_steady = {1: m["steady1"], 2: m["steady2"]}, {1: m["cpu1"], 2: m["cpu2"]}
         load = [min(r["load0"] for r in rounds), max(r["load1"] for r in rounds)]
         print(f"\n{count} images; speed rows: median of {args.rounds} rounds (range)\n")
         print("| measure | value | goal |")
@@ -541,10 +539,10 @@ def main():
         print(f"| SM+, 2 workers (wall) | {two:.1f} vs {one_wall:.1f} ms/img: throughput {m['two_x']:.2f}x "
               f"({span['two_x']}) of 1 worker | >= 1.8x |")
         print(f"| SM+, steady state (wall, marginal ms/img, {half} -> {count} images; load average {load[0]:.1f} "
-              f"to {load[1]:.1f}) | 1 worker {steady[1]:.1f}, 2 workers {steady[2]:.1f}: throughput "
+              f"to {load[1]:.1f}) | 1 worker {m['steady1']:.1f}, 2 workers {m['steady2']:.1f}: throughput "
               f"{m['steady_x']:.2f}x ({span['steady_x']}) | >= 1.8x |")
-        print(f"| SM+, steady state CPU of all processes (marginal ms/img) | 1 worker {cpu_steady[1]:.1f}, 2 workers "
-              f"{cpu_steady[2]:.1f} (driver + workers): {m['cpu_x']:.2f}x ({span['cpu_x']}) the CPU per image | |")
+        print(f"| SM+, steady state CPU of all processes (marginal ms/img) | 1 worker {m['cpu1']:.1f}, 2 workers "
+              f"{m['cpu2']:.1f} (driver + workers): {m['cpu_x']:.2f}x ({span['cpu_x']}) the CPU per image | |")
         base = json.load(open(args.source))
         n1 = len(base["images"])
         os.makedirs(os.path.join(tmp, "m1"))

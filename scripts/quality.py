@@ -228,8 +228,9 @@ def _fills_and_frames(ds, result, kinds, images_dir, out_dir, rendered):
             "chroma_small": [round(float(v), 3) for v in c], "chroma_small_px": chroma_px}
 
 
-def _punched_holes(ds, images_dir):
-    """(image, hole) per image: holes shaped like the next image's instances, punched into it."""
+def _punched_holes(ds, images_dir, keep):
+    """(image, hole) per image whose hole passes `keep`: holes shaped like the next image's instances,
+    punched into it (the image is decoded only for the holes kept)."""
     import cv2
 
     from smplus.background import hole_mask
@@ -244,7 +245,7 @@ def _punched_holes(ds, images_dir):
         if not rles:
             continue
         hole = cv2.resize(hole_mask(rles, (oh, ow)), (im["width"], im["height"]), interpolation=cv2.INTER_NEAREST)
-        if hole.any():
+        if hole.any() and keep(hole):
             yield read_image(os.path.join(images_dir, im["file_name"])), hole
 
 
@@ -256,9 +257,7 @@ def _punched_fills(ds, images_dir):
     from smplus.background import inpaint_holes
 
     rows = []
-    for image, hole in _punched_holes(ds, images_dir):
-        if hole.all():
-            continue
+    for image, hole in _punched_holes(ds, images_dir, keep=lambda hole: not hole.all()):
         t = time.perf_counter()
         filled = inpaint_holes(image, hole)
         ms = (time.perf_counter() - t) * 1000
@@ -327,9 +326,7 @@ def fill_cost_ratio(data, base):
     times = {"old": 0.0, "new": 0.0}
     for split in SPLITS:
         ds = load_coco(os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json"))
-        for image, hole in _punched_holes(ds, os.path.join(data, "coco_tiny", split)):
-            if hole.mean() > 0.5:
-                continue
+        for image, hole in _punched_holes(ds, os.path.join(data, "coco_tiny", split), keep=lambda hole: hole.mean() <= 0.5):
             for name, fill in (("old", old.inpaint_holes), ("new", inpaint_holes)):
                 best = float("inf")
                 for _ in range(3):
