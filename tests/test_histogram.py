@@ -6,7 +6,6 @@ import pytest
 
 from smplus.errors import SmplusError, UsageError
 from smplus.histogram import (
-    TINYPERSON_MEAN,
     SizeHistogram,
     build_histogram,
     jensen_shannon,
@@ -80,8 +79,9 @@ def test_bad_histogram_options():
 def test_bundled_prior_has_tinyperson_statistics():
     h = tinyperson_histogram()
     assert h.bins == 100 and sum(h.probs) == pytest.approx(1.0)
-    # the log-normal law with TinyPerson's mean and std: median 18 / sqrt(1 + (17.4/18)^2)
-    assert float(h.quantile([0.5])[0]) == pytest.approx(TINYPERSON_MEAN / math.sqrt(1 + (17.4 / 18) ** 2), rel=0.01)
+    # fitted to TinyPerson's published statistics: median 13 px, 20 % under 8 px, mean 18.0, std 17.4
+    assert float(h.quantile([0.5])[0]) == pytest.approx(13.0, rel=0.01)
+    assert float(h.quantile([0.2])[0]) == pytest.approx(8.0, rel=0.01)
     # and its tail is rectified like a built histogram's: 1 % in each end bin
     assert h.probs[0] == pytest.approx(0.01) and h.probs[-1] == pytest.approx(0.01)
 
