@@ -34,7 +34,8 @@ COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, s
 def planned_entries(ds: CocoDataset, plans: Sequence[ImagePlan]) -> Iterator[Tuple[int, dict]]:
     """A dry run's entries: the planned boxes as annotations, made one at a time."""
     for position, plan in enumerate(plans):
-        anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id]} if plan.instances or plan.unscaled else {}
+        anns = ({a["id"]: a for a in ds.anns_by_image[plan.image_id]}
+                if plan.instances or plan.unscaled or plan.kept else {})
         out = []
         for ip in plan.instances:
             x, y, w, h = ip.box
@@ -43,12 +44,20 @@ def planned_entries(ds: CocoDataset, plans: Sequence[ImagePlan]) -> Iterator[Tup
                         "bbox": [x0, y0, round(w, 3), round(h, 3)], "area": round(w * h, 3),
                         "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
                         "iscrowd": 0, "source_ann_id": ip.ann_id})
+        for ann_id in plan.kept:  # left in place: their source labels
+            a = anns[ann_id]
+            out.append({"image_id": plan.image_id, "category_id": a["category_id"], "bbox": a["bbox"],
+                        "area": a.get("area"), "segmentation": a["segmentation"], "iscrowd": 0, "source_ann_id": ann_id})
         if plan.unscaled:
             im = ds.images[plan.image_id]
             out += unscaled_labels(plan, anns, im["width"], im["height"])
         kind = plan.background if plan.transformed else "copy"
+        erased = 0
+        if plan.background_erased:
+            crowd = {a["id"] for a in ds.anns_by_image[plan.background_image_id] if a.get("iscrowd")}
+            erased = sum(1 for i in plan.background_erased if i not in crowd)
         yield position, plan_entry(plan, out, provenance(kind, plan.background_image_id if plan.transformed else None,
-                                                         None if kind == "inpaint" else 0.0))
+                                                         None if kind == "inpaint" else 0.0, erased=erased))
 
 
 def dumps(obj) -> bytes:
@@ -130,7 +139,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
     dropped: Counter = Counter()
     backgrounds: Counter = Counter()
     counted = {k: Counter() for k in COUNTED_KEYS}
-    crowd_erased = crowd_kept = instances_out = background_labels = 0
+    crowd_erased = crowd_kept = instances_out = background_labels = background_erased = 0
     tally = _ProvenanceTally(ds, parameters["categories"])
     next_id = 1
     entries = iter(entries)
@@ -147,7 +156,8 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         image = {**im, "width": entry["width"], "height": entry["height"]}
         if "provenance" in entry:
             image["smplus"] = entry["provenance"]
-            tally.add(entry)
+            tally.add(entry, plan.fallback if entry["provenance"]["fallback"] else plan)
+            background_erased += entry["provenance"].get("erased") or 0
         writer.image(image)
         dropped.update(reason for _, reason in entry["dropped"])
         for k in COUNTED_KEYS:
@@ -193,6 +203,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
             "scale_matched_out": len(after),
             "background_labels_kept": background_labels,
             "crowd_erased": crowd_erased,
+            "background_objects_erased": background_erased,
             "crowd_kept": crowd_kept,
             "dropped": dict(sorted(dropped.items())),
         },
@@ -222,7 +233,7 @@ class _ProvenanceTally:
         self.unlabelled = self.unlabelled_large = 0
         self._visible: Dict[int, List[Tuple[int, bool]]] = {}  # background id -> (ann id, over 32 px)
 
-    def add(self, entry: dict) -> None:
+    def add(self, entry: dict, plan: ImagePlan) -> None:
         p = entry["provenance"]
         self.kinds[p["background"]] += 1
         if p["fallback"]:
@@ -231,7 +242,9 @@ class _ProvenanceTally:
             self.holes.append(p["hole_fraction"])
         if p["background"] != "new":
             return
-        kept = {a["source_ann_id"] for a in entry["annotations"] if a.get("from_background")}  # cp+
+        # kept: cp+ labels them; erased: filled with the background's holes
+        kept = {a["source_ann_id"] for a in entry["annotations"] if a.get("from_background")}
+        kept |= set(plan.background_erased)
         for ann_id, large in self._visible_on(p["background_image_id"]):
             if ann_id not in kept:
                 self.unlabelled += 1

@@ -100,10 +100,16 @@ def _load_config(ctx, param, path):
 @click.option("--background", type=click.Choice(["psi", "inpaint", "new"]), default="psi", show_default=True,
               help="psi: PSI with --psi-p; inpaint: always the image's own, inpainted (SM+ w/o PSI); "
                    "new: always another image.")
-@click.option("--background-pool", type=click.Choice(["all", "clean"]), default="all", show_default=True,
-              help="Images a new background is drawn from. all: any (the paper); clean: only images with no "
-                   "object of the scale-matched categories (or, if under 10% of the set qualify, the 10% "
-                   "with the least such area), so none shows up unlabelled.")
+@click.option("--background-pool", type=click.Choice(["all", "clean"]), default="clean", show_default=True,
+              help="Images a new background is drawn from. clean: images whose objects of the scale-matched "
+                   "categories (crowds included) cover at most --max-background-objects of the frame; those "
+                   "objects are erased with the fill, so none shows unlabelled (if under 10% of the set "
+                   "qualify, the 10% with the least such area). all: any image, its objects left as they are "
+                   "(the paper).")
+@click.option("--max-background-objects", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
+              metavar="SHARE",
+              help="Clean pool: the largest share of a new background's frame its scale-matched objects may "
+                   "cover (they are erased). 0: only images without any.")
 @click.option("--max-hole", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
               help="Largest share of an image inpainted; larger holes (or none left to inpaint from) "
                    "take a new background instead, counted in report.json.")
@@ -125,7 +131,7 @@ def _load_config(ctx, param, path):
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")
 @library_errors
 def transform(source, images_dir, out_dir, target, mode, seed, workers, executor, address, shard, psi_p, level, scale_range,
-              background, background_pool, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate, log_bins,
+              background, background_pool, max_background_objects, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate, log_bins,
               categories, dry_run, overwrite, resume, allow_skips):
     """Scale-match a COCO dataset instance by instance (SM+)."""
     from .pipeline import RunOptions
@@ -136,6 +142,7 @@ def transform(source, images_dir, out_dir, target, mode, seed, workers, executor
         source, images_dir, out_dir, target=target,
         options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p, background=background, level=level,
                                  scale_range=tuple(scale_range), background_pool=background_pool,
+                                 max_background_objects=max_background_objects,
                                  max_hole=max_hole, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling),
         bins=bins, except_rate=except_rate, log_bins=log_bins, categories=_categories(categories),
         run=RunOptions(workers=workers, dry_run=dry_run, overwrite=overwrite, resume=resume,

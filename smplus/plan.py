@@ -44,16 +44,24 @@ BIN_MARGIN = 1.02
 UNSCALED = ("bad_polygon", "bad_mask", "bad_box", "zero_size_box")
 BACKGROUND_TRIES = 8  # draws of a new background that holds the instances, then the image's own
 # A box this close to an image edge is cut by it: COCO polygons of cut objects
-# often stop up to a pixel short of the frame (coco_tiny: 155 box sides within
-# 1 px of an edge, 137 with a mask pixel on it, none missed).
-FRAME_TOLERANCE = 1.0
+# often stop 1-8 px short of the frame. On coco_tiny (scripts/frame_gaps.py),
+# 244 box sides have a mask pixel on the frame (all within 0.5 px); sides 1-8 px
+# from an edge come 23 per px, twice the rate beyond 8 px (10 per px): the excess
+# is cut objects whose polygon stops short. Such an instance is scaled about its
+# point on the edge, so its gap scales with it.
+FRAME_TOLERANCE = 8.0
 # A box spanning this share of a frame side fills it: cut by both edges, even if
 # its polygon stops short of them (COCO's whole-frame tables and bowls stop
 # 2-6 px short, and were pasted as pictures in the picture).
 WHOLE_FRAME = 0.98
 BACKGROUND_POOLS = ("all", "clean")
-# clean pool: when fewer images than this share of the set hold no scale-matched
-# object, the share with the least such area (boxes over image) is the pool.
+# clean pool: images whose scale-matched objects (crowds included) cover at most
+# --max-background-objects of the frame (mask area); those objects are erased
+# with the fill. On coco_tiny 21 % (val) and 25 % (train) of the images qualify
+# at 0.1 with all categories, 68 % and 75 % with persons alone (scripts/background_pool.py).
+DEFAULT_MAX_BACKGROUND_OBJECTS = 0.1
+# When fewer images than this share of the set qualify, the share with the least
+# such area is the pool (their objects erased all the same).
 CLEAN_POOL_MIN_SHARE = 0.1
 DEFAULT_MAX_HOLE = 0.5  # a hole over this share of the image: a new background instead (README: measured)
 
@@ -68,7 +76,8 @@ class TransformOptions:
     background: str = "psi"
     level: str = "instance"
     scale_range: Tuple[float, float] = (0.1, 1.0)  # image level: allowed image scales
-    background_pool: str = "all"  # all: any image (the paper); clean: none of the scale-matched categories
+    background_pool: str = "clean"  # all: any image, its objects kept (the paper); clean: see pool_images
+    max_background_objects: float = DEFAULT_MAX_BACKGROUND_OBJECTS  # clean pool: share of the frame
     max_hole: float = DEFAULT_MAX_HOLE  # render: holes above this fraction are not inpainted
     jpeg_quality: int = JPEG_QUALITY
     jpeg_subsampling: str = JPEG_SUBSAMPLING
@@ -93,6 +102,8 @@ class TransformOptions:
         if self.background_pool not in BACKGROUND_POOLS:
             raise UsageError(f"--background-pool must be one of {', '.join(BACKGROUND_POOLS)}, "
                              f"got {self.background_pool!r}")
+        if not (isinstance(self.max_background_objects, (int, float)) and 0.0 <= self.max_background_objects <= 1.0):
+            raise UsageError(f"--max-background-objects must be a fraction in [0, 1], got {self.max_background_objects!r}")
         if not (isinstance(self.max_hole, (int, float)) and 0.0 < self.max_hole <= 1.0):
             raise UsageError(f"--max-hole must be a fraction in (0, 1], got {self.max_hole!r}")
         if not (isinstance(self.jpeg_quality, int) and 1 <= self.jpeg_quality <= 100):
@@ -137,6 +148,10 @@ class ImagePlan:
     background_labels: Tuple[int, ...] = ()  # cp+: the new background's own annotations, kept
     unscaled: Tuple[Tuple[int, str], ...] = ()  # (ann_id, reason): labels kept as they are (see UNSCALED)
     removed: Tuple[int, ...] = ()       # dropped instances whose pixels are erased with the holes
+    kept: Tuple[int, ...] = ()          # inpaint: instances of categories not scale-matched, left in place
+                                        # (pixels untouched but where a hole covers them)
+    background_erased: Tuple[int, ...] = ()  # new: the background's annotations erased with the fill
+                                             # (its crowds; clean pool: its scale-matched objects too)
     fallback: Optional["ImagePlan"] = None  # inpaint: the new-background plan used when the holes
                                             # are too large to fill (see render.UnfillableHoles)
 
@@ -159,6 +174,7 @@ class ImagePlan:
                    crowd=tuple(d["crowd"]), dropped=tuple(tuple(x) for x in d["dropped"]),
                    background_labels=tuple(d.get("background_labels", ())),
                    unscaled=tuple(tuple(x) for x in d.get("unscaled", ())), removed=tuple(d.get("removed", ())),
+                   kept=tuple(d.get("kept", ())), background_erased=tuple(d.get("background_erased", ())),
                    fallback=cls.from_json(d["fallback"]) if d.get("fallback") else None)
 
 
@@ -362,7 +378,8 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
         for c, s in zip(flat, msm_reachable_sizes([c.size for c in flat], [c.least for c in flat], hist)):
             msm_new[c.ann["id"]] = float(s)
 
-    pool = BackgroundPool(pool_images(ds, options.background_pool, selected), ds.images)
+    pool = BackgroundPool(pool_images(ds, options.background_pool, selected, options.max_background_objects),
+                          ds.images)
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
     for image_id in ds.images:
@@ -376,31 +393,42 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
     return DatasetPlan(plans, before, after, len(pool.ids))
 
 
-def pool_images(ds: CocoDataset, kind: str, selected: Optional[set]) -> List[int]:
+def pool_images(ds: CocoDataset, kind: str, selected: Optional[set],
+                max_share: float = DEFAULT_MAX_BACKGROUND_OBJECTS) -> List[int]:
     """The images a new background may come from, sorted by id.
 
-    all: every image (the paper). clean: images with no annotation (crowds
-    included) of the scale-matched categories, so no unlabelled one shows on
-    a new background; if fewer than CLEAN_POOL_MIN_SHARE of the set qualify,
-    that share of the images with the least such box area.
+    all: every image (the paper). clean: images whose annotations (crowds
+    included) of the scale-matched categories cover at most `max_share` of the
+    frame (background_share); render erases them, so none shows unlabelled.
+    If fewer than CLEAN_POOL_MIN_SHARE of the set qualify, that share of the
+    images with the least such area.
     """
     if kind == "all":
         return sorted(ds.images)
-    covered: Dict[int, Tuple[float, int]] = {}  # image -> (box area share, annotations) of those categories
+    covered: Dict[int, Tuple[float, int]] = {}  # image -> (area share, annotations) of those categories
     for image_id, im in ds.images.items():
-        area, count = 0.0, 0
-        for a in ds.anns_by_image[image_id]:
-            if selected is None or a["category_id"] in selected:
-                count += 1
-                if box_reason(a.get("bbox"), im["width"], im["height"]) not in ("bad_box", "zero_size_box"):
-                    _, _, w, h = clipped_box(a, im["width"], im["height"])
-                    area += max(w, 0.0) * max(h, 0.0) / (im["width"] * im["height"])
-        covered[image_id] = (area, count)
-    clean = [i for i, (_, count) in covered.items() if count == 0]
+        mine = [a for a in ds.anns_by_image[image_id] if selected is None or a["category_id"] in selected]
+        covered[image_id] = (background_share(mine, im["width"], im["height"]), len(mine))
+    clean = [i for i, (share, count) in covered.items() if count == 0 or share <= max_share]
     need = min(len(covered), math.ceil(CLEAN_POOL_MIN_SHARE * len(covered)))
     if len(clean) >= need:
         return sorted(clean)
     return sorted(sorted(covered, key=lambda i: (covered[i], i))[:need])
+
+
+def background_share(anns: Sequence[dict], width: int, height: int) -> float:
+    """The share of a width x height frame the annotations cover: their mask areas
+    ("area"), or where that is no number, their clipped boxes; overlaps counted twice."""
+    total = 0.0
+    for a in anns:
+        area = a.get("area")
+        if not (isinstance(area, (int, float)) and math.isfinite(area) and area >= 0):
+            area = 0.0
+            if box_reason(a.get("bbox"), width, height) not in ("bad_box", "zero_size_box"):
+                _, _, w, h = clipped_box(a, width, height)
+                area = max(w, 0.0) * max(h, 0.0)
+        total += area
+    return total / (width * height)
 
 
 class BackgroundPool:
@@ -463,6 +491,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
     cut_both = {c.ann["id"] for c in matched if c.cut_both}
 
     scaled, unusable, dropped = [], [], []  # dropped here: erased with the holes (ImagePlan.removed)
+    others = []  # categories not scale-matched: left in place on the image's own background
     for a in ds.anns_by_image[image_id]:
         if a.get("iscrowd"):
             continue
@@ -484,34 +513,42 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
                 dropped.append((a["id"], "too_small"))
                 continue
             scaled.append((a, box, scale, True, fixed_point(box, W, H)))
-        else:  # another category: kept at its size
-            scaled.append((a, box, 1.0, False, fixed_point(box, W, H)))
+        else:
+            others.append(a["id"])
     need = (max((b[2] * r for _, b, r, _, _ in scaled), default=0.0),
             max((b[3] * r for _, b, r, _, _ in scaled), default=0.0))
     drawn = pool.draw(rng, image_id, need) if new_background and matched else None
     bg_id = image_id if drawn is None else drawn
     if not matched:  # nothing to scale: copied as is
-        plan = _plan_on(ds, image_id, image_id, scaled, unusable, dropped, options)
+        plan = _plan_on(ds, image_id, image_id, scaled, unusable, dropped, options, others)
         return ImagePlan(image_id, "none", image_id, W, H, dropped=plan.dropped, unscaled=plan.unscaled)
-    plan = _plan_on(ds, image_id, bg_id, scaled, unusable, dropped, options)
+    plan = _plan_on(ds, image_id, bg_id, scaled, unusable, dropped, options, others)
     if bg_id == image_id:  # holes too large to inpaint take another image instead (drawn last)
         fallback_id = pool.draw(rng, image_id, need)
         if fallback_id is not None:
-            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, scaled, unusable, dropped, options))
+            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, scaled, unusable, dropped, options,
+                                                     others))
     return plan
 
 
 def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple], unusable: Sequence[tuple],
-             dropped: Sequence[tuple], options: TransformOptions) -> ImagePlan:
+             dropped: Sequence[tuple], options: TransformOptions, others: Sequence[int] = ()) -> ImagePlan:
     """The plan of `image_id` on the background of image `bg_id` (itself: inpainted), scales decided.
 
     `scaled`: (annotation, clipped box, scale, matched, fixed point); `unusable`:
     (annotation, reason) of those that cannot be cut out; `dropped`: (id, reason) of
-    instances dropped by scale matching, whose pixels are erased with the holes.
+    instances dropped by scale matching, whose pixels are erased with the holes;
+    `others`: instances of categories not scale-matched. Those stay where they are
+    on the image's own background (kept); on a new one they are dropped: pasted at
+    their own size they would stand out among the scale-matched ones (a 306 px
+    handbag in the sky beside 15 px persons), and the background does not show them.
     """
     im, bg = ds.images[image_id], ds.images[bg_id]
     W, H = im["width"], im["height"]
     removed, dropped, unscaled = tuple(i for i, _ in dropped), list(dropped), []
+    kept = tuple(others) if bg_id == image_id else ()
+    if bg_id != image_id:
+        dropped.extend((i, "other_category_on_new_background") for i in others)
     # Labels that cannot be cut out stay where the image's own pixels stay.
     for a, reason in unusable:
         keep = bg_id == image_id and unscaled_label(a, reason, image_id, W, H) is not None
@@ -519,22 +556,26 @@ def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple]
     fx, fy = bg["width"] / W, bg["height"] / H
     instances = []
     for a, (x, y, w, h), scale, is_matched, src in scaled:
-        if src is None:  # another category cut by two opposite edges: kept in place on its own image only
-            if bg_id != image_id:
-                dropped.append((a["id"], "cut_both_edges"))
-                continue
-            src = (x + w / 2, y + h / 2)
         out = (src[0] * fx, src[1] * fy)  # the same place, proportionally, on a new background
         box = (out[0] + scale * (x - src[0]), out[1] + scale * (y - src[1]), w * scale, h * scale)
         instances.append(InstancePlan(a["id"], float(scale), instance_size(w * scale, h * scale), box, is_matched,
                                       src, out))
     erased = tuple(a["id"] for a in ds.anns_by_image[image_id] if a.get("iscrowd"))
-    labels = ()
-    if options.mode == "cp+" and bg_id != image_id:
-        labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
-                       if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
+    labels, bg_erased = (), ()
+    if bg_id != image_id:
+        if options.mode == "cp+":
+            labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
+                           if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
+        # Its crowds are erased; from the clean pool, its objects of the scale-matched
+        # categories too (pool_images bounds their share), unless cp+ keeps their labels.
+        selected = None if options.categories is None else set(options.categories)
+        clean = options.background_pool == "clean"
+        bg_erased = tuple(a["id"] for a in ds.anns_by_image[bg_id]
+                          if a.get("iscrowd") or (clean and a["id"] not in labels
+                                                  and (selected is None or a["category_id"] in selected)))
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
-                     tuple(instances), erased, tuple(dropped), labels, tuple(unscaled), removed)
+                     tuple(instances), erased, tuple(dropped), labels, tuple(unscaled), removed, kept=kept,
+                     background_erased=bg_erased)
 
 
 def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,

@@ -55,6 +55,7 @@ class RenderResult:
     dropped: List[Tuple[int, str]] = field(default_factory=list)
     placement: Dict[str, int] = field(default_factory=dict)  # closed-loop placement counters
     hole_fraction: float = 0.0                    # share of the background's pixels that were inpainted
+    erased: int = 0                               # new background: its objects (not crowds) erased
 
 
 class UnfillableHoles(Exception):
@@ -192,8 +193,10 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     """SM+ on one image: separate, scale, fill the background (PSI), paste, measure.
 
     `background` is the new background's pixels when plan.background == "new";
-    `background_anns` its annotations: crowds are erased like this image's own,
-    and those in plan.background_labels (cp+) are kept, less what the pastes cover.
+    `background_anns` its annotations: crowds and those in plan.background_erased
+    are erased (filled), and those in plan.background_labels (cp+) are kept, less
+    what the pastes cover. Instances in plan.kept (categories not scale-matched,
+    inpaint) keep their pixels; their labels lose what the holes and pastes cover.
     Raises UnfillableHoles (before any matting) when the holes to inpaint
     exceed `max_hole` or leave no known pixel.
     """
@@ -210,11 +213,14 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     erased = [r for r in (instance_rle(anns[i], H, W) for i in plan.crowd + plan.removed) if r is not None]
 
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
+    bg_erased = 0
     if plan.background == "new":
         bh, bw = background.shape[:2]
-        bg_crowd = [r for r in (instance_rle(a, bh, bw) for a in background_anns if a.get("iscrowd"))
-                    if r is not None]
-        canvas, hole_fraction = fill(background, bg_crowd)
+        to_erase = set(plan.background_erased)
+        erase = [a for a in background_anns if a.get("iscrowd") or a["id"] in to_erase]
+        bg_rles = [r for r in (instance_rle(a, bh, bw) for a in erase) if r is not None]
+        bg_erased = sum(1 for a in erase if not a.get("iscrowd") and instance_rle(a, bh, bw) is not None)
+        canvas, hole_fraction = fill(background, bg_rles)
     else:
         canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole)
     out_h, out_w = canvas.shape[:2]
@@ -247,7 +253,12 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         pasted.append((ip.ann_id, p))
 
     if plan.background_labels:
-        annotations_bg = _occluded_labels(plan, background_anns, pasted, out_w, out_h)
+        annotations_bg = _occluded_labels(plan.image_id, background_anns, set(plan.background_labels), pasted,
+                                          out_w, out_h, {"from_background": True})
+    if plan.kept:  # left in place: what neither a hole nor a paste covers is still theirs
+        holes = hole_mask(list(rles.values()) + erased, image.shape)
+        annotations_kept = _occluded_labels(plan.image_id, [anns[i] for i in plan.kept], set(plan.kept), pasted,
+                                            out_w, out_h, {}, holes)
     rank = {ip.ann_id: k for k, ip in enumerate(plan.instances)}  # output in source order
     annotations = []
     for ann_id, p in sorted(pasted, key=lambda t: rank[t[0]]):
@@ -258,7 +269,11 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
             annotations.append(ann)
     if plan.background_labels:
         annotations = annotations_bg + annotations
-    return RenderResult(canvas, annotations, dropped, placement, hole_fraction)
+    if plan.kept:
+        kept_ids = {a["source_ann_id"] for a in annotations_kept}
+        dropped.extend((i, "occluded") for i in plan.kept if i not in kept_ids)
+        annotations = annotations + annotations_kept
+    return RenderResult(canvas, annotations, dropped, placement, hole_fraction, bg_erased)
 
 
 def _over(below: np.ndarray, p: PastedInstance) -> np.ndarray:
@@ -270,29 +285,33 @@ def _over(below: np.ndarray, p: PastedInstance) -> np.ndarray:
     return np.clip(below * (1.0 - p.alpha[..., None]) + p.color + 0.5, 0, 255).astype(np.uint8)
 
 
-def _occluded_labels(plan: ImagePlan, background_anns: Sequence[dict], pasted, width: int, height: int):
-    """CP+: the background's own labels, less the pixels the pasted instances cover."""
+def _occluded_labels(image_id: int, anns: Sequence[dict], keep: set, pasted, width: int, height: int,
+                     extra: dict, holes: Optional[np.ndarray] = None) -> List[dict]:
+    """Labels of objects left in the canvas's pixels (`anns` whose id is in `keep`), less
+    the pixels the pasted instances cover (and `holes`, filled): CP+'s background labels,
+    and the instances of categories not scale-matched on an inpainted image."""
     covered = np.zeros((height, width), np.float32)
     for _, p in pasted:
         h, w = p.alpha.shape
         roi = covered[p.y0:p.y0 + h, p.x0:p.x0 + w]
         roi += p.alpha * (1.0 - roi)
-    keep = set(plan.background_labels)
     out = []
-    for a in background_anns:
+    for a in anns:
         if a["id"] not in keep:
             continue
         m = decode_mask(a, height, width)
         if m is None:
             continue
         visible = (m > 0) & (covered < SUPPORT)
+        if holes is not None:
+            visible &= holes == 0
         if not visible.any():
             continue  # fully covered: dropped
         ys, xs = np.nonzero(visible)
-        out.append({"image_id": plan.image_id, "category_id": a["category_id"],
+        out.append({"image_id": image_id, "category_id": a["category_id"],
                     "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
                     "area": int(visible.sum()), "segmentation": mask_to_rle(visible), "iscrowd": 0,
-                    "source_ann_id": a["id"], "from_background": True})
+                    "source_ann_id": a["id"], **extra})
     return out
 
 

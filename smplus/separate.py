@@ -86,6 +86,10 @@ class Matte:
     sx: float
     sy: float
     premult: np.ndarray  # h x w x 4 float32: colour * alpha (0..255), alpha (0..1)
+    # Sides (left, top, right, bottom) where the crop ends at the image frame: the
+    # object may go on beyond it, so `warp` extends it there (edge pixels repeated)
+    # instead of fading it into zeros, which lifted a cut instance off the frame.
+    frame: Tuple[bool, bool, bool, bool] = (False, False, False, False)
 
 
 def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, float],
@@ -128,7 +132,27 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
         alpha = premult[..., 3:]
         np.copyto(premult[..., :3], crop * alpha, where=alpha >= 0.98)  # (boolean indexing: 1.5x the time)
         sx, sy = 1.0, 1.0
-    return Matte(cx0, cy0, sx, sy, premult)
+        work, soft = crop, crop_mask.astype(np.float32)
+    frame = (cx0 == 0, cy0 == 0, cx1 == W, cy1 == H)
+    if any(frame):
+        _hold_frame(premult, work, soft, frame, int(math.ceil((band + 1) * premult.shape[1] / ww)))
+    return Matte(cx0, cy0, sx, sy, premult, frame)
+
+
+def _hold_frame(premult: np.ndarray, colour: np.ndarray, soft: np.ndarray, frame, k: int) -> None:
+    """Within `k` px of the frame, alpha at least the mask's (in place, colours the image's).
+
+    Matting sees no background beyond the frame, and gave a part cut by it (a
+    thin leg tip on the edge) alpha 0.36 where the polygon reaches the frame:
+    scaled down, the instance left the edge it is cut by."""
+    near = np.zeros(soft.shape, bool)
+    near[:, :k] |= frame[0]
+    near[:k] |= frame[1]
+    near[:, -k:] |= frame[2]
+    near[-k:] |= frame[3]
+    raise_ = near & (soft > premult[..., 3])
+    premult[raise_, 3] = soft[raise_]
+    premult[raise_, :3] = colour[raise_] * soft[raise_, None]
 
 
 def place(m: Matte, scale: float, src_point: Tuple[float, float],
@@ -154,14 +178,22 @@ def warp(m: Matte, scale: float, src_point: Tuple[float, float],
     """`place`'s map, as (x0, y0, premultiplied BGR + alpha patch), colour not yet split off."""
     # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
     ax, ay = scale / m.sx, scale / m.sy
-    left = out_point[0] + scale * (m.x0 - src_point[0])
-    top = out_point[1] + scale * (m.y0 - src_point[1])
-    premult = m.premult
+    sig = [0.5 * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay)]
+    premult, x0, y0 = m.premult, float(m.x0), float(m.y0)
+    # the crop's extent in source coordinates (the frame, on its `frame` sides)
+    crop = (x0, y0, x0 + premult.shape[1] / m.sx, y0 + premult.shape[0] / m.sy)
+    if any(m.frame):  # beyond the frame: its edge pixels, as far as the filters reach
+        px, py = int(math.ceil(3 * sig[0] + 2 / min(ax, 1.0))), int(math.ceil(3 * sig[1] + 2 / min(ay, 1.0)))
+        left_pad, top_pad = px * m.frame[0], py * m.frame[1]
+        premult = cv2.copyMakeBorder(premult, top_pad, py * m.frame[3], left_pad, px * m.frame[2],
+                                     cv2.BORDER_REPLICATE)
+        x0, y0 = x0 - left_pad / m.sx, y0 - top_pad / m.sy
+    left = out_point[0] + scale * (x0 - src_point[0])
+    top = out_point[1] + scale * (y0 - src_point[1])
     ox, oy = int(math.floor(left)) - 1, int(math.floor(top)) - 1
     pw = int(math.ceil(left + ax * premult.shape[1])) - ox + 1
     ph = int(math.ceil(top + ay * premult.shape[0])) - oy + 1
     if ax < 1.0 or ay < 1.0:  # anti-alias before subsampling (sigma of a box-like prefilter)
-        sig = [0.5 * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay)]
         premult = cv2.GaussianBlur(premult, (0, 0), sigmaX=sig[0], sigmaY=sig[1],
                                    borderType=cv2.BORDER_CONSTANT)
     # warpAffine puts pixel centres on integers: p + 0.5 = X - o, u = j + 0.5.
@@ -169,4 +201,13 @@ def warp(m: Matte, scale: float, src_point: Tuple[float, float],
     placed = cv2.warpAffine(premult, M, (pw, ph), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     np.maximum(placed, 0.0, out=placed)
+    if any(m.frame):  # what lies beyond the frame is no part of the instance: cut at its image, to a sub-pixel
+        for axis, (lo, hi), origin, k in ((1, (0, 2), ox, 0), (0, (1, 3), oy, 1)):
+            start = np.arange(placed.shape[axis], dtype=np.float64) + origin  # pixel i covers [start, start + 1]
+            cover = np.ones(placed.shape[axis])
+            if m.frame[lo]:
+                cover = np.minimum(cover, np.clip(start + 1 - (out_point[k] + scale * (crop[lo] - src_point[k])), 0, 1))
+            if m.frame[hi]:
+                cover = np.minimum(cover, np.clip(out_point[k] + scale * (crop[hi] - src_point[k]) - start, 0, 1))
+            placed *= (cover[:, None, None] if axis == 0 else cover[None, :, None]).astype(np.float32)
     return ox, oy, placed

@@ -43,7 +43,7 @@ def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence
     for position in positions:
         plan = plans[position]
         used = (set(plan.crowd) | set(plan.removed) | {ip.ann_id for ip in plan.instances}
-                | {ann_id for ann_id, _ in plan.unscaled})
+                | {ann_id for ann_id, _ in plan.unscaled} | set(plan.kept))
         anns = {a["id"]: a for a in ds.anns_by_image[plan.image_id] if a["id"] in used}
         bg, bg_anns = _background(ds, plan)
         fallback, fallback_anns = _background(ds, plan.fallback) if plan.fallback else (None, [])
@@ -52,11 +52,12 @@ def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence
 
 
 def _background(ds: CocoDataset, plan: ImagePlan):
-    """A new background's image entry and the annotations render needs (crowds, cp+ labels)."""
+    """A new background's image entry and the annotations render needs (crowds, those to erase, cp+ labels)."""
     if plan.background != "new":
         return None, []
+    used = set(plan.background_labels) | set(plan.background_erased)
     return ds.images[plan.background_image_id], [a for a in ds.anns_by_image[plan.background_image_id]
-                                                 if a.get("iscrowd") or a["id"] in plan.background_labels]
+                                                 if a.get("iscrowd") or a["id"] in used]
 
 
 def output_image_path(out_dir: str, image: dict) -> str:
@@ -139,7 +140,7 @@ def render(task: ImageTask) -> Rendered:
                     result = render_image(plan, pixels, task.anns, bg_pixels, task.fallback_anns)
             entry.update(background=plan.background, width=plan.width, height=plan.height,
                          provenance=provenance(plan.background, plan.background_image_id, result.hole_fraction,
-                                               fallback))
+                                               fallback, result.erased))
             data = encode_image(result.image, task.image["file_name"], *task.jpeg)
             entry["annotations"] = result.annotations + unscaled_labels(plan, task.anns, task.image["width"],
                                                                         task.image["height"])
@@ -159,13 +160,17 @@ def plan_entry(plan: ImagePlan, annotations: List[dict], provenance: dict) -> di
 
 
 def provenance(background: str, background_image_id: Optional[int], hole_fraction: Optional[float],
-               fallback: Optional[str] = None) -> dict:
+               fallback: Optional[str] = None, erased: int = 0) -> dict:
     """How an output image's background was made; the output `images` entry carries it as "smplus".
 
     background: inpaint (its own holes filled), new (another image), copy (the
     file copied unchanged), resize (image level); hole_fraction: the share of
-    the background's pixels inpainted (None in a dry run); fallback: why the
-    planned inpainting gave way to a new background (hole_above_max, no_known_pixel).
+    the background's pixels inpainted (None in a dry run; on a new background,
+    the share erased: its crowds and, from the clean pool, its objects of the
+    scale-matched categories); fallback: why the planned inpainting gave way to
+    a new background (hole_above_max, no_known_pixel); erased: the new
+    background's objects erased (crowds not counted).
     """
     return {"background": background, "background_image_id": background_image_id,
-            "hole_fraction": None if hole_fraction is None else round(hole_fraction, 4), "fallback": fallback}
+            "hole_fraction": None if hole_fraction is None else round(hole_fraction, 4), "fallback": fallback,
+            "erased": erased}
