@@ -410,7 +410,8 @@ def pool_images(ds: CocoDataset, kind: str, selected: Optional[set],
         mine = [a for a in ds.anns_by_image[image_id] if selected is None or a["category_id"] in selected]
         covered[image_id] = (background_share(mine, im["width"], im["height"]), len(mine))
     clean = [i for i, (share, count) in covered.items() if count == 0 or share <= max_share]
-    need = min(len(covered), math.ceil(CLEAN_POOL_MIN_SHARE * len(covered)))
+    # at least two images, so that each image of the pool has another one to draw
+    need = min(len(covered), max(2, math.ceil(CLEAN_POOL_MIN_SHARE * len(covered))))
     if len(clean) >= need:
         return sorted(clean)
     return sorted(sorted(covered, key=lambda i: (covered[i], i))[:need])

@@ -73,7 +73,7 @@ def test_plan_is_deterministic_and_boxes_are_sane(raw, opts):
                 assert ip.scale == 1.0
         # every non-crowd annotation is either planned or dropped with a reason
         crowd = {x["id"] for x in ds.anns_by_image[plan.image_id] if x["iscrowd"]}
-        planned = {ip.ann_id for ip in plan.instances} | {i for i, _ in plan.dropped}
+        planned = {ip.ann_id for ip in plan.instances} | {i for i, _ in plan.dropped} | set(plan.kept)
         own = {x["id"] for x in ds.anns_by_image[plan.image_id] if not x["iscrowd"]}
         if plan.background != "none":
             assert planned - crowd == own

@@ -77,10 +77,12 @@ def test_inpainting_without_a_known_pixel_returns_nothing():
 def test_unfillable_holes_take_a_new_background_never_the_blurred_source(tmp_path, tinyperson_target,
                                                                           anns, max_hole, reason):
     source, images = crafted(tmp_path, anns, [rect(300, 200, 340, 300)])
+    # pool all: the other image's person stays (not erased), so the new background is that image as it is
     report, data = run(source, images, tmp_path / "out", tinyperson_target[0], background="inpaint",
-                       max_hole=max_hole)
+                       max_hole=max_hole, background_pool="all")
     im = next(i for i in data["images"] if i["id"] == 1)
-    assert im["smplus"] == {"background": "new", "background_image_id": 2, "hole_fraction": 0.0, "fallback": reason}
+    assert im["smplus"] == {"background": "new", "background_image_id": 2, "hole_fraction": 0.0, "fallback": reason,
+                            "erased": 0}
     assert (im["width"], im["height"]) == (640, 428)  # the new background's frame
     assert report["provenance"]["fallbacks"] == {reason: 1}
     out = read(tmp_path / "out", SMALL)
@@ -91,7 +93,8 @@ def test_unfillable_holes_take_a_new_background_never_the_blurred_source(tmp_pat
             pasted |= mask_of(a, im).astype(bool)
     assert np.abs(out - other)[~pasted].mean() < 3  # the other image, JPEG-encoded again
     if len(anns) == 1:  # a larger --max-hole inpaints it
-        _, data = run(source, images, tmp_path / "max", tinyperson_target[0], background="inpaint", max_hole=0.95)
+        _, data = run(source, images, tmp_path / "max", tinyperson_target[0], background="inpaint", max_hole=0.95,
+                      background_pool="all")
         im = next(i for i in data["images"] if i["id"] == 1)
         assert im["smplus"]["background"] == "inpaint" and 0.6 < im["smplus"]["hole_fraction"] <= 0.95
 
@@ -156,18 +159,56 @@ def test_one_pixel_wide_limb_renders_with_sane_mask_and_label(tmp_path, tinypers
         assert not (arm & (window > 0) & (cv2.dilate(m, np.ones((3, 3), np.uint8)) == 0)).any(), mode
 
 
-def test_clean_pool_never_draws_a_background_with_a_person(tmp_path, tinyperson_target):
+def test_clean_pool_erases_the_persons_of_a_new_background(tmp_path, tinyperson_target):
+    source, images = crafted(tmp_path, [rect(100, 60, 140, 180)], [rect(300, 200, 340, 300)])
+    report, data = run(source, images, tmp_path / "out", tinyperson_target[0], psi_p=0.0)
+    assert report["parameters"]["background_pool"] == "clean"  # the default
+    for im in data["images"]:  # each is the other's new background, its person erased
+        p = im["smplus"]
+        assert p["background"] == "new" and p["erased"] == 1
+        assert p["hole_fraction"] > 0.01  # the erased share (the person, dilated)
+    assert report["counts"]["background_objects_erased"] == 2
+    assert report["provenance"]["background_pool"]["unlabelled_matched_on_new"] == 0
+    other = cv2.imread(os.path.join(images, OTHER)).astype(np.float32)
+    im1 = next(i for i in data["images"] if i["id"] == 1)
+    out = read(tmp_path / "out", SMALL)
+    labelled = np.zeros(out.shape[:2], bool)
+    for a in data["annotations"]:
+        if a["image_id"] == 1:
+            labelled |= mask_of(a, im1).astype(bool)
+    person = np.zeros(out.shape[:2], bool)
+    person[200:300, 300:340] = True
+    person &= ~labelled
+    unchanged = np.abs(out - other).max(axis=2) <= 12
+    assert unchanged[person].mean() < 0.5  # erased, not visible
+    assert unchanged[~person].mean() > 0.95  # the rest of the background is as it was
+    # the paper's pool: the person stays, unlabelled, and is counted
+    report_all, data_all = run(source, images, tmp_path / "all", tinyperson_target[0], psi_p=0.0,
+                               background_pool="all")
+    assert report_all["counts"]["background_objects_erased"] == 0
+    assert report_all["provenance"]["background_pool"]["unlabelled_matched_on_new"] == 2
+    out = read(tmp_path / "all", SMALL)
+    assert (np.abs(out - other).max(axis=2) <= 12)[person].mean() > 0.9
+
+
+def test_clean_pool_at_zero_draws_no_background_with_a_person(tmp_path, tinyperson_target):
     report, data = run(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, tmp_path / "clean", tinyperson_target[0],
-                       psi_p=0.0, background_pool="clean", categories=(1,))
+                       psi_p=0.0, background_pool="clean", max_background_objects=0.0, categories=(1,))
     src = COCO(FIXTURE_ANNOTATIONS)
     with_person = {a["image_id"] for a in src.dataset["annotations"] if a["category_id"] == 1}
-    news = [im["smplus"]["background_image_id"] for im in data["images"] if im["smplus"]["background"] == "new"]
-    assert len(news) == len(with_person) and not set(news) & with_person
+    clean = set(src.getImgIds()) - with_person
+    assert len(clean) == 1  # the fixture: one image without a person; the pool takes the least covered other
+    news = [im["smplus"] for im in data["images"] if im["smplus"]["background"] == "new"]
+    assert len(news) == len(with_person)  # the image without a person is copied
+    persons = {i: sum(1 for a in src.dataset["annotations"] if a["image_id"] == i and a["category_id"] == 1
+                      and not a["iscrowd"]) for i in src.getImgIds()}
+    for p in news:  # drawn from the pool; any person of it erased
+        assert p["erased"] == persons[p["background_image_id"]]
+    assert {p["background_image_id"] for p in news} & clean
     pool = report["provenance"]["background_pool"]
-    assert pool == {"kind": "clean", "size": len(src.getImgIds()) - len(with_person),
-                    "unlabelled_matched_on_new": 0, "unlabelled_matched_on_new_over_32px": 0}
+    assert pool == {"kind": "clean", "size": 2, "unlabelled_matched_on_new": 0, "unlabelled_matched_on_new_over_32px": 0}
     report_all, _ = run(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, tmp_path / "all", tinyperson_target[0],
-                        psi_p=0.0, categories=(1,))
+                        psi_p=0.0, categories=(1,), background_pool="all")
     assert report_all["provenance"]["background_pool"]["unlabelled_matched_on_new"] > 0
 
 
@@ -176,13 +217,17 @@ def test_clean_pool_takes_the_least_covered_images_when_too_few_are_clean():
     anns = [make_ann(id=i, image_id=i, bbox=[0, 0, i, 10], segmentation=[[0, 0, i, 0, i, 10, 0, 10]])
             for i in range(2, 31)]  # image 1 holds no person; the others ever more
     anns.append(make_ann(id=99, image_id=1, category_id=2))
+    for a in anns:  # their masks fill their boxes
+        a["area"] = a["bbox"][2] * a["bbox"][3]
     ds = index_coco({"images": images, "annotations": anns,
                      "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]})
     need = int(np.ceil(CLEAN_POOL_MIN_SHARE * 30))
-    assert pool_images(ds, "clean", {1}) == list(range(1, need + 1))
+    assert pool_images(ds, "clean", {1}, 0.0) == list(range(1, need + 1))
     assert pool_images(ds, "all", {1}) == list(range(1, 31))
     # all categories: image 1's car covers 4 %, more than the persons of images 2 to 4
-    assert pool_images(ds, "clean", None) == list(range(2, need + 2))
+    assert pool_images(ds, "clean", None, 0.0) == list(range(2, need + 2))
+    # a share: the images whose persons cover at most 1 % (i x 10 px of 100 x 100: images 1 to 10)
+    assert pool_images(ds, "clean", {1}, 0.01) == list(range(1, 11))
 
 
 def test_every_image_carries_its_provenance_and_coco_readers_load_it(tmp_path, tinyperson_target):
@@ -192,7 +237,7 @@ def test_every_image_carries_its_provenance_and_coco_readers_load_it(tmp_path, t
     for im in data["images"]:
         p = im["smplus"]
         kinds.add(p["background"])
-        assert set(p) == {"background", "background_image_id", "hole_fraction", "fallback"}
+        assert set(p) == {"background", "background_image_id", "hole_fraction", "fallback", "erased"}
         if p["background"] == "copy":
             assert p["background_image_id"] is None and p["hole_fraction"] == 0.0
         elif p["background"] == "inpaint":
