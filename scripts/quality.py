@@ -15,8 +15,16 @@ one table:
   but which do not come within 1 px of the same edge of the output;
 - box vs RLE: output annotations whose mask's box is > 1 px from bbox at some edge;
 - unlabelled scale-matched instances on new backgrounds, per --background-pool
-  (all; clean), and new backgrounds holding a person with
-  `--background-pool clean --categories person`;
+  (default; clean), and new backgrounds holding a person with
+  `--background-pool clean --categories person`; the same measured on the
+  pixels (issue 18): a background's object is visible when at least half of
+  its mask pixels that no output label covers are unchanged (max |diff| <= 12);
+  objects erased from new backgrounds (report.json);
+- edges (issue 18): output instances whose source box is within 8 px of an
+  edge, and those of them not within 1.5 px + r x (source gap) of the same
+  edge of the output (r: output size / source size);
+- other categories with `--categories person` on inpainted images: mean
+  |diff| inside their source mask, away from the holes and pastes (8 px);
 - hole fractions of inpainted images; fallbacks to a new background;
 - fills with known truth: holes shaped like the instances of the next image
   punched into each image and inpainted: PSNR in the hole, texture ratio
@@ -102,12 +110,18 @@ def collect(data, target, splits):
                     kinds = _kinds(result, o, functools.partial(run_plan, ds, opts))
                     res[name] = {"jsd_after": report["jsd"]["after"],
                                  **_unlabelled(ds, kinds, None),
+                                 "visible_unlabelled": _visible_unlabelled(ds, result, kinds, images, o, None),
+                                 "background_erased": report["counts"].get("background_objects_erased", 0),
+                                 "edges": _edges(ds, result, kinds),
                                  "report_provenance": report.get("provenance")}
                     if name in ("all", "inpaint"):
                         res[name].update(_fills_and_frames(ds, result, kinds, images, o, rendered))
                 else:  # only this tree's code runs these, and it writes provenance
                     kinds = _kinds(result, o, None)
-                    res[name] = _unlabelled(ds, kinds, {1})
+                    res[name] = {**_unlabelled(ds, kinds, {1}),
+                                 "visible_unlabelled": _visible_unlabelled(ds, result, kinds, images, o, {1}),
+                                 "others": _others_left_alone(ds, result, kinds, images, o, {1}),
+                                 "dropped": report["counts"]["dropped"]}
         res["punched"] = _punched_fills(ds, images)
         out[split] = res
     return out
@@ -142,6 +156,122 @@ def _unlabelled(ds, kinds, categories):
         images_with += bool(own)
     return {"unlabelled": n, "unlabelled_over_32": large, "new_backgrounds_with_any": images_with,
             "new_backgrounds": sum(k == "new" for k, _ in kinds.values())}
+
+
+def _out_masks(result):
+    """image id -> its output labels' union mask (non-background labels), decoded."""
+    from smplus.coco import ann_to_rle, decode_rle
+
+    sizes = {im["id"]: (im["height"], im["width"]) for im in result["images"]}
+    union = {}
+    for a in result["annotations"]:
+        h, w = sizes[a["image_id"]]
+        m = decode_rle(ann_to_rle(a["segmentation"], h, w)).astype(bool)
+        union[a["image_id"]] = union[a["image_id"]] | m if a["image_id"] in union else m
+    return union
+
+
+def _visible_unlabelled(ds, result, kinds, images_dir, out_dir, categories):
+    """Objects of the matched categories on new backgrounds that stay visible without a label:
+    at least half of their mask pixels not covered by an output label unchanged (issue 18)."""
+    import numpy as np
+
+    from smplus.coco import ann_to_rle, decode_rle, read_image
+
+    out_images = {im["id"]: im for im in result["images"]}
+    labelled = _out_masks(result)
+    kept = {(a["image_id"], a["source_ann_id"]) for a in result["annotations"] if a.get("from_background")}
+    visible = checked = 0
+    for image_id, (kind, bg_id) in kinds.items():
+        if kind != "new":
+            continue
+        bg, oim = ds.images[bg_id], out_images[image_id]
+        own = [a for a in ds.anns_by_image[bg_id] if not a.get("iscrowd") and (image_id, a["id"]) not in kept
+               and (categories is None or a["category_id"] in categories)]
+        if not own:
+            continue
+        src = read_image(os.path.join(images_dir, bg["file_name"])).astype(np.int16)
+        out = read_image(os.path.join(out_dir, "images", oim["file_name"])).astype(np.int16)
+        unchanged = np.abs(out - src).max(axis=2) <= 12
+        free = ~labelled.get(image_id, np.zeros(unchanged.shape, bool))
+        for a in own:
+            rle = ann_to_rle(a["segmentation"], bg["height"], bg["width"])
+            if rle is None:
+                continue
+            m = decode_rle(rle).astype(bool) & free
+            if m.sum() == 0:
+                continue
+            checked += 1
+            visible += unchanged[m].mean() >= 0.5
+    return {"visible": int(visible), "checked": checked}
+
+
+def _edges(ds, result, kinds, tolerance=8.0):
+    """Output instances whose source box is within `tolerance` px of an edge, and those of them
+    not within 1.5 px + r x (source gap) of the same output edge (issue 18's criterion)."""
+    from smplus.coco import instance_size
+
+    out_images = {im["id"]: im for im in result["images"]}
+    src = {a["id"]: a for a in ds.raw["annotations"]}
+    checked, misses = 0, []
+    for a in result["annotations"]:
+        if a.get("from_background") or a.get("iscrowd") or kinds[a["image_id"]][0] not in ("inpaint", "new"):
+            continue
+        s, im, oim = src[a["source_ann_id"]], ds.images[a["image_id"]], out_images[a["image_id"]]
+        x, y, w, h = s["bbox"]
+        ox, oy, ow, oh = a["bbox"]
+        gaps = (x, y, im["width"] - x - w, im["height"] - y - h)
+        out_gaps = (ox, oy, oim["width"] - ox - ow, oim["height"] - oy - oh)
+        r = instance_size(ow, oh) / max(instance_size(w, h), 1e-9)
+        near = [k for k in range(4) if gaps[k] <= tolerance]
+        if not near:
+            continue
+        checked += 1
+        bad = [round(out_gaps[k] - 1.5 - r * max(gaps[k], 0.0), 2) for k in near if out_gaps[k] > 1.5 + r * max(gaps[k], 0.0)]
+        if bad:
+            misses.append((a["image_id"], a["source_ann_id"], max(bad)))
+    return {"checked": checked, "misses": misses}
+
+
+def _others_left_alone(ds, result, kinds, images_dir, out_dir, categories):
+    """`--categories` runs: instances of the other categories on inpainted images, mean |diff|
+    (written JPEG vs source) inside their source mask, away (8 px) from the holes and pastes."""
+    import cv2
+    import numpy as np
+
+    from smplus.background import hole_mask
+    from smplus.coco import ann_to_rle, decode_rle, read_image
+
+    out_images = {im["id"]: im for im in result["images"]}
+    diffs = []
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (17, 17))
+    for image_id, (kind, _) in kinds.items():
+        if kind != "inpaint":
+            continue
+        im = ds.images[image_id]
+        H, W = im["height"], im["width"]
+        anns = ds.anns_by_image[image_id]
+        holes = [r for r in (ann_to_rle(a["segmentation"], H, W) for a in anns
+                             if a.get("iscrowd") or a["category_id"] in categories) if r]
+        others = [a for a in anns if not a.get("iscrowd") and a["category_id"] not in categories]
+        if not others:
+            continue
+        near = cv2.dilate(hole_mask(holes, (H, W)), kernel) > 0
+        pasted = np.zeros((H, W), bool)
+        for a in result["annotations"]:
+            if a["image_id"] == image_id and a["category_id"] in categories:
+                pasted |= decode_rle(ann_to_rle(a["segmentation"], H, W)).astype(bool)
+        near |= cv2.dilate(pasted.astype(np.uint8), kernel) > 0
+        src = read_image(os.path.join(images_dir, im["file_name"])).astype(np.float32)
+        out = read_image(os.path.join(out_dir, "images", out_images[image_id]["file_name"])).astype(np.float32)
+        for a in others:
+            rle = ann_to_rle(a["segmentation"], H, W)
+            if rle is None:
+                continue
+            m = decode_rle(rle).astype(bool) & ~near
+            if m.sum() >= 20:
+                diffs.append(float(np.abs(out[m] - src[m]).mean()))
+    return diffs
 
 
 def _fills_and_frames(ds, result, kinds, images_dir, out_dir, rendered):
@@ -298,18 +428,48 @@ def _summary(res):
         "source instances cut by the frame, pasted": a["cut_instances"],
         "...of which away from the frame": a["cut_away_from_frame"],
         "annotations whose RLE box is > 1 px from bbox": f"{a['box_rle_disagree']} of {a['annotations']}",
-        "unlabelled matched instances on new backgrounds, pool all (> 32 px)":
+        "matched instances of the new backgrounds' annotations, default pool (> 32 px)":
             f"{a['unlabelled']} ({a['unlabelled_over_32']}) in {a['new_backgrounds']} images",
-        "same, pool clean (> 32 px)": na if clean is None else
+        "...of which visible without a label (pixels), default pool": _of(a.get("visible_unlabelled")),
+        "...erased (report.json), default pool": a.get("background_erased", na),
+        "same annotations, pool clean (> 32 px)": na if clean is None else
             f"{clean['unlabelled']} ({clean['unlabelled_over_32']}) in {clean['new_backgrounds']} images",
+        "...of which visible without a label (pixels), pool clean": na if clean is None else
+            _of(clean.get("visible_unlabelled")),
         "new backgrounds with a person, clean pool, --categories person": na if person is None else
             f"{person['new_backgrounds_with_any']} of {person['new_backgrounds']}",
+        "...persons visible without a label (pixels)": na if person is None else _of(person.get("visible_unlabelled")),
+        "instances within 8 px of an edge, off it (> 1.5 px + r x gap), default": _of_edges(a.get("edges")),
+        "same, --background inpaint": _of_edges(res["inpaint"].get("edges")),
+        "--categories person: other categories on inpainted images, mean |diff| away from holes: "
+        "median / max (over 4)": na if person is None or "others" not in person else _diffs(person["others"]),
+        "--categories person: other categories dropped on new backgrounds": na if person is None else
+            person.get("dropped", {}).get("other_category_on_new_background", 0),
         "punched holes <= 0.5: PSNR in hole, dB (median)": f"{np.median([r[1] for r in ok]):.2f}",
         "punched holes <= 0.5: texture ratio (median)": f"{np.median([r[2] for r in ok]):.3f}",
         "punched holes <= 0.5: ms per fill (mean)": f"{np.mean([r[3] for r in punched]):.2f}",
         "chroma error in instances <= 12 px, |dCr|, |dCb|": "{:.2f}, {:.2f}".format(*a["chroma_small"]),
         "JSD after rendering (MSM+)": f"{a['jsd_after']:.4f}",
     }
+
+
+def _of(v):
+    return "n/a" if not v else f"{v['visible']} of {v['checked']}"
+
+
+def _of_edges(e):
+    if not e:
+        return "n/a"
+    worst = max((m[2] for m in e["misses"]), default=0.0)
+    return f"{len(e['misses'])} of {e['checked']}" + (f" (worst by {worst:.2f} px)" if e["misses"] else "")
+
+
+def _diffs(d):
+    import numpy as np
+
+    if not d:
+        return "n/a"
+    return f"{np.median(d):.2f} / {max(d):.2f} ({sum(x > 4 for x in d)} of {len(d)})"
 
 
 def fill_cost_ratio(data, base):
