@@ -60,6 +60,13 @@ def main():
     print()
     print(f"bundled law: no size under {TINYPERSON_PRIOR[1]:.2f} px; 1 % / 99 % quantiles "
           f"{law.ppf(0.01):.2f} / {law.ppf(0.99):.2f} px; share under 4.5 px {100 * law.cdf(4.5):.2f} %")
+    from smplus.histogram import tinyperson_histogram
+
+    h = tinyperson_histogram()  # what runs draw from: 100 bins, 1 % rectified into each end bin
+    draws = h.quantile((np.arange(100000) + 0.5) / 100000)
+    print(f"bundled histogram (100 bins, default except rate): median {np.median(draws):.2f} px, "
+          f"{100 * np.mean(draws < 8):.1f} % under 8 px, mean {draws.mean():.2f}, std {draws.std():.2f} "
+          f"(its tail bin spreads the top 1 % uniformly up to {h.edges[-1]:.0f} px)")
     assert np.allclose(fit(), TINYPERSON_PRIOR, rtol=1e-3), "TINYPERSON_PRIOR is not this script's fit"
 
 

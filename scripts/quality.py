@@ -441,7 +441,7 @@ def _summary(res):
         "...persons visible without a label (pixels)": na if person is None else _of(person.get("visible_unlabelled")),
         "instances within 8 px of an edge, off it (> 1.5 px + r x gap), default": _of_edges(a.get("edges")),
         "same, --background inpaint": _of_edges(res["inpaint"].get("edges")),
-        "--categories person: other categories on inpainted images, mean |diff| away from holes: "
+        "--categories person: other categories on inpainted images, mean abs diff away from holes: "
         "median / max (over 4)": na if person is None or "others" not in person else _diffs(person["others"]),
         "--categories person: other categories dropped on new backgrounds": na if person is None else
             person.get("dropped", {}).get("other_category_on_new_background", 0),
