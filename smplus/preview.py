@@ -40,6 +40,8 @@ def _background_tile(prov: Optional[dict], images_dir: str, src_images: dict) ->
     if prov and prov["background"] == "new":
         bg = read_image(os.path.join(images_dir, src_images[prov["background_image_id"]]["file_name"]))
         why = f", fallback: {prov['fallback']}" if prov.get("fallback") else ""
+        if prov.get("erased"):
+            why += f", {prov['erased']} erased ({prov['hole_fraction']:.0%})"
         return _caption(_pad(_fit(bg, TILE / max(bg.shape[:2]))), f"background: image {prov['background_image_id']}{why}")
     tile = np.full((TILE, TILE, 3), 32, np.uint8)
     if prov is None:
