@@ -25,6 +25,7 @@ from . import __version__
 from .coco import TMP_PREFIX, CocoDataset, instance_size, publish, usable_segmentation, write_json_atomic
 from .errors import OutputError, SmplusError
 from .histogram import SizeHistogram, sampling_noise, size_jsd
+from .outdir import tmp_dir
 from .plan import DatasetPlan, ImagePlan, clipped_box, degenerate_reason, unscaled_labels
 from .task import plan_entry, provenance
 
@@ -76,7 +77,8 @@ class _DatasetWriter:
 
     def __init__(self, path: str, raw: dict):
         self.path = path
-        d = os.path.dirname(path)
+        d = tmp_dir(os.path.dirname(path))
+        os.makedirs(d, exist_ok=True)
         self._main = tempfile.NamedTemporaryFile("wb", dir=d, prefix=TMP_PREFIX, delete=False)
         self._spool = tempfile.NamedTemporaryFile("w+b", dir=d, prefix=TMP_PREFIX, delete=False)
         head = dumps({k: v for k, v in raw.items() if k not in ("images", "annotations")})[:-1]
@@ -116,7 +118,7 @@ def assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: 
         try:
             report = _write(ds, dplan, hist, entries, parameters, writer)
             if report["skipped"] and not allow_skips:
-                write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
+                write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2, tmp_dir=tmp_dir(out_dir))
                 first = report["skipped"][0]
                 raise SmplusError(f"{len(report['skipped'])} image(s) could not be transformed, first {first['reason']}; "
                                   f"see {out_dir}/report.json. Fix them and rerun with --resume, "
@@ -125,7 +127,7 @@ def assemble(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: 
         except BaseException:
             writer.discard()
             raise
-        write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2)
+        write_json_atomic(os.path.join(out_dir, "report.json"), report, indent=2, tmp_dir=tmp_dir(out_dir))
     except OSError as e:
         raise OutputError.writing(e.filename or path, e.strerror or str(e)) from None
     return report

@@ -117,7 +117,7 @@ def _load_config(ctx, param, path):
               help="JPEG quality of the transformed images.")
 @click.option("--jpeg-subsampling", type=click.Choice(["444", "422", "420"]), default="444", show_default=True,
               help="JPEG chroma subsampling; 444 keeps the colour of 6-12 px instances.")
-@click.option("--bins", type=click.IntRange(min=3), default=100, show_default=True,
+@click.option("--bins", type=click.IntRange(3, 10_000), default=100, show_default=True,
               help="Bins of the target histogram.")
 @click.option("--except-rate", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
               help="Fraction of target sizes put into the head and tail bins. Default: 2/bins.")
@@ -138,6 +138,10 @@ def transform(source, images_dir, out_dir, target, mode, seed, workers, executor
     from .pipeline import transform as run_transform
     from .plan import TransformOptions
 
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if address is None and cpus and workers > cpus:
+        click.echo(f"warning: --workers {workers} is more than the {cpus} CPUs this process may use; the extra "
+                   "workers only share them, and each needs its own memory", err=True)
     result = run_transform(
         source, images_dir, out_dir, target=target,
         options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p, background=background, level=level,
@@ -195,7 +199,7 @@ def _summary(report: dict, out_dir: str) -> None:
 @main.command()
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Histogram JSON to write.")
-@click.option("--bins", type=click.IntRange(min=3), default=100, show_default=True, help="Bins of the histogram.")
+@click.option("--bins", type=click.IntRange(3, 10_000), default=100, show_default=True, help="Bins of the histogram.")
 @click.option("--except-rate", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
               help="Fraction of sizes put into the head and tail bins. Default: 2/bins.")
 @click.option("--log-bins", is_flag=True, help="Equal bins in log size.")

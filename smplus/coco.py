@@ -28,7 +28,17 @@ JPEG_QUALITY = 95
 # several times larger and shows as colour bleed (scripts/quality.py).
 JPEG_SUBSAMPLING = "444"
 JPEG_SUBSAMPLINGS = ("444", "422", "420")  # 4:4:4, 4:2:2, 4:2:0
-TMP_PREFIX = ".tmp-"  # atomic writes go through such files, renamed into place
+TMP_PREFIX = ".tmp-"  # atomic writes outside OUT go through such files beside the target, renamed into place
+# Inside OUT they go through OUT/.smplus/tmp (outdir.tmp_dir): no file name of a dataset can land there,
+# so the sweep of unfinished writes never meets a real output (a source image named ".tmp-1.jpg" is one).
+# Ids beyond 2**53 - 1 are not exact in JSON readers that use doubles (JavaScript, jq): two images could
+# become one there. SQLite (the journal) and numpy hold 64 bits; this is the smaller of the two limits.
+MAX_ID = 2 ** 53 - 1
+# OpenCV decodes images of at most 2**30 pixels (CV_IO_MAX_IMAGE_PIXELS); pycocotools counts pixels in
+# 32 bits. An image entry claiming more could never be rendered: refused when the annotations load.
+MAX_IMAGE_PIXELS = 2 ** 30
+# Extensions written as JPEG (OpenCV's encoder knows only some of them by name).
+JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jfi", ".jif", ".pjpeg", ".pjp")
 POLYGON_MARGIN = 1.0  # polygon vertices may lie this many image sizes outside the image
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -86,12 +96,25 @@ def check_file_name(file_name: Any, where: str) -> str:
     """A file_name must be a relative path that stays inside the images folder."""
     if not isinstance(file_name, str) or not file_name:
         raise SmplusError(f"{where}: file_name must be a non-empty string, got {file_name!r}")
+    if "\0" in file_name:  # no file system holds one (Python refuses such a path)
+        raise SmplusError(f"{where}: file_name {file_name!r} contains a NUL character; remove it")
     norm = file_name.replace("\\", "/")
     if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in norm.split("/"):
         raise SmplusError(
             f"{where}: file_name {file_name!r} is absolute or contains '..'; "
             "file names must be relative to --images and stay inside it")
     return posixpath.normpath(norm)
+
+
+def check_id(value: Any, where: str, what: str = "'id'") -> int:
+    """An id: an integer (not a boolean) that SQLite and every JSON reader hold exactly."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        beyond = " (an integer beyond 64 bits reads as a float)" if isinstance(value, float) and value.is_integer() else ""
+        raise SmplusError(f"{where} needs an integer {what}, got {value!r}{beyond}")
+    if abs(value) > MAX_ID:
+        raise SmplusError(f"{where}: {what} {value} is beyond +-(2**53 - 1), the largest integer JSON readers "
+                          "(JavaScript, jq) hold exactly; renumber the ids")
+    return value
 
 
 @dataclass
@@ -127,16 +150,22 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
     files: Dict[str, int] = {}  # normalized file_name -> image id
     for i, c in enumerate(raw["categories"]):
         if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
-            raise SmplusError(f"{what} {path}: categories[{i}] needs an integer 'id' and a 'name'")
+            raise SmplusError(f"{what} {path}: categories[{i}] needs an integer 'id' and a 'name'"
+                              + (f", got id {c.get('id')!r}" if isinstance(c, dict) and "id" in c else ""))
+        check_id(c["id"], f"{what} {path}: categories[{i}]")
         ds.categories[c["id"]] = c
     for i, im in enumerate(raw["images"]):
         where = f"{what} {path}: images[{i}]"
-        if not isinstance(im, dict) or not isinstance(im.get("id"), int):
+        if not isinstance(im, dict):
             raise SmplusError(f"{where} needs an integer 'id'")
+        check_id(im.get("id"), where)
         for key in ("width", "height"):
             v = im.get(key)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise SmplusError(f"{where} (id {im['id']}): '{key}' must be a positive integer, got {v!r}")
+        if im["width"] * im["height"] > MAX_IMAGE_PIXELS:
+            raise SmplusError(f"{where} (id {im['id']}): {im['width']}x{im['height']} is more than 2**30 pixels, "
+                              "the most OpenCV decodes; check width and height")
         name = check_file_name(im.get("file_name"), f"{where} (id {im['id']})")
         if im["id"] in ds.images:
             raise SmplusError(f"{where}: duplicate image id {im['id']}")
@@ -150,8 +179,9 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
     masks = False  # any annotation with a segmentation at all
     for i, a in enumerate(raw["annotations"]):
         where = f"{what} {path}: annotations[{i}]"
-        if not isinstance(a, dict) or not isinstance(a.get("id"), int):
+        if not isinstance(a, dict):
             raise SmplusError(f"{where} needs an integer 'id'")
+        check_id(a.get("id"), where)
         if a["id"] in seen:
             raise SmplusError(f"{where}: duplicate annotation id {a['id']}")
         seen.add(a["id"])
@@ -178,23 +208,64 @@ def ann_to_rle(segm: Any, height: int, width: int) -> dict | None:
 
     Returns None when the segmentation cannot describe a mask (no polygon
     with at least 3 points, malformed RLE, RLE of another image size).
+    An RLE reaches pycocotools only once `rle_counts` has read it whole:
+    pycocotools' merge loops forever on runs that do not add up to the image.
     """
     if isinstance(segm, list):
         return _polygons_rle(usable_polygons(segm, height, width), height, width)
-    if isinstance(segm, dict) and "counts" in segm and "size" in segm:
-        if list(segm["size"]) != [height, width]:
+    if rle_counts(segm, height, width) is None:
+        return None
+    counts = segm["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects(segm, height, width)
+    return {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def rle_counts(segm: Any, height: int, width: int) -> list | None:
+    """The runs of an RLE segmentation (uncompressed, or compressed as COCO writes it), or None if it is
+    not a whole height x width mask: its size is another, its counts do not decode to the end, a run is
+    negative, or the runs do not add up to height x width. Plain Python, so it never hangs or crashes."""
+    if not (isinstance(segm, dict) and "counts" in segm and "size" in segm):
+        return None
+    size, counts = segm["size"], segm["counts"]
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and list(size) == [height, width]):
+        return None
+    if isinstance(counts, list):
+        runs = counts if all(type(c) is int and c >= 0 for c in counts) else None
+    elif isinstance(counts, (str, bytes)):
+        runs = _decode_counts(counts.encode("latin-1", "replace") if isinstance(counts, str) else counts)
+    else:
+        runs = None
+    return runs if runs is not None and sum(runs) == height * width else None
+
+
+def _decode_counts(s: bytes) -> list | None:
+    """pycocotools' rleFrString in Python: 6-bit groups from 48 ("0"), 0x20 = more groups follow,
+    0x10 of the last group = negative; from the fourth run on, each is a difference to the run two
+    before. None when a run is cut short, a character is out of range or a run comes out negative."""
+    runs: list = []
+    p, n = 0, len(s)
+    while p < n:
+        x = k = 0
+        more = True
+        while more:
+            if p >= n or k > 12:  # cut short, or more than 64 bits
+                return None
+            c = s[p] - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
             return None
-        counts = segm["counts"]
-        try:
-            if isinstance(counts, list):
-                return mask_utils.frPyObjects(segm, height, width)
-            if isinstance(counts, str):
-                return {"size": [height, width], "counts": counts.encode("ascii")}
-            if isinstance(counts, bytes):
-                return {"size": [height, width], "counts": counts}
-        except Exception:  # pycocotools raises bare Exceptions on malformed RLE
-            return None
-    return None
+        runs.append(x)
+    return runs
 
 
 def usable_polygons(segm: list, height: int, width: int) -> list:
@@ -297,6 +368,13 @@ def patch_to_rle(patch: np.ndarray, x0: int, y0: int, height: int, width: int) -
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
+def finite_number(v: Any) -> bool:
+    """A JSON number a float holds (not a boolean, NaN, infinity or an integer beyond 1e308)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, int) and not isinstance(v, bool) and abs(v) < 1e308  # exact: no conversion
+
+
 def instance_size(w: float, h: float) -> float:
     """The paper's object size: s = sqrt(w * h) of the box."""
     return math.sqrt(max(w, 0.0) * max(h, 0.0))
@@ -304,12 +382,17 @@ def instance_size(w: float, h: float) -> float:
 
 # ---------------------------------------------------------------- writing
 
-def _atomic_write(path: str, data) -> None:
-    """Write `data` (bytes-like) to a temporary file beside `path`, then publish it: never a
-    truncated or empty file."""
+def _atomic_write(path: str, data, tmp_dir: str | None = None) -> None:
+    """Write `data` (bytes-like) to a temporary file, then publish it: never a truncated or empty file.
+
+    The temporary file is in `tmp_dir` (OUT/.smplus/tmp for what goes into OUT, on the same file
+    system), else beside `path` as .tmp-*."""
     d = os.path.dirname(path) or "."
     os.makedirs(d, exist_ok=True)
-    f = tempfile.NamedTemporaryFile("wb", dir=d, prefix=TMP_PREFIX, suffix=os.path.basename(path)[-16:], delete=False)
+    if tmp_dir is not None:
+        os.makedirs(tmp_dir, exist_ok=True)
+    f = tempfile.NamedTemporaryFile("wb", dir=tmp_dir or d, prefix=TMP_PREFIX, suffix=os.path.basename(path)[-16:],
+                                    delete=False)
     try:
         f.write(data)
         publish(f, path)
@@ -329,13 +412,13 @@ def publish(f, path: str) -> None:
     os.replace(f.name, path)
 
 
-def write_json_atomic(path: str, obj: Any, indent: int | None = None) -> None:
-    _atomic_write(path, json.dumps(obj, indent=indent, ensure_ascii=False).encode("utf-8"))
+def write_json_atomic(path: str, obj: Any, indent: int | None = None, tmp_dir: str | None = None) -> None:
+    _atomic_write(path, json.dumps(obj, indent=indent, ensure_ascii=False).encode("utf-8"), tmp_dir)
 
 
-def write_bytes_atomic(path: str, data) -> None:
+def write_bytes_atomic(path: str, data, tmp_dir: str | None = None) -> None:
     """`data`: bytes, or an array of them (an image file read with read_image_bytes)."""
-    _atomic_write(path, data)
+    _atomic_write(path, data, tmp_dir)
 
 
 def encode_image(image_bgr: np.ndarray, file_name: str, quality: int = JPEG_QUALITY,
@@ -344,13 +427,24 @@ def encode_image(image_bgr: np.ndarray, file_name: str, quality: int = JPEG_QUAL
     import cv2
 
     ext = os.path.splitext(file_name)[1].lower() or ".jpg"
+    ext = ".jpg" if ext in JPEG_EXTENSIONS else ext
     sampling = getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{subsampling}")  # one of JPEG_SUBSAMPLINGS
     params = ([cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
-              if ext in (".jpg", ".jpeg") else [])
+              if ext == ".jpg" else [])
     ok, buf = cv2.imencode(ext, image_bgr, params)
     if not ok:
         raise SmplusError(f"cannot encode an image as {ext!r} for {file_name} (use .jpg or .png file names)")
     return buf.tobytes()
+
+
+def unwritable_extension(file_name: str) -> str | None:
+    """The extension of `file_name` if OpenCV cannot write an image in that format, else None."""
+    import cv2
+
+    ext = os.path.splitext(file_name)[1].lower()
+    if not ext or ext in JPEG_EXTENSIONS:
+        return None
+    return None if cv2.haveImageWriter("x" + ext) else ext
 
 
 def read_image(path: str) -> np.ndarray:

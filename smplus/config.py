@@ -54,5 +54,16 @@ def read_config(path: str, options: Dict[str, object]) -> dict:
         if name not in options or name == "config":
             known = ", ".join(sorted(n.replace("_", "-") for n in options if n != "config"))
             raise SmplusError(f"config {path}: unknown option {key!r} (known: {known})")
-        values[name] = value
+        values[name] = _single(path, key, name, value, options[name])
     return values
+
+
+def _single(path: str, key: str, name: str, value, option) -> object:
+    """A list is the form of --categories (its names or ids) and of multi-value options; any other option
+    takes one value (click would read a list as its text, "['bus', 'car']")."""
+    if not isinstance(value, list) or getattr(option, "multiple", False) or getattr(option, "nargs", 1) != 1:
+        return value
+    if name == "categories" and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v).strip() for v in value)
+    what = "a list of category names or ids" if name == "categories" else "one value, not a list"
+    raise SmplusError(f"config {path}: {key!r} takes {what}, got {value!r}")

@@ -121,6 +121,19 @@ class LocalProcesses:
                 self._conns.append(here)
         return self
 
+    def cap(self, n: int) -> None:
+        """At most `n` workers (the images to render): the others are stopped before any task."""
+        while self.workers > max(1, n):
+            self.workers -= 1
+            conn, proc = self._conns.pop(), self._procs.pop()
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            conn.close()
+
     def __exit__(self, exc_type, *exc) -> None:
         if exc_type is None:  # done: let the workers finish their loop
             for conn in self._conns:
@@ -199,6 +212,9 @@ def _drain(conn, inbox: queue.Queue) -> None:
 
 
 def _death_message(exitcode: Optional[int], task: ImageTask, doing: str = "rendering") -> str:
+    if exitcode is not None and -exitcode in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # stopped, not failed
+        return (f"interrupted: a worker process was stopped by {signal.Signals(-exitcode).name} while {doing} image "
+                f"{task.plan.image_id} ({task.image['file_name']}); rerun the same command with --resume to continue")
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         how = f"was killed by {name}" + (" (the out-of-memory killer sends it)" if name == "SIGKILL" else "")
@@ -233,8 +249,9 @@ def worker_init(ignore_sigint: bool = True) -> None:
     """Once per worker process: Ctrl-C is the driver's (`ignore_sigint`), one thread, matting kernels loaded."""
     import cv2
 
-    if ignore_sigint:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
+    if ignore_sigint:  # the driver handles Ctrl-C and SIGTERM (to the whole group, as SLURM preempts) and stops the workers
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     cv2.setNumThreads(1)  # one image per process; threads would only contend
     from .matting import warm_up
 

@@ -9,6 +9,7 @@ in log size with log_bins).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .coco import instance_size, paused_gc, read_json, write_json_atomic
+from .coco import finite_number, instance_size, paused_gc, read_json, write_json_atomic
 from .errors import SmplusError, UsageError
 
 HISTOGRAM_FORMAT = "smplus-histogram"
@@ -35,6 +36,8 @@ TINYPERSON_PRIOR = (0.9605, 4.0383, 8.8908)
 # targets end at 1.1-3.9x (scripts/tail_bound.py); sizes beyond are counted in it.
 TAIL_RATIO = 8.0
 _NUMBER = (int, float)
+# 10,000 bins hold 4 boxes each on TinyPerson's 42k: more bins only bin noise.
+MAX_BINS = 10_000
 
 
 @dataclass(frozen=True)
@@ -101,22 +104,47 @@ class SizeHistogram:
 
     @classmethod
     def from_json(cls, obj: dict, where: str = "") -> "SizeHistogram":
+        """A histogram file's contents, type by type (a string is never read as a number or a flag);
+        every error names the file `where`, not the source the file records."""
+        def fail(what: str):
+            return SmplusError(f"histogram file {where}: {what} (write one with `smplus histogram`)")
+
+        def numbers(key: str) -> tuple:
+            v = obj.get(key)
+            if not (isinstance(v, list) and all(isinstance(x, _NUMBER) and not isinstance(x, bool) for x in v)):
+                raise fail(f"'{key}' must be a list of numbers")
+            try:
+                out = tuple(float(x) for x in v)
+            except OverflowError:  # an integer beyond any float
+                raise fail(f"'{key}' holds a number too large for a float") from None
+            if not all(map(math.isfinite, out)):
+                raise fail(f"'{key}' must hold finite numbers")
+            return out
+
+        edges, probs = numbers("edges"), numbers("probs")
+        log_bins, count, source = obj.get("log_bins", False), obj.get("count", 0), obj.get("source", where)
+        if not isinstance(log_bins, bool):
+            raise fail(f"'log_bins' must be true or false, got {log_bins!r}")
+        if not (isinstance(count, int) and not isinstance(count, bool) and count >= 0):
+            raise fail(f"'count' must be a whole number >= 0, got {count!r}")
+        if not isinstance(source, str):
+            raise fail(f"'source' must be a string, got {source!r}")
+        if "bins" in obj and obj["bins"] != len(probs):
+            raise fail(f"'bins' is {obj['bins']!r} but 'probs' holds {len(probs)}")
         try:
-            return cls(edges=tuple(float(x) for x in obj["edges"]), probs=tuple(float(x) for x in obj["probs"]),
-                       log_bins=bool(obj.get("log_bins", False)), source=str(obj.get("source", where)),
-                       count=int(obj.get("count", 0)))
-        except (KeyError, TypeError, ValueError):
-            raise SmplusError(f"histogram file {where}: needs numeric 'edges' and 'probs' lists "
-                              "(write one with `smplus histogram`)") from None
+            hist = cls(edges=edges, probs=probs, log_bins=log_bins, source=where, count=count)
+        except SmplusError as e:  # its checks name the file
+            raise SmplusError(f"{e} (write one with `smplus histogram`)".replace("histogram ", "histogram file ", 1)) from None
+        return dataclasses.replace(hist, source=source)
 
 
 def check_histogram_options(bins: int, except_rate: Optional[float]) -> float:
     """Validate bins / except_rate; return the except rate (default 2/bins)."""
-    if not isinstance(bins, int) or bins < 3:
-        raise UsageError(f"--bins must be an integer >= 3, got {bins!r}")
+    if not isinstance(bins, int) or isinstance(bins, bool) or not 3 <= bins <= MAX_BINS:
+        raise UsageError(f"--bins must be an integer in [3, {MAX_BINS}], got {bins!r}")
     if except_rate is None:
         return 2.0 / bins
-    if not (0.0 <= except_rate < 1.0):
+    if not (isinstance(except_rate, (int, float)) and 0.0 <= except_rate < 1.0):
         raise UsageError(f"--except-rate must be in [0, 1), got {except_rate!r}")
     return float(except_rate)
 
@@ -161,7 +189,8 @@ def tinyperson_histogram(bins: int = 100, except_rate: Optional[float] = None,
     except_rate = check_histogram_options(bins, except_rate)
     sigma, shift, scale = TINYPERSON_PRIOR
     law = lognorm(s=sigma, loc=shift, scale=scale)
-    ends = law.ppf([1e-5, 1 - 1e-5])  # the range of a large sample
+    outer = min(1e-5, except_rate / 4) if except_rate > 0 else 1e-5  # beyond the head and tail bins' inner edges
+    ends = law.ppf([outer, 1 - outer])  # the range of a large sample
     space, unspace = (np.log, np.exp) if log_bins else ((lambda v: v), (lambda v: v))
     if except_rate > 0:
         middle = unspace(np.linspace(*space(law.ppf([except_rate / 2, 1 - except_rate / 2])), bins - 1))
@@ -189,7 +218,11 @@ def target_sizes(raw: Any, where: str) -> list:
                 and isinstance(box[1], _NUMBER) and isinstance(box[2], _NUMBER) and isinstance(box[3], _NUMBER)):
             widths.append(box[2])
             heights.append(box[3])
-    sizes = [s for s in map(instance_size, widths, heights) if s > 0 and math.isfinite(s)]
+    try:
+        sizes = [s for s in map(instance_size, widths, heights) if s > 0 and math.isfinite(s)]
+    except OverflowError:  # an integer beyond any float: those boxes are left out too
+        sizes = [instance_size(w, h) for w, h in zip(widths, heights) if finite_number(w) and finite_number(h)]
+        sizes = [s for s in sizes if s > 0 and math.isfinite(s)]
     if not sizes:
         raise SmplusError(f"target {where}: no usable boxes (all are iscrowd/ignore/uncertain or have no size)")
     return sizes

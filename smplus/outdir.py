@@ -15,11 +15,31 @@ import socket
 import time
 from typing import Iterable
 
-from .errors import OutputError, SmplusError
+from .errors import OutputError, SmplusError, UsageError
 
 STATE_DIR = ".smplus"
 OUTPUTS = ("images", "annotations.json", "report.json", STATE_DIR)
 LOCK = "lock"
+TMP = "tmp"  # OUT/.smplus/tmp: every write into OUT goes through a file here, renamed into place
+
+
+def tmp_dir(out_dir: str) -> str:
+    """Where temporary files of writes into OUT go: no dataset file name can point there."""
+    return os.path.join(out_dir, STATE_DIR, TMP)
+
+
+def remove_partial_writes(out_dir: str) -> None:
+    """Temporary files of writes a killed run or worker never renamed into place (only smplus's own)."""
+    d = tmp_dir(out_dir)
+    if os.path.isdir(d):
+        for name in os.listdir(d):
+            _remove(os.path.join(d, name))
+
+
+def check_out_dir(out_dir: str, flag: str = "--out") -> None:
+    """An empty OUT is what `--out "$OUT"` gives with OUT unset: never the current folder."""
+    if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip():
+        raise UsageError(f"{flag} is empty (an unset variable?); give the output folder, e.g. {flag} out")
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -66,10 +86,11 @@ class OutLock:
 def prepare_out(out_dir: str, inputs: Iterable[str], run) -> OutLock:
     """Claim OUT for a run (`run`: RunOptions): refuse what is not ours, clear our own with overwrite.
 
-    Refused: an OUT that overlaps an input; a non-empty OUT without --overwrite
+    Refused: an empty OUT; an OUT that overlaps an input; a non-empty OUT without --overwrite
     or --resume; --overwrite or --resume on a folder smplus did not write (no
     OUT/.smplus); an OUT another run holds. Returns the held lock.
     """
+    check_out_dir(out_dir)
     for p in inputs:
         if p and (_inside(p, out_dir) or _inside(out_dir, p) and os.path.isdir(p)):
             raise SmplusError(f"--out {out_dir} overlaps the input {p}; choose an output folder apart from the inputs")

@@ -21,12 +21,12 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple
 
 from . import __version__
 from .assemble import assemble, planned_entries
-from .coco import TMP_PREFIX, CocoDataset, load_coco, write_json_atomic
+from .coco import CocoDataset, load_coco, write_json_atomic
 from .errors import OutputError, SmplusError, UsageError
 from .executors import EXECUTORS, make_executor
 from .histogram import load_target
 from .journal import Journal, merged_entries
-from .outdir import STATE_DIR, _inside, prepare_out
+from .outdir import STATE_DIR, _inside, check_out_dir, prepare_out, remove_partial_writes, tmp_dir
 from .plan import DatasetPlan, TransformOptions, plan_dataset
 from .shards import assign_shards, differences, shard_positions
 from .task import image_tasks, output_image_path
@@ -73,21 +73,43 @@ class TransformResult:
 # ---------------------------------------------------------------- categories
 
 def resolve_categories(ds: CocoDataset, names: Optional[Sequence[str]]) -> Optional[tuple]:
-    """Category names (or ids) -> sorted ids; None means all."""
+    """Category names (or ids) -> sorted ids; None means all. A name two categories share is refused."""
     if not names:
         return None
-    by_name = {c["name"]: cid for cid, c in ds.categories.items()}
+    by_name: Dict[str, list] = {}
+    for cid, c in ds.categories.items():
+        by_name.setdefault(c["name"], []).append(cid)
     ids = set()
     for n in names:
-        n = n.strip()
+        n = str(n).strip()
         if n in by_name:
-            ids.add(by_name[n])
+            if len(by_name[n]) > 1:
+                raise UsageError(f"--categories: {n!r} names {len(by_name[n])} categories in {ds.path} "
+                                 f"(ids {', '.join(map(str, sorted(by_name[n])))}); give their ids instead")
+            ids.add(by_name[n][0])
         elif n.isdigit() and int(n) in ds.categories:
             ids.add(int(n))
         else:
-            known = ", ".join(sorted(by_name)[:12]) + (", ..." if len(by_name) > 12 else "")
+            known = ", ".join(sorted(map(str, by_name))[:12]) + (", ..." if len(by_name) > 12 else "")
             raise UsageError(f"--categories: unknown category {n!r} in {ds.path} (known: {known})")
     return tuple(sorted(ids))
+
+
+def check_image_formats(ds: CocoDataset) -> None:
+    """Every image can be written in its file's format (JPEG for every JPEG extension): refused
+    before any rendering, not skipped after it."""
+    from .coco import JPEG_EXTENSIONS, unwritable_extension
+
+    seen = set()
+    for im in ds.images.values():
+        ext = os.path.splitext(im["file_name"])[1].lower()
+        if ext in seen:
+            continue
+        seen.add(ext)
+        if unwritable_extension(im["file_name"]):
+            raise SmplusError(f"source annotations {ds.path}: image id {im['id']} ({im['file_name']}): smplus cannot "
+                              f"write {ext!r} images; it writes JPEG ({', '.join(JPEG_EXTENSIONS)}), PNG, BMP, TIFF, "
+                              "WebP and the other formats OpenCV encodes: convert these images")
 
 
 def _file_digest(path: Optional[str]) -> Optional[str]:
@@ -112,7 +134,7 @@ def _check_resume(out_dir: str, fingerprint: dict, run: RunOptions) -> None:
     elif run.resume and os.listdir(out_dir) != [STATE_DIR]:
         raise SmplusError(f"--resume: {out_dir} holds no smplus run to resume; use --overwrite to replace it")
     try:
-        write_json_atomic(path, fingerprint)
+        write_json_atomic(path, fingerprint, tmp_dir=tmp_dir(out_dir))
     except OSError as e:
         raise OutputError.writing(path, e.strerror or str(e)) from None
 
@@ -133,6 +155,7 @@ def _plan(source: str, images_dir: str, target: Optional[str], options: Transfor
           except_rate: Optional[float], log_bins: bool, categories: Optional[Sequence[str]], dry_run: bool,
           before_planning=lambda: None) -> _Planned:
     ds = load_coco(source)
+    check_image_formats(ds)
     hist = load_target(target, bins, except_rate, log_bins)
     cat_ids = resolve_categories(ds, categories)
     if cat_ids is not None:
@@ -159,6 +182,7 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
               except_rate: Optional[float] = None, log_bins: bool = False,
               categories: Optional[Sequence[str]] = None, run: RunOptions = RunOptions()) -> TransformResult:
     """SM+ on a COCO dataset: the library entry point behind `smplus transform`."""
+    check_out_dir(out_dir)
     if not os.path.isdir(images_dir):
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
     executor = contextlib.nullcontext() if run.dry_run else make_executor(run.executor, run.workers, run.address)
@@ -199,9 +223,11 @@ def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str
 
     done: Set[int] = set()
     if run.resume:
-        _remove_partial_writes(out_dir)
+        remove_partial_writes(out_dir)
         done = journal.scan(p.dplan.images, p.ds, out_dir)[0]
     todo = [k for k in positions if k not in done]
+    if hasattr(executor, "cap"):  # never more worker processes than images to render
+        executor.cap(len(todo))
     position = {p.dplan.images[k].image_id: k for k in todo}
     count = len(positions) - len(todo)
     disable = None if run.progress is None else not run.progress
@@ -219,7 +245,7 @@ def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str
                           f"rerun the same command with --resume to continue") from None
     finally:
         bar.close()
-    _remove_partial_writes(out_dir)  # a worker killed mid-write (its image rendered again) left one
+    remove_partial_writes(out_dir)  # a worker killed mid-write (its image rendered again) left one
     return count
 
 
@@ -252,20 +278,13 @@ def _stop_requests():
             signal.signal(sig, h)
 
 
-def _remove_partial_writes(out_dir: str) -> None:
-    """Temporary files of writes a killed run or worker never renamed into place."""
-    for root, _, files in os.walk(out_dir):
-        for name in files:
-            if name.startswith(TMP_PREFIX):
-                os.unlink(os.path.join(root, name))
-
-
 # ---------------------------------------------------------------- merge
 
 def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allow_skips: bool = False) -> dict:
     """The dataset from the OUTs of all N shards of one run: byte-identical to a run without shards."""
     from .shards import check_shards
 
+    check_out_dir(out_dir)
     fingerprints = [_read_fingerprint(d) for d in shard_dirs]
     check_shards(shard_dirs, fingerprints)
     f = fingerprints[0]
@@ -287,7 +306,8 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
         with _writes_to(out_dir):
             held.enter_context(prepare_out(out_dir, list(shard_dirs) + [f["source"], f["images"], f["target"]],
                                            RunOptions(overwrite=overwrite)))
-            write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None})
+            write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None},
+                              tmp_dir=tmp_dir(out_dir))
         shard_dir = {fp["shard"][0]: d for d, fp in zip(shard_dirs, fingerprints)}
         report = assemble(p.ds, p.dplan, p.hist, _linked(merged_entries(journals), assignment, shard_dir, out_dir, p.ds),
                           p.parameters, out_dir, allow_skips)
@@ -333,7 +353,8 @@ def _link_image(shard_dir: str, out_dir: str, image: dict) -> None:
     """The shard's image into OUT/images: a hard link where possible, else a copy (atomically)."""
     src, dst = output_image_path(shard_dir, image), output_image_path(out_dir, image)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(dst), TMP_PREFIX + os.path.basename(dst))
+    os.makedirs(tmp_dir(out_dir), exist_ok=True)
+    tmp = os.path.join(tmp_dir(out_dir), f"link-{image['id']}")
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -19,7 +19,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, JPEG_SUBSAMPLINGS, CocoDataset, ann_to_rle, instance_size, usable_polygons
+from .coco import (
+    JPEG_QUALITY,
+    JPEG_SUBSAMPLING,
+    JPEG_SUBSAMPLINGS,
+    MAX_IMAGE_PIXELS,
+    CocoDataset,
+    ann_to_rle,
+    finite_number,
+    instance_size,
+    rle_counts,
+    usable_polygons,
+)
 from .errors import UsageError
 from .histogram import SizeHistogram
 
@@ -28,6 +39,7 @@ COPY_PASTE = ("cp", "cp+")  # paper Table 6: instances pasted unscaled onto a ne
 BACKGROUNDS = ("psi", "inpaint", "new")
 LEVELS = ("instance", "image")  # image: the original Scale Match (Yu et al., WACV 2020)
 IMAGE_LEVEL_TRIES = 5             # RSM draws until the scale lands in scale_range
+MAX_IMAGE_GROWTH = 16.0          # image level: an output image has at most 16x its source's pixels (4x a side)
 DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
 # Instances that would end under 1 px wide or tall are dropped: a pixel is the
 # least that can be drawn. (TinyPerson itself has 3 % of boxes with a side under
@@ -95,8 +107,8 @@ class TransformOptions:
         if self.level == "image" and self.mode in COPY_PASTE:
             raise UsageError(f"--level image goes with --mode msm or rsm, not {self.mode}")
         lo, hi = self.scale_range
-        if not (0 < lo <= hi):
-            raise UsageError(f"--scale-range must be two numbers 0 < LOW <= HIGH, got {lo!r} {hi!r}")
+        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo <= hi < math.inf):
+            raise UsageError(f"--scale-range must be two finite numbers 0 < LOW <= HIGH, got {lo!r} {hi!r}")
         if self.background not in BACKGROUNDS:
             raise UsageError(f"--background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
         if self.background_pool not in BACKGROUND_POOLS:
@@ -191,9 +203,7 @@ def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
     if isinstance(seg, list):
         if not usable_polygons(seg, height, width):
             return "bad_polygon"
-    elif not (isinstance(seg, dict) and "counts" in seg and "size" in seg):
-        return "bad_mask"
-    elif list(seg["size"]) != [height, width]:
+    elif rle_counts(seg, height, width) is None:  # not RLE, another size, or runs that do not add up
         return "bad_mask"
     return None
 
@@ -201,7 +211,7 @@ def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
 def box_reason(box, width: int, height: int) -> Optional[str]:
     """Why a COCO bbox locates nothing in a width x height image (None if it does)."""
     if not (isinstance(box, (list, tuple)) and len(box) == 4
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)):
+            and all(map(finite_number, box))):
         return "bad_box"
     x, y, w, h = box
     if w < 0.01 or h < 0.01:  # a hundredth of a pixel is no object (and no scale)
@@ -476,7 +486,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
                bad: Dict[int, str]) -> ImagePlan:
     im = ds.images[image_id]
     W, H = im["width"], im["height"]
-    rng = np.random.default_rng([options.seed, image_id])
+    rng = image_rng(options.seed, image_id)
     # Draw order is fixed (PSI, sizes, the background that holds them, then the
     # fallback background) so a plan never depends on other images.
     u = rng.random()
@@ -579,6 +589,16 @@ def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple]
                      background_erased=bg_erased)
 
 
+def image_rng(seed: int, image_id: int) -> np.random.Generator:
+    """The image's own generator: default_rng([seed, image_id]), which takes no negative number.
+
+    A negative id is given a spawn key, which SeedSequence appends after padding the entropy
+    to 4 words: 5 words or more, which no [seed, id >= 0] with seed < 2**64 makes."""
+    if image_id >= 0:
+        return np.random.default_rng([seed, image_id])
+    return np.random.default_rng(np.random.SeedSequence([seed, -image_id], spawn_key=(1,)))
+
+
 def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
                      options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str]) -> ImagePlan:
     """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
@@ -588,7 +608,7 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
     sizes. The scale is then clipped to scale_range.
     """
     im = ds.images[image_id]
-    rng = np.random.default_rng([options.seed, image_id])
+    rng = image_rng(options.seed, image_id)
     lo, hi = options.scale_range
     if not matched:
         scale = DEFAULT_IMAGE_SCALE
@@ -605,6 +625,9 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
             q = (below + 0.5 * equal) / len(source_sorted)
             scale = float(hist.quantile([q])[0]) / mean
         scale = min(max(scale, lo), hi)
+    # bounded like an instance's scale: an image larger than its source by more than MAX_IMAGE_GROWTH
+    # in area (or 2**30 pixels in all, OpenCV's limit) is nothing Scale Match asks for (1000x was 818 GB)
+    scale = min(scale, math.sqrt(min(MAX_IMAGE_GROWTH, MAX_IMAGE_PIXELS / (im["width"] * im["height"]))))
     W, H = max(1, int(round(im["width"] * scale))), max(1, int(round(im["height"] * scale)))
     sx, sy = W / im["width"], H / im["height"]  # exact per-axis scales of the resized image
     selected = {c.ann["id"] for c in matched}

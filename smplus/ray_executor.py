@@ -97,6 +97,7 @@ class RayExecutor:
             raise UsageError(f"--workers {num_cpus} sizes a local Ray instance; the cluster at {address} uses the CPUs "
                              "its nodes were started with (`ray start --num-cpus N`): drop --workers")
         self.address = address
+        _check_client(address or os.environ.get("RAY_ADDRESS"))
         self.num_cpus = num_cpus
         self.max_retries = max_retries
         self._ray = _import_ray()
@@ -105,26 +106,31 @@ class RayExecutor:
 
     def __enter__(self) -> "RayExecutor":
         ray = self._ray
-        runtime_env = {"env_vars": dict.fromkeys(_THREAD_ENV, "1")}
-        address = self.address or os.environ.get("RAY_ADDRESS")
-        if self.address is None and ray.is_initialized():  # the caller's own Ray session: use it as it is
-            pass
-        elif address:
-            _check_reachable(address)
-            with _keep_sigterm_handler():
-                try:
-                    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-                except ConnectionError as e:
-                    raise SmplusError(f"--address {address}: could not connect to a Ray cluster ({e})") from None
-            self._connected = True
-        else:
-            # Workers of a local instance inherit these variables from the raylet, so the
-            # prestarted workers serve our tasks (a runtime_env would start new ones, ~2 s).
-            with _single_threaded_children(), _keep_sigterm_handler():
-                ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.ERROR)
-            self._connected = True
-            runtime_env = None
+        self._quiet = _quiet_raylet()
+        try:
+            runtime_env = {"env_vars": dict.fromkeys(_THREAD_ENV, "1")}
+            address = self.address or os.environ.get("RAY_ADDRESS")
+            if self.address is None and ray.is_initialized():  # the caller's own Ray session: use it as it is
+                pass
+            elif address:
+                _check_reachable(address)
+                with _keep_sigterm_handler():
+                    try:
+                        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+                    except ConnectionError as e:
+                        raise SmplusError(f"--address {address}: could not connect to a Ray cluster ({e})") from None
+                self._connected = True
+            else:
+                # Workers of a local instance inherit these variables from the raylet, so the
+                # prestarted workers serve our tasks (a runtime_env would start new ones, ~2 s).
+                with _single_threaded_children(), _keep_sigterm_handler():
+                    ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
+                             log_to_driver=False, logging_level=logging.ERROR)
+                self._connected = True
+                runtime_env = None
+        except BaseException:
+            self._quiet.close()
+            raise
         self._window_size, self._window_time = 0, -WINDOW_SECONDS
         self._remote = ray.remote(_render_on_worker).options(
             num_cpus=1, max_retries=self.max_retries, retry_exceptions=False, runtime_env=runtime_env)
@@ -185,10 +191,13 @@ class RayExecutor:
                 ray.get(ref)
 
     def __exit__(self, *exc) -> bool:
-        self._cancel()
-        if self._connected:  # stops a local instance; only disconnects from a cluster
-            self._ray.shutdown()
-            self._connected = False
+        try:
+            self._cancel()
+            if self._connected:  # stops a local instance; only disconnects from a cluster
+                self._ray.shutdown()
+                self._connected = False
+        finally:
+            self._quiet.close()
         return False
 
 
@@ -196,6 +205,16 @@ def _on_every_node(task):
     """The task with absolute paths: workers on other nodes do not share the driver's working directory."""
     return dataclasses.replace(task, images_dir=os.path.abspath(task.images_dir),
                                out_dir=os.path.abspath(task.out_dir))
+
+
+def _check_client(address: Optional[str]) -> None:
+    """A ray:// address goes through Ray Client, which needs the ray[client] extra (grpcio)."""
+    if address and address.startswith("ray://"):
+        try:
+            import grpc  # noqa: F401
+        except ImportError:
+            raise UsageError(f"--address {address} connects through Ray Client, which needs the package "
+                             "ray[client]: pip install 'ray[client]' (or give the HOST:PORT of `ray start --head`)") from None
 
 
 def _check_reachable(address: str) -> None:
@@ -208,6 +227,29 @@ def _check_reachable(address: str) -> None:
     except (OSError, ValueError) as e:
         raise SmplusError(f"--address {address}: no Ray cluster answers there ({e}); start one with "
                           "`ray start --head` and pass the address it prints") from None
+
+
+def _quiet_raylet() -> contextlib.ExitStack:
+    """Ray's driver prints the raylet's error notices ("(raylet) A worker died or was killed ...") to
+    stdout whatever log_to_driver says. smplus reports a worker's death itself (and causes some: an
+    interrupted run cancels its tasks), so while it runs Ray they are not printed; closing the
+    returned stack puts Ray's printer back."""
+    import ray._private.worker as ray_worker
+
+    stack = contextlib.ExitStack()
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None:  # another Ray version: nothing to quiet
+        return stack
+
+    @functools.wraps(printer)
+    def quiet(data, *args, **kwargs):
+        if isinstance(data, dict) and data.get("pid") == "raylet":
+            return None
+        return printer(data, *args, **kwargs)
+
+    ray_worker.print_to_stdstream = quiet
+    stack.callback(setattr, ray_worker, "print_to_stdstream", printer)
+    return stack
 
 
 @contextlib.contextmanager

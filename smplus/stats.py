@@ -6,20 +6,26 @@ from typing import Optional
 
 import numpy as np
 
-from .coco import instance_size, read_json
+from .coco import finite_number, instance_size, read_json
 from .errors import SmplusError
 from .histogram import SizeHistogram, sampling_noise, size_jsd
 
 
 def dataset_sizes(path: str) -> list:
-    """s = sqrt(w*h) of every non-crowd box of a COCO annotation file."""
+    """s = sqrt(w*h) of every non-crowd box of a COCO annotation file.
+
+    A box counts as `transform` reads one (plan.box_reason): four finite numbers; any other
+    (strings, null, NaN) is left out, as transform leaves it unscaled, never a crash."""
     raw = read_json(path, "annotations")
     anns = raw.get("annotations") if isinstance(raw, dict) else None
     if not isinstance(anns, list):
         raise SmplusError(f"annotations {path}: no 'annotations' list (is it a COCO file?)")
     return [instance_size(*a["bbox"][2:]) for a in anns
-            if isinstance(a, dict) and not a.get("iscrowd") and isinstance(a.get("bbox"), list)
-            and len(a["bbox"]) == 4]
+            if isinstance(a, dict) and not a.get("iscrowd") and _numeric_box(a.get("bbox"))]
+
+
+def _numeric_box(box) -> bool:
+    return isinstance(box, list) and len(box) == 4 and all(map(finite_number, box))
 
 
 def size_stats(sizes, hist: Optional[SizeHistogram]) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, decode_image, encode_image, read_image, read_image_bytes, write_bytes_atomic
 from .errors import OutputError, SmplusError
+from .outdir import tmp_dir
 from .plan import DEFAULT_MAX_HOLE, ImagePlan, TransformOptions, unscaled_labels
 
 
@@ -101,12 +102,13 @@ class Rendered:
     entry: dict
     path: Optional[str] = None
     data: Optional[object] = None  # bytes-like
+    tmp_dir: Optional[str] = None  # OUT/.smplus/tmp: the write goes through a file there
 
     def write(self) -> dict:
         """Write the image, atomically and fsync'd, and return the entry; OutputError if OUT cannot take it."""
         if self.path is not None:
             try:
-                write_bytes_atomic(self.path, self.data)
+                write_bytes_atomic(self.path, self.data, self.tmp_dir)
             except OSError as e:
                 raise OutputError.writing(self.path, e.strerror or str(e)) from None
         return self.entry
@@ -149,7 +151,7 @@ def render(task: ImageTask) -> Rendered:
     except SmplusError as e:
         entry["skipped"] = str(e)
         return Rendered(entry)
-    return Rendered(entry, output_image_path(task.out_dir, task.image), data)
+    return Rendered(entry, output_image_path(task.out_dir, task.image), data, tmp_dir(task.out_dir))
 
 
 def plan_entry(plan: ImagePlan, annotations: List[dict], provenance: dict) -> dict:

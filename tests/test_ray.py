@@ -260,3 +260,42 @@ def test_cli_refuses_workers_with_a_cluster_address(tmp_path):
     assert r.exit_code == 2
     assert "--workers 4 sizes a local Ray instance; the cluster at 10.0.0.1:6379" in r.output
     assert not (tmp_path / "o").exists()
+
+
+RAYLET_NOTICE = """
+import logging, sys, time
+import ray
+from ray._private.utils import publish_error_to_driver
+from smplus.ray_executor import RayExecutor
+
+def notice():  # what the raylet publishes when a worker dies (an interrupted run kills some)
+    w = ray._private.worker.global_worker
+    time.sleep(2)  # the driver subscribes to the notices in a thread started by ray.init
+    publish_error_to_driver("worker_died", "A worker died or was killed while executing a task", w.gcs_client,
+                            job_id=w.current_job_id)
+    time.sleep(4)
+
+if sys.argv[1] == "smplus":
+    with RayExecutor(num_cpus=1):
+        notice()
+else:
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    notice()
+    ray.shutdown()
+"""
+
+
+def test_the_raylets_notices_never_reach_the_users_stdout(tmp_path):
+    """Ray's driver prints "(raylet) A worker died ..." to stdout whatever log_to_driver says
+    (plain Ray here, under the same notice); a session smplus runs prints nothing of Ray's."""
+    pytest.importorskip("ray")
+    script = tmp_path / "notice.py"
+    script.write_text(RAYLET_NOTICE)
+    out = {}
+    for who in ("ray", "smplus"):
+        r = subprocess.run([sys.executable, str(script), who], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        out[who] = r.stdout
+    assert "A worker died or was killed" in out["ray"]
+    assert out["smplus"] == ""

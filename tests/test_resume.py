@@ -127,10 +127,12 @@ def test_resume_removes_partial_writes_and_renders_the_rest(tmp_path):
         db.commit()
     for im in raw["images"][:3]:
         os.unlink(out / "images" / im["file_name"])
-    (out / "images" / ".tmp-abc000000184324.jpg").write_bytes(b"\xff\xd8 truncated")
+    (out / ".smplus" / "tmp").mkdir(exist_ok=True)  # where writes into OUT go before they are renamed into place
+    (out / ".smplus" / "tmp" / ".tmp-abc000000184324.jpg").write_bytes(b"\xff\xd8 truncated")
     transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(out), options=TransformOptions(seed=2),
               run=RunOptions(resume=True, progress=False))
     assert tree(out) == tree(whole)
+    assert os.listdir(out / ".smplus" / "tmp") == [], "the unfinished write is swept"
 
 
 def test_resume_with_other_options_is_refused(tmp_path):
