@@ -438,7 +438,21 @@ def test_a_name_two_categories_share_is_refused(tmp_path):
     assert_one_line(r, 2, "--categories: 'bus' names 2 categories", "ids 6, 1000", "give their ids instead")
     r = run(tmp_path, raw, FIXTURE_IMAGES, "--dry-run", "--categories", "person,6,1000")
     assert r.exit_code == 0, r.output
-    assert json.load(open(tmp_path / "out" / "report.json"))["parameters"]["categories"] == ["person", "bus", "bus"]
+    assert json.load(open(tmp_path / "out" / "report.json"))["parameters"]["categories"] == ["person", 6, 1000]
+
+
+def test_shards_of_a_run_with_categories_sharing_a_name_merge(tmp_path):
+    """report.json records such categories by id, so a merge resolves the same ones."""
+    raw = json.load(open(FIXTURE_ANNOTATIONS))
+    raw["categories"].append({"id": 1000, "name": "person", "supercategory": "person"})
+    source = source_file(tmp_path, raw)
+    for i in range(2):
+        r = CliRunner().invoke(main, ["transform", "--source", str(source), "--images", FIXTURE_IMAGES, "--out",
+                                      str(tmp_path / f"s{i}"), "--shard", f"{i}/2", "--categories", "1,1000"])
+        assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert json.load(open(tmp_path / "out" / "report.json"))["parameters"]["categories"] == [1, 1000]
 
 
 @pytest.mark.parametrize("config, expected", [
