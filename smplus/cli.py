@@ -38,6 +38,13 @@ def library_errors(fn):
     return wrapper
 
 
+def _output_file(ctx, param, value):
+    """An output file named "" (an unset variable) is refused, never written as the current folder."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty (an unset variable?); give a file name", ctx=ctx, param=param)
+    return value
+
+
 def _categories(value):
     return [v for v in value.split(",") if v.strip()] if value else None
 
@@ -198,7 +205,8 @@ def _summary(report: dict, out_dir: str) -> None:
 
 @main.command()
 @click.argument("target", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Histogram JSON to write.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_file,
+              help="Histogram JSON to write.")
 @click.option("--bins", type=click.IntRange(3, 10_000), default=100, show_default=True, help="Bins of the histogram.")
 @click.option("--except-rate", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
               help="Fraction of sizes put into the head and tail bins. Default: 2/bins.")
@@ -216,7 +224,7 @@ def histogram(target, output, bins, except_rate, log_bins):
 @click.argument("annotations", type=click.Path(dir_okay=False))
 @click.option("--target", type=click.Path(dir_okay=False), default=None,
               help="Target annotations or histogram to compare with (default: the bundled TinyPerson prior).")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, callback=_output_file,
               help="Write a PNG of the size histograms (dataset and target overlaid, log size axis).")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @library_errors
@@ -247,7 +255,8 @@ def stats(annotations, target, plot, as_json):
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("-n", "count", type=click.IntRange(min=1), default=8, show_default=True, help="Images to show.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_file,
+              help="PNG to write.")
 @click.option("--image-id", "image_ids", type=int, multiple=True,
               help="Show this image (repeatable). Default: fallbacks first, then the most annotated.")
 @library_errors

@@ -62,6 +62,8 @@ def read_json(path: str, what: str) -> Any:
         raise SmplusError(f"{what} is not valid JSON{where}: {path} (is it a COCO annotation file?)") from None
     except OSError as e:
         raise SmplusError(f"{what} could not be read: {path} ({e.strerror})") from None
+    except RecursionError:  # json's parser is recursive (orjson stops at 1024 levels, then json takes over)
+        raise SmplusError(f"{what} is nested too deeply to be a COCO file: {path}") from None
 
 
 def loads(data: bytes) -> Any:
@@ -216,8 +218,8 @@ def ann_to_rle(segm: Any, height: int, width: int) -> dict | None:
     if rle_counts(segm, height, width) is None:
         return None
     counts = segm["counts"]
-    if isinstance(counts, list):
-        return mask_utils.frPyObjects(segm, height, width)
+    if isinstance(counts, list):  # (the size as plain ints: [425.0, 640.0] passed the check above)
+        return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     return {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 

@@ -41,7 +41,8 @@ def read_config(path: str, options: Dict[str, object]) -> dict:
         else:
             with source.open("rb") as f:
                 raw = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        e = "nested too deeply" if isinstance(e, RecursionError) else e
         raise SmplusError(f"config {path} is not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {e}") from None
     if not isinstance(raw, dict):
         raise SmplusError(f"config {path}: must be an object of option names and values")

@@ -248,10 +248,15 @@ def load_target(path: Optional[str], bins: int = 100, except_rate: Optional[floa
 def write_histogram(target: str, output: str, bins: int = 100, except_rate: Optional[float] = None,
                     log_bins: bool = False) -> SizeHistogram:
     """`smplus histogram`: the histogram of the annotation file `target`, written to `output`."""
+    if not output:
+        raise UsageError("-o is empty (an unset variable?); give the histogram file to write")
     if os.path.abspath(output) == os.path.abspath(target):
         raise SmplusError(f"-o {output} would overwrite the target annotations; write the histogram elsewhere")
     hist = load_target(target, bins, except_rate, log_bins, annotations_only=True)
-    write_json_atomic(output, hist.to_json(), indent=1)
+    try:
+        write_json_atomic(output, hist.to_json(), indent=1)
+    except OSError as e:
+        raise SmplusError(f"cannot write {output}: {e.strerror or e}; choose another -o") from None
     return hist
 
 

@@ -95,6 +95,16 @@ def resolve_categories(ds: CocoDataset, names: Optional[Sequence[str]]) -> Optio
     return tuple(sorted(ids))
 
 
+def _category_names(ds: CocoDataset, ids: Optional[Sequence[int]]) -> Optional[list]:
+    """The scale-matched categories as report.json records them: by name, or by id where two share
+    the name (a merge resolves them again from this)."""
+    if not ids:
+        return None
+    names = [c["name"] for c in ds.categories.values()]
+    return [ds.categories[c]["name"] if names.count(ds.categories[c]["name"]) == 1 else c
+            for c in ids if c in ds.categories]
+
+
 def check_image_formats(ds: CocoDataset) -> None:
     """Every image can be written in its file's format (JPEG for every JPEG extension): refused
     before any rendering, not skipped after it."""
@@ -165,8 +175,7 @@ def _plan(source: str, images_dir: str, target: Optional[str], options: Transfor
     # every TransformOptions field, under its own name: a merge rebuilds the options from these
     parameters = asdict(options)
     parameters.update(scale_range=list(options.scale_range),
-                      categories=([ds.categories[c]["name"] for c in options.categories if c in ds.categories]
-                                  if options.categories else None),
+                      categories=_category_names(ds, options.categories),
                       bins=hist.bins, except_rate=except_rate, log_bins=log_bins,
                       source=os.path.abspath(source), images=os.path.abspath(images_dir),
                       target=os.path.abspath(target) if target else None, dry_run=dry_run)

@@ -132,5 +132,8 @@ def write_preview(out_dir: str, path: str, n: int = 8, image_ids: Sequence[int] 
     ok, buf = cv2.imencode(".png", grid)
     if not ok:
         raise SmplusError(f"cannot encode the preview as PNG: {path}")
-    with open(path, "wb") as f:
-        f.write(buf.tobytes())
+    try:
+        with open(path, "wb") as f:
+            f.write(buf.tobytes())
+    except OSError as e:
+        raise SmplusError(f"cannot write {path}: {e.strerror or e}; choose another -o") from None

@@ -66,5 +66,9 @@ def plot_sizes(sizes, hist: Optional[SizeHistogram], path: str, label: str = "da
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except OSError as e:
+        raise SmplusError(f"cannot write {path}: {e.strerror or e}; choose another --plot") from None
+    finally:
+        plt.close(fig)

@@ -68,7 +68,7 @@ def test_histogram_file_round_trip(tmp_path):
 
 
 def test_bad_histogram_options():
-    with pytest.raises(UsageError, match="--bins must be an integer >= 3"):
+    with pytest.raises(UsageError, match=r"--bins must be an integer in \[3, 10000\], got 2"):
         build_histogram([1, 2, 3], bins=2)
     with pytest.raises(UsageError, match="--except-rate"):
         build_histogram([1, 2, 3], bins=3, except_rate=1.5)

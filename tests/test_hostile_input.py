@@ -138,6 +138,7 @@ H, W = 4, 5
     ({"size": [H, W], "counts": [3, True, 16]}, False),
     ({"size": [W, H], "counts": [3, 4, 13]}, False),        # another image's size
     ({"size": 20, "counts": [3, 4, 13]}, False),
+    ({"size": [4.0, 5.0], "counts": [3, 4, 13]}, True),
     ({"size": [H, W], "counts": "34="}, True),              # compressed: 3, 4, 13
     ({"size": [H, W], "counts": "34<"}, False),             # 3, 4, 12: 19 pixels
     ({"size": [H, W], "counts": "34P"}, False),             # cut short: 'P' says more groups follow
@@ -185,6 +186,24 @@ def test_an_empty_out_is_refused_and_the_current_folder_is_untouched(tmp_path, m
             r = CliRunner().invoke(main, cmd)
             assert_one_line(r, 2, "--out is empty (an unset variable?)")
     assert os.listdir(cwd) == ["annotations.json"]
+
+
+@pytest.mark.parametrize("cmd, needles", [
+    (["histogram", FIXTURE_ANNOTATIONS, "-o", ""], ["'-o' / '--output': is empty (an unset variable?)"]),
+    (["stats", FIXTURE_ANNOTATIONS, "--plot", ""], ["'--plot': is empty"]),
+    (["preview", "OUT", "-o", ""], ["'-o' / '--output': is empty"]),
+])
+def test_an_empty_output_file_is_refused(tmp_path, monkeypatch, cmd, needles):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, cmd)
+    assert_one_line(r, 2, *needles)
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_unwritable_histogram_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    r = CliRunner().invoke(main, ["histogram", FIXTURE_ANNOTATIONS, "-o", str(tmp_path / "file" / "h.json")])
+    assert_one_line(r, 1, f"cannot write {tmp_path / 'file' / 'h.json'}", "choose another -o")
 
 
 # ---------------------------------------------------------------- 3. a source named .tmp-*
@@ -419,7 +438,21 @@ def test_a_name_two_categories_share_is_refused(tmp_path):
     assert_one_line(r, 2, "--categories: 'bus' names 2 categories", "ids 6, 1000", "give their ids instead")
     r = run(tmp_path, raw, FIXTURE_IMAGES, "--dry-run", "--categories", "person,6,1000")
     assert r.exit_code == 0, r.output
-    assert json.load(open(tmp_path / "out" / "report.json"))["parameters"]["categories"] == ["person", "bus", "bus"]
+    assert json.load(open(tmp_path / "out" / "report.json"))["parameters"]["categories"] == ["person", 6, 1000]
+
+
+def test_shards_of_a_run_with_categories_sharing_a_name_merge(tmp_path):
+    """report.json records such categories by id, so a merge resolves the same ones."""
+    raw = json.load(open(FIXTURE_ANNOTATIONS))
+    raw["categories"].append({"id": 1000, "name": "person", "supercategory": "person"})
+    source = source_file(tmp_path, raw)
+    for i in range(2):
+        r = CliRunner().invoke(main, ["transform", "--source", str(source), "--images", FIXTURE_IMAGES, "--out",
+                                      str(tmp_path / f"s{i}"), "--shard", f"{i}/2", "--categories", "1,1000"])
+        assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert json.load(open(tmp_path / "out" / "report.json"))["parameters"]["categories"] == [1, 1000]
 
 
 @pytest.mark.parametrize("config, expected", [
@@ -507,6 +540,23 @@ def test_a_worker_stopped_by_sigterm_alone_is_reported_as_an_interruption():
     assert msg == ("interrupted: a worker process was stopped by SIGTERM while rendering image 7 (a.jpg); "
                    "rerun the same command with --resume to continue")
     assert "fewer --workers" in _death_message(-signal.SIGKILL, task)
+
+
+# ---------------------------------------------------------------- JSON nested deeper than the parser's stack
+
+def test_json_nested_too_deeply_is_one_line(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.json").write_text(deep)
+    (tmp_path / "deep_config.json").write_text('{"seed": ' + deep + "}")
+    with untouched(tmp_path):
+        r = run(tmp_path, None, FIXTURE_IMAGES, source=tmp_path / "deep.json")
+        assert_one_line(r, 1, "source annotations is nested too deeply to be a COCO file")
+        r = run(tmp_path, None, FIXTURE_IMAGES, "--dry-run", "--target", tmp_path / "deep.json", source=FIXTURE_ANNOTATIONS)
+        assert_one_line(r, 1, "target is nested too deeply")
+        r = CliRunner().invoke(main, ["stats", str(tmp_path / "deep.json")])
+        assert_one_line(r, 1, "annotations is nested too deeply")
+        r = run(tmp_path, None, FIXTURE_IMAGES, "--config", tmp_path / "deep_config.json", source=FIXTURE_ANNOTATIONS)
+        assert_one_line(r, 2, "is not valid JSON: nested too deeply")
 
 
 # ---------------------------------------------------------------- 18. --workers
