@@ -16,6 +16,7 @@ from pycocotools import mask as mask_utils
 
 from .background import hole_mask, inpaint_holes
 from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
+from .grain import Grain
 from .plan import MIN_SIDE, ImagePlan, clipped_box
 from .separate import Matte, PastedInstance, pasted, placed_alpha, separate, warp
 
@@ -223,6 +224,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     order = sorted((ip for ip in plan.instances if ip.ann_id in rles), key=lambda ip: -ip.box[2] * ip.box[3])
     pasted: List[Tuple[int, PastedInstance]] = []
     faint = set()  # instances with no pixel at SUPPORT even before clipping and occlusion
+    grain = Grain(background if plan.background == "new" else image, plan.image_id, plan.background_image_id)
     placement = dict.fromkeys(("placed", "corrected", "unconverged"), 0)
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)
@@ -239,6 +241,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         if p is None:
             dropped.append((ip.ann_id, "outside_image"))
             continue
+        p = grain.match(p, canvas, ip.scale, ip.ann_id, *ip.out_point)
         h, w = p.alpha.shape
         roi = (slice(p.y0, p.y0 + h), slice(p.x0, p.x0 + w))
         canvas[roi] = _over(canvas[roi], p)
