@@ -24,12 +24,15 @@ WORK_FACTOR = 3.0   # times its final longer side...
 WORK_MIN = 32.0     # ...but at least this (a trimap band needs room)...
 WORK_MAX = 160.0    # ...and at most this (cost), never above the source size.
 BAND = 0.015        # trimap band, relative to the longer side: COCO polygons are off by ~1-2 %
-# Anti-alias pre-filter of the final shrink by r: sigma = PREFILTER * sqrt(1/r^2 - 1) matte px (~PREFILTER output px).
-# 0.5 (a near-ideal low-pass) left pasted objects softer than photographed ones: Laplacian
-# 0.66x an area-averaged (INTER_AREA) photo's through the whole chain (area to the working
-# size, blur, bilinear place), and a classifier told them apart by it (scripts/realism.py).
-# At 0.25 the chain's Laplacian is 1.03x area averaging's (0.29: 0.96x).
+# Anti-alias pre-filters of the final shrink by r: sigma = k * sqrt(1/r^2 - 1) matte px (about
+# k output px). The alpha takes k = ALPHA_PREFILTER, smooth enough that the box measured on it
+# (edge crossings between pixel centres) keeps the planned place and size to a tenth of a pixel.
+# The colour takes k = PREFILTER: at 0.5 pasted objects were softer than photographed ones (the
+# whole chain -- area to the working size, blur, bilinear place -- left 0.66x the Laplacian of an
+# area-averaged photo; at 0.25, 1.03x) and a classifier told them apart by it (scripts/realism.py).
+ALPHA_PREFILTER = 0.5
 PREFILTER = 0.25
+SHARP_ALPHA = 0.05  # below this sharp-filtered alpha, the object's colour comes from the smooth filter
 
 
 @dataclass
@@ -166,13 +169,27 @@ def warp(m: Matte, scale: float, src_point: Tuple[float, float],
     ox, oy = int(math.floor(left)) - 1, int(math.floor(top)) - 1
     pw = int(math.ceil(left + ax * premult.shape[1])) - ox + 1
     ph = int(math.ceil(top + ay * premult.shape[0])) - oy + 1
-    if ax < 1.0 or ay < 1.0:  # anti-alias before subsampling (sigma of a box-like prefilter)
-        sig = [PREFILTER * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay)]
-        premult = cv2.GaussianBlur(premult, (0, 0), sigmaX=sig[0], sigmaY=sig[1],
-                                   borderType=cv2.BORDER_CONSTANT)
     # warpAffine puts pixel centres on integers: p + 0.5 = X - o, u = j + 0.5.
     M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
-    placed = cv2.warpAffine(premult, M, (pw, ph), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    np.maximum(placed, 0.0, out=placed)
+    if ax >= 1.0 and ay >= 1.0:
+        return ox, oy, _warped(premult, M, pw, ph)
+    # Shrinking: anti-alias first. The alpha comes from the smooth filter; the colour is the
+    # object's own colour (premultiplied / alpha) of the sharp one, times that alpha: a sharper
+    # interior, and no halo from two alphas that disagree on the edge.
+    placed = _warped(_prefiltered(premult, ax, ay, ALPHA_PREFILTER), M, pw, ph)
+    sharp = _warped(_prefiltered(premult, ax, ay, PREFILTER), M, pw, ph)
+    alpha, sharp_alpha = placed[..., 3:], sharp[..., 3:]
+    colour = np.where(sharp_alpha >= SHARP_ALPHA, sharp[..., :3] / np.maximum(sharp_alpha, SHARP_ALPHA),
+                      placed[..., :3] / np.maximum(alpha, 1e-6))
+    placed[..., :3] = colour * alpha
     return ox, oy, placed
+
+
+def _prefiltered(premult: np.ndarray, ax: float, ay: float, k: float) -> np.ndarray:
+    sig = [k * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay)]
+    return cv2.GaussianBlur(premult, (0, 0), sigmaX=sig[0], sigmaY=sig[1], borderType=cv2.BORDER_CONSTANT)
+
+
+def _warped(premult: np.ndarray, M: np.ndarray, pw: int, ph: int) -> np.ndarray:
+    placed = cv2.warpAffine(premult, M, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return np.maximum(placed, 0.0, out=placed)
