@@ -193,10 +193,10 @@ class Collector:
         if f is None:
             return
         x, y, w, h = ann["bbox"]
-        cx, cy, half = x + w / 2, y + h / 2, max(w, h) * 0.75 + 2
-        H, W = im.gray.shape
-        x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
-        patch = im.bgr[y0:int(min(H, cy + half)), x0:int(min(W, cx + half))].copy()
+        half = int(math.ceil(max(w, h) * 1.25))  # the object and its ring, centred (black beyond the image)
+        cx, cy = int(round(x + w / 2)), int(round(y + h / 2))
+        padded = cv2.copyMakeBorder(im.bgr, half, half, half, half, cv2.BORDER_CONSTANT, value=0)
+        patch = padded[cy:cy + 2 * half, cx:cx + 2 * half].copy()
         self.items[kind].append({"cat": ann["category_id"], "size": size, "node": node, "f": f, "patch": patch})
 
 
@@ -341,32 +341,26 @@ def evaluate(col, fast, seed):
     return rows, singles
 
 
-def grid(col, path, seed, n=12, zoom=8):
-    """Zoomed pasted instances (pasted on new, pasted on inpainted) next to natural ones of the same category and size."""
+def grid(col, path, seed, n=8, side=128):
+    """Zoomed pasted instances next to natural ones of the same category and size: one row per
+    kind (pasted on new, on inpainted, downscaled photos), pairs left natural, right the other."""
     rng = np.random.default_rng(seed)
-    tiles = []
+    rows = []
     for kind in ("new", "inpainted", "downscaled"):
-        pairs = pair(col.items["natural"], col.items[kind], rng)[:n]
-        for nat, oth in pairs:
-            cells = []
-            for it in (nat, oth):
-                p = it["patch"]
-                side = 40
-                t = np.zeros((side, side, 3), np.uint8)
-                t[:min(side, p.shape[0]), :min(side, p.shape[1])] = p[:side, :side]
-                cells.append(cv2.resize(t, (side * zoom // 2, side * zoom // 2), interpolation=cv2.INTER_NEAREST))
-            row = np.concatenate([cells[0], np.full((cells[0].shape[0], 4, 3), 255, np.uint8), cells[1]], axis=1)
-            cv2.putText(row, kind, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1)
-            tiles.append(row)
-    if not tiles:
-        return
-    cols = 3
-    blank = np.zeros_like(tiles[0])
-    while len(tiles) % cols:
-        tiles.append(blank)
-    rows = [np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0))) for t in tiles[k:k + cols]], axis=1)
-            for k in range(0, len(tiles), cols)]
-    cv2.imwrite(path, np.concatenate(rows, axis=0))
+        cells = []
+        for nat, oth in pair(col.items["natural"], col.items[kind], rng)[:n]:
+            for it, mark in ((nat, (0, 200, 0)), (oth, (0, 0, 255))):
+                t = cv2.resize(it["patch"], (side, side), interpolation=cv2.INTER_NEAREST)
+                cv2.rectangle(t, (0, 0), (side - 1, side - 1), mark, 2)
+                cells.append(t)
+            cells.append(np.full((side, 6, 3), 255, np.uint8))
+        if cells:
+            row = np.concatenate(cells, axis=1)
+            cv2.putText(row, kind, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1)
+            rows.append(row)
+    if rows:
+        width = max(r.shape[1] for r in rows)
+        cv2.imwrite(path, np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows]))
 
 
 def fmt(v):
@@ -377,7 +371,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", nargs=2, action="append", metavar=("ANN", "IMAGES"),
                     help="source annotations and images folder (repeatable); default: both coco_tiny splits")
-    ap.add_argument("--target", help="target for smplus transform (default: tiny_set_train_like.json if present)")
+    ap.add_argument("--target", help="target for smplus transform (default: tiny_set_train_like.json if present; "
+                                     "'bundled': smplus's bundled TinyPerson prior)")
     ap.add_argument("--work", help="where smplus outputs are cached (default: a folder under the system temp dir)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
@@ -394,6 +389,8 @@ def main(argv=None):
     if target is None:
         t = os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json")
         target = t if os.path.isfile(t) else None
+    elif target == "bundled":
+        target = None
     work = args.work or os.path.join(tempfile.gettempdir(), "smplus_realism")
     os.makedirs(work, exist_ok=True)
     with warnings.catch_warnings():

@@ -7,9 +7,9 @@ So each pasted instance gets luminance noise, in proportion to its alpha:
 
 - **level**: the high-pass residual (luminance minus its Gaussian blur, sigma 1 px)
   of the canvas in a ring up to half a patch-length around the paste, robustly
-  (median absolute value), floored at the photo's own noise floor (its flattest
-  blocks: an inpainted fill is smoother than any part of a photo) and capped at
-  CAP times it (a textured ring, grass or brick, is not grain); shrunk by r, the
+  (median absolute value), kept between the levels of the photo's flattest blocks
+  (an inpainted fill is smoother than any part of a photo) and of its busier ones
+  (a textured ring, grass or brick, is not grain); shrunk by r, the
   instance keeps r of its source's grain, so sqrt(1 - r^2) of the level is added;
 - **spectrum**: white noise blurred by SPECTRUM_SIGMA, the correlation of COCO
   photos' own residual at q95 (lag-1 autocorrelation 0.16 in flat regions), the
@@ -24,7 +24,7 @@ a function of (plan, pixels).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -34,9 +34,9 @@ from .separate import PastedInstance
 RESIDUAL_SIGMA = 1.0    # the high-pass that measures grain: luminance minus its blur at this sigma
 SPECTRUM_SIGMA = 0.6    # synthesized grain: white noise blurred at this sigma (measured on coco_tiny at q95)
 RING = 0.5              # ring around the paste measured: up to this many patch-lengths
-BLOCK = 8               # the photo's noise floor: the FLOOR_PERCENTILE of its BLOCK x BLOCK residual levels
-FLOOR_PERCENTILE = 10
-CAP = 2.0               # the ring's level, at most this many times the floor
+BLOCK = 8               # the photo's grain range: percentiles of its BLOCK x BLOCK residual levels
+FLOOR_PERCENTILE = 10   # the ring's level is at least this one's...
+CAP_PERCENTILE = 75     # ...and at most this one's
 MAD_TO_SIGMA = 1.4826   # median |x| -> standard deviation of Gaussian noise
 MEAN_TO_SIGMA = math.sqrt(math.pi / 2)  # mean |x| -> standard deviation
 
@@ -63,14 +63,17 @@ def luminance(bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr.astype(np.float32, copy=False), cv2.COLOR_BGR2GRAY)
 
 
-def noise_floor(photo: np.ndarray) -> float:
-    """The photo's grain floor: the residual level of its flattest blocks (standard deviation, 0..255)."""
+def grain_range(photo: np.ndarray) -> Tuple[float, float]:
+    """The photo's grain range (residual standard deviations, 0..255): the levels of its
+    flattest blocks (FLOOR_PERCENTILE) and of its busier ones (CAP_PERCENTILE)."""
     r = np.abs(residual(luminance(photo)))
     h, w = (r.shape[0] // BLOCK) * BLOCK, (r.shape[1] // BLOCK) * BLOCK
     if h == 0 or w == 0:
-        return float(r.mean()) * MEAN_TO_SIGMA
+        level = float(r.mean()) * MEAN_TO_SIGMA
+        return level, level
     blocks = cv2.resize(r[:h, :w], (w // BLOCK, h // BLOCK), interpolation=cv2.INTER_AREA)
-    return float(np.percentile(blocks, FLOOR_PERCENTILE)) * MEAN_TO_SIGMA
+    lo, hi = np.percentile(blocks, (FLOOR_PERCENTILE, CAP_PERCENTILE)) * MEAN_TO_SIGMA
+    return float(lo), float(hi)
 
 
 def seed_words(*values: float) -> list:
@@ -82,20 +85,20 @@ class Grain:
     """Grain matching for the pastes of one image.
 
     `photo` is the photo the canvas comes from before any fill (the image itself
-    when inpainted, else the new background): its noise floor is measured once,
-    on first use.
+    when inpainted, else the new background): its grain range is measured once,
+    on first use; `key`: plan numbers that name the image.
     """
 
     def __init__(self, photo: np.ndarray, *key: float):
         self.photo = photo
         self.key = key
-        self._floor: Optional[float] = None
+        self._range: Optional[Tuple[float, float]] = None
 
     @property
-    def floor(self) -> float:
-        if self._floor is None:
-            self._floor = noise_floor(self.photo)
-        return self._floor
+    def range(self) -> Tuple[float, float]:
+        if self._range is None:
+            self._range = grain_range(self.photo)
+        return self._range
 
     def level(self, canvas: np.ndarray, p: PastedInstance) -> float:
         """The grain (residual standard deviation) where `p` lands on `canvas`."""
@@ -103,16 +106,15 @@ class Grain:
         h, w = p.alpha.shape
         m = max(3, int(round(RING * max(h, w))))
         x0, y0, x1, y1 = max(0, p.x0 - m), max(0, p.y0 - m), min(W, p.x0 + w + m), min(H, p.y0 + h + m)
-        floor = self.floor
+        lo, hi = self.range
         if x1 - x0 < 3 or y1 - y0 < 3:
-            return floor
+            return lo
         r = np.abs(residual(luminance(canvas[y0:y1, x0:x1])))
         ring = np.ones(r.shape, bool)
         ring[max(0, p.y0 - y0):p.y0 + h - y0, max(0, p.x0 - x0):p.x0 + w - x0] = False
         if not ring.any():
-            return floor
-        local = float(np.median(r[ring])) * MAD_TO_SIGMA
-        return min(max(local, floor), CAP * floor)
+            return lo
+        return min(max(float(np.median(r[ring])) * MAD_TO_SIGMA, lo), hi)
 
     def match(self, p: PastedInstance, canvas: np.ndarray, scale: float, *key: float) -> PastedInstance:
         """`p`, shrunk by `scale`, with the grain of where it lands on `canvas` (before it is pasted),
