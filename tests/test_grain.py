@@ -121,13 +121,14 @@ def test_realism_script_runs_on_the_fixtures_and_prints_its_table(realism_run):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("| natural small objects vs | pairs | context AUC")
+    assert "core AUC" in lines[0]
     table = json.loads(out.read_text())
     assert [row["row"].split(" (")[0] for row in table["rows"]] == [
         "pasted on inpainted backgrounds", "pasted on new backgrounds", "same spots in the unpasted background photo",
         "whole photos downscaled, no pasting", "natural vs natural"]
     for row in table["rows"]:
         assert row["pairs"] >= 0
-        for key in ("context", "object"):
+        for key in ("context", "object", "core"):
             assert row[key] is None or 0.0 <= row[key] <= 1.0
         if row["pairs"] >= 4:
             assert row["context"] is not None
