@@ -366,6 +366,16 @@ def grid(col, path, seed, n=8, side=128):
         cv2.imwrite(path, np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows]))
 
 
+def mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def spread(values):
+    values = [v for v in values if v is not None]
+    return (min(values), max(values)) if values else None
+
+
 def fmt(v):
     return "–" if v is None else f"{v:.2f}"
 
@@ -377,7 +387,10 @@ def main(argv=None):
     ap.add_argument("--target", help="target for smplus transform (default: tiny_set_train_like.json if present; "
                                      "'bundled': smplus's bundled TinyPerson prior)")
     ap.add_argument("--work", help="where smplus outputs are cached (default: a folder under the system temp dir)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="first smplus --seed (also seeds pairing and boosting)")
+    ap.add_argument("--seeds", type=int, default=3,
+                    help="runs, with seeds SEED.. SEED+N-1: each cell is their mean (and range); one run's AUC "
+                         "moves by about +-0.05 with the seed")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--fast", action="store_true", help="fewer boosting rounds (for a smoke test)")
     ap.add_argument("--grid", help="write a PNG of zoomed pasted instances next to natural ones")
@@ -396,15 +409,28 @@ def main(argv=None):
         target = None
     work = args.work or os.path.join(tempfile.gettempdir(), "smplus_realism")
     os.makedirs(work, exist_ok=True)
+    runs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        col = collect(datasets, target, work, args.seed, args.workers)
-        rows, singles = evaluate(col, args.fast, args.seed)
+        for seed in range(args.seed, args.seed + max(1, args.seeds)):
+            col = collect(datasets, target, work, seed, args.workers)
+            runs.append(evaluate(col, args.fast, seed))
+            if args.grid and seed == args.seed:
+                grid(col, args.grid, seed)
+    rows = [{"row": r["row"], **{k: mean([run[0][i][k] for run in runs]) for k in ("pairs", "context", "object", "core")},
+             "range": {k: spread([run[0][i][k] for run in runs]) for k in ("context", "object", "core")}}
+            for i, r in enumerate(runs[0][0])]
+    singles = {name: {f: mean([run[1][name][f] for run in runs if name in run[1]]) for f in runs[0][1][name]}
+               for name in runs[0][1]}
+    print(f"{len(runs)} run(s), seeds {args.seed}-{args.seed + len(runs) - 1}: mean AUC (range)\n")
     print("| natural small objects vs | pairs | context AUC (box masked out) | object AUC (the box itself) "
           "| core AUC (central half of the box) |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['row']} | {r['pairs']} | {fmt(r['context'])} | {fmt(r['object'])} | {fmt(r['core'])} |")
+        cells = " | ".join(fmt(r[k]) + (f" ({fmt(r['range'][k][0])}-{fmt(r['range'][k][1])})"
+                                          if len(runs) > 1 and r[k] is not None else "")
+                           for k in ("context", "object", "core"))
+        print(f"| {r['row']} | {r['pairs']:.0f} | {cells} |")
     names = CONTEXT + OBJECT + ["size"]
     short = {"pasted on inpainted backgrounds": "inpainted", "pasted on new backgrounds": "new",
              "same spots in the unpasted background photo (placement control)": "placement",
@@ -415,11 +441,9 @@ def main(argv=None):
     print("|---|" + "---|" * len(singles))
     for n in names:
         print(f"| {n} | " + " | ".join(fmt(singles[r][n]) for r in singles) + " |")
-    if args.grid:
-        grid(col, args.grid, args.seed)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "single": singles}, f, indent=1)
+            json.dump({"rows": rows, "single": singles, "runs": [run[0] for run in runs]}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ a function of (plan, pixels).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Optional, Tuple
 
@@ -34,7 +35,9 @@ from .separate import PastedInstance
 RESIDUAL_SIGMA = 1.0    # the high-pass that measures grain: luminance minus its blur at this sigma
 SPECTRUM_SIGMA = 0.6    # synthesized grain: white noise blurred at this sigma (measured on coco_tiny at q95)
 RING = 0.5              # ring around the paste measured: up to this many patch-lengths
-BLOCK = 8               # the photo's grain range: percentiles of its BLOCK x BLOCK residual levels
+BLOCK = 8               # the photo's grain range: percentiles of the residual levels of BLOCK x BLOCK blocks,
+TILES = 12              # TILES x TILES of them spread over the photo, each cut with MARGIN px around it
+MARGIN = 4              # (the residual's blur reaches 4 px)
 FLOOR_PERCENTILE = 10   # the ring's level is at least this one's...
 CAP_PERCENTILE = 75     # ...and at most this one's
 MAD_TO_SIGMA = 1.4826   # median |x| -> standard deviation of Gaussian noise
@@ -60,25 +63,41 @@ def residual(gray: np.ndarray) -> np.ndarray:
 
 
 def luminance(bgr: np.ndarray) -> np.ndarray:
+    """Float32 luminance (8-bit pixels: rounded to 8 bits first, 3x faster; it adds 0.3 of noise in quadrature)."""
+    if bgr.dtype == np.uint8:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
     return cv2.cvtColor(bgr.astype(np.float32, copy=False), cv2.COLOR_BGR2GRAY)
 
 
 def grain_range(photo: np.ndarray) -> Tuple[float, float]:
     """The photo's grain range (residual standard deviations, 0..255): the levels of its
-    flattest blocks (FLOOR_PERCENTILE) and of its busier ones (CAP_PERCENTILE)."""
-    r = np.abs(residual(luminance(photo)))
-    h, w = (r.shape[0] // BLOCK) * BLOCK, (r.shape[1] // BLOCK) * BLOCK
-    if h == 0 or w == 0:
-        level = float(r.mean()) * MEAN_TO_SIGMA
+    flattest blocks (FLOOR_PERCENTILE) and of its busier ones (CAP_PERCENTILE).
+
+    Measured on TILES x TILES blocks spread evenly over the photo, not all of them (a
+    whole 640x480 photo cost 1 ms, as much as ten instances' grain): each BLOCK x BLOCK
+    block is cut with a MARGIN for the blur, and all are filtered at once, side by side.
+    """
+    H, W = photo.shape[:2]
+    side = BLOCK + 2 * MARGIN
+    if H < side or W < side:
+        level = float(np.abs(residual(luminance(photo))).mean()) * MEAN_TO_SIGMA
         return level, level
-    blocks = cv2.resize(r[:h, :w], (w // BLOCK, h // BLOCK), interpolation=cv2.INTER_AREA)
-    lo, hi = np.percentile(blocks, (FLOOR_PERCENTILE, CAP_PERCENTILE)) * MEAN_TO_SIGMA
+    ny, nx = min(TILES, H // side), min(TILES, W // side)
+    ys = (np.linspace(0, H - side, ny).astype(int)[:, None] + np.arange(side)).ravel()
+    rows = photo.take(ys, axis=0)
+    # the tiles side by side: ny*side x nx*side (slices: a fancy index over columns is 10x slower)
+    mosaic = np.concatenate([rows[:, x:x + side] for x in np.linspace(0, W - side, nx).astype(int)], axis=1)
+    r = np.abs(residual(luminance(mosaic))).reshape(ny, side, nx, side)[:, MARGIN:-MARGIN, :, MARGIN:-MARGIN]
+    levels = np.sort(r.mean(axis=(1, 3)).ravel()) * MEAN_TO_SIGMA
+    lo, hi = (levels[int(q / 100 * (levels.size - 1))] for q in (FLOOR_PERCENTILE, CAP_PERCENTILE))
     return float(lo), float(hi)
 
 
-def seed_words(*values: float) -> list:
-    """Non-negative integers for numpy's SeedSequence from plan numbers (floats by their bits)."""
-    return [int(w) for w in np.frombuffer(np.asarray(values, np.float64).tobytes(), np.uint32)]
+def generator(*values: float) -> np.random.Generator:
+    """A generator named by plan numbers (floats by their bits): Philox keyed by their hash, 3x
+    cheaper to start than default_rng's SeedSequence (47 us, a third of an instance's grain)."""
+    digest = hashlib.blake2b(np.asarray(values, np.float64).tobytes(), digest_size=16).digest()
+    return np.random.Generator(np.random.Philox(key=int.from_bytes(digest, "little")))
 
 
 class Grain:
@@ -126,7 +145,7 @@ class Grain:
         if add <= 0.0:
             return p
         alpha = p.alpha
-        rng = np.random.default_rng(seed_words(*self.key, scale, *key))
+        rng = generator(*self.key, scale, *key)
         noise = rng.standard_normal(alpha.shape, dtype=np.float32)
         noise = cv2.GaussianBlur(noise, (0, 0), SPECTRUM_SIGMA, borderType=cv2.BORDER_REFLECT)
         noise *= np.float32(add / GAIN)

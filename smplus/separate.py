@@ -173,15 +173,20 @@ def warp(m: Matte, scale: float, src_point: Tuple[float, float],
     M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
     if ax >= 1.0 and ay >= 1.0:
         return ox, oy, _warped(premult, M, pw, ph)
-    # Shrinking: anti-alias first. The alpha comes from the smooth filter; the colour is the
-    # object's own colour (premultiplied / alpha) of the sharp one, times that alpha: a sharper
-    # interior, and no halo from two alphas that disagree on the edge.
-    placed = _warped(_prefiltered(premult, ax, ay, ALPHA_PREFILTER), M, pw, ph)
+    # Shrinking: anti-alias first. The alpha takes the smooth filter; the colour is the object's
+    # own colour (premultiplied / alpha) of the sharp one, times that alpha: a sharper interior,
+    # and no halo from two alphas that disagree on the edge. Where the sharp alpha fades out
+    # before the smooth one, the colour is its neighbours' (normalized blur of the sharp patch).
     sharp = _warped(_prefiltered(premult, ax, ay, PREFILTER), M, pw, ph)
-    alpha, sharp_alpha = placed[..., 3:], sharp[..., 3:]
-    colour = np.where(sharp_alpha >= SHARP_ALPHA, sharp[..., :3] / np.maximum(sharp_alpha, SHARP_ALPHA),
-                      placed[..., :3] / np.maximum(alpha, 1e-6))
-    placed[..., :3] = colour * alpha
+    alpha = _warped(_prefiltered(premult[..., 3], ax, ay, ALPHA_PREFILTER), M, pw, ph)
+    sharp_alpha = sharp[..., 3]
+    placed = np.empty_like(sharp)
+    placed[..., :3] = sharp[..., :3] * (alpha / np.maximum(sharp_alpha, SHARP_ALPHA))[..., None]
+    placed[..., 3] = alpha
+    fringe = (sharp_alpha < SHARP_ALPHA) & (alpha > 0.0)
+    if fringe.any():
+        near = cv2.GaussianBlur(sharp, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)[fringe]
+        placed[..., :3][fringe] = near[:, :3] * (alpha[fringe] / np.maximum(near[:, 3], 1e-6))[:, None]
     return ox, oy, placed
 
 
