@@ -93,6 +93,12 @@ def grain_range(photo: np.ndarray) -> Tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _median(values: np.ndarray) -> float:
+    """The (upper) median: np.median cost 0.1 ms an instance, a third of its grain."""
+    k = values.size // 2
+    return float(np.partition(values, k)[k])
+
+
 def generator(*values: float) -> np.random.Generator:
     """A generator named by plan numbers (floats by their bits): Philox keyed by their hash, 3x
     cheaper to start than default_rng's SeedSequence (47 us, a third of an instance's grain)."""
@@ -133,7 +139,7 @@ class Grain:
         ring[max(0, p.y0 - y0):p.y0 + h - y0, max(0, p.x0 - x0):p.x0 + w - x0] = False
         if not ring.any():
             return lo
-        return min(max(float(np.median(r[ring])) * MAD_TO_SIGMA, lo), hi)
+        return min(max(_median(r[ring]) * MAD_TO_SIGMA, lo), hi)
 
     def match(self, p: PastedInstance, canvas: np.ndarray, scale: float, *key: float) -> PastedInstance:
         """`p`, shrunk by `scale`, with the grain of where it lands on `canvas` (before it is pasted),
