@@ -12,13 +12,16 @@ So each pasted instance gets luminance noise, in proportion to its alpha:
   (a textured ring, grass or brick, is not grain); shrunk by r, the
   instance keeps r of its source's grain, so sqrt(1 - r^2) of the level is added;
 - **spectrum**: white noise blurred by SPECTRUM_SIGMA, the correlation of COCO
-  photos' own residual at q95 (lag-1 autocorrelation 0.16 in flat regions), the
+  photos' own residual at q95 (lag-1 autocorrelation 0.16 in flat regions; scripts/grain_stats.py), the
   same in all three channels (their residuals correlate at 0.9; chroma noise is a
   fifth of luminance's).
 
-Deterministic: the noise is drawn from a generator seeded by the image's plan
-(image id, background id, the instance's id and planned place), so render stays
-a function of (plan, pixels).
+Deterministic: the noise is drawn from a generator keyed by the image's plan
+(image id, background id, the instance's id, scale and planned place), so render
+stays a function of (plan, pixels). The plan holds no seed; another --seed gives
+other plans (backgrounds, places, sizes), hence other grain.
+
+Cost: about 0.2 ms a pasted instance (scripts/bench.py).
 """
 
 from __future__ import annotations

@@ -29,10 +29,11 @@ BAND = 0.015        # trimap band, relative to the longer side: COCO polygons ar
 # (edge crossings between pixel centres) keeps the planned place and size to a tenth of a pixel.
 # The colour takes k = PREFILTER: at 0.5 pasted objects were softer than photographed ones (the
 # whole chain -- area to the working size, blur, bilinear place -- left 0.66x the Laplacian of an
-# area-averaged photo; at 0.25, 1.03x) and a classifier told them apart by it (scripts/realism.py).
+# area-averaged photo; at 0.25, 1.02x) and a classifier told them apart by it (scripts/grain_stats.py,
+# scripts/realism.py).
 ALPHA_PREFILTER = 0.5
 PREFILTER = 0.25
-SHARP_ALPHA = 0.05  # below this sharp-filtered alpha, the object's colour comes from the smooth filter
+SHARP_ALPHA = 0.05  # where the sharp alpha is below this, the colour is its neighbours' (see warp)
 
 
 @dataclass
