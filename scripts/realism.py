@@ -344,6 +344,18 @@ def evaluate(col, fast, seed):
     return rows, singles
 
 
+SIZE_BINS = ((6, 12), (12, 20), (20, 32))
+
+
+def sharpness_by_size(col):
+    """Median o_lap_rel per kind of object and size bin."""
+    out = {}
+    for kind in ("natural", "new", "inpainted", "downscaled"):
+        out[kind] = [mean([float(np.median(v))] if v else []) for v in
+                     ([i["f"]["o_lap_rel"] for i in col.items[kind] if lo <= i["size"] < hi] for lo, hi in SIZE_BINS)]
+    return out
+
+
 def grid(col, path, seed, n=8, side=128):
     """Zoomed pasted instances next to natural ones of the same category and size: one row per
     kind (pasted on new, on inpainted, downscaled photos), pairs left natural, right the other."""
@@ -415,6 +427,8 @@ def main(argv=None):
         for seed in range(args.seed, args.seed + max(1, args.seeds)):
             col = collect(datasets, target, work, seed, args.workers)
             runs.append(evaluate(col, args.fast, seed))
+            if seed == args.seed:
+                sharpness = sharpness_by_size(col)
             if args.grid and seed == args.seed:
                 grid(col, args.grid, seed)
     rows = [{"row": r["row"], **{k: mean([run[0][i][k] for run in runs]) for k in ("pairs", "context", "object", "core")},
@@ -441,9 +455,14 @@ def main(argv=None):
     print("|---|" + "---|" * len(singles))
     for n in names:
         print(f"| {n} | " + " | ".join(fmt(singles[r][n]) for r in singles) + " |")
+    print(f"\nsharpness: median Laplacian relative to contrast in the box, by size (seed {args.seed})")
+    print("| objects | " + " | ".join(f"{lo:g}-{hi:g} px" for lo, hi in SIZE_BINS) + " |")
+    print("|---|" + "---|" * len(SIZE_BINS))
+    for kind, values in sharpness.items():
+        print(f"| {kind} | " + " | ".join(fmt(v) for v in values) + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "single": singles, "runs": [run[0] for run in runs]}, f, indent=1)
+            json.dump({"rows": rows, "single": singles, "runs": [run[0] for run in runs], "sharpness": sharpness}, f, indent=1)
 
 
 if __name__ == "__main__":
