@@ -11,7 +11,9 @@ floors; image-level Scale Match;
 two workers (throughput ratio, whole runs and steady state); peak RSS for the
 set and the set grown 10x; InstaBoost if installed; the quality cost of the
 fast settings (mean absolute difference to a full-resolution reference render,
-boxes moved); then where a one-worker run spends its time; then, if
+boxes moved); what grain matching costs per pasted instance, and the placement warp's
+two prefilters (sharp colour, smooth alpha) against one; then where a one-worker run
+spends its time; then, if
 Ray is installed, a local Ray instance of 2 CPUs against `--workers 2`.
 Numba's one-time compile is excluded (the matting kernels are loaded before timing).
 The speed rows (floors, SM+ on 1 and 2 workers, Scale Match) are measured in
