@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -160,18 +160,11 @@ def placed_alpha(placed: np.ndarray) -> np.ndarray:
 
 
 def warp(m: Matte, scale: float, src_point: Tuple[float, float],
-         out_point: Tuple[float, float]) -> Tuple[int, int, np.ndarray]:
-    """`place`'s map, as (x0, y0, premultiplied BGR + alpha patch), colour not yet split off."""
-    # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
-    ax, ay = scale / m.sx, scale / m.sy
-    left = out_point[0] + scale * (m.x0 - src_point[0])
-    top = out_point[1] + scale * (m.y0 - src_point[1])
+         out_point: Tuple[float, float], alpha: Optional[np.ndarray] = None) -> Tuple[int, int, np.ndarray]:
+    """`place`'s map, as (x0, y0, premultiplied BGR + alpha patch), colour not yet split off.
+    `alpha`: warp_alpha's result for the same map, if already taken (not computed again)."""
+    ax, ay, ox, oy, pw, ph, M = _geometry(m, scale, src_point, out_point)
     premult = m.premult
-    ox, oy = int(math.floor(left)) - 1, int(math.floor(top)) - 1
-    pw = int(math.ceil(left + ax * premult.shape[1])) - ox + 1
-    ph = int(math.ceil(top + ay * premult.shape[0])) - oy + 1
-    # warpAffine puts pixel centres on integers: p + 0.5 = X - o, u = j + 0.5.
-    M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
     if ax >= 1.0 and ay >= 1.0:
         return ox, oy, _warped(premult, M, pw, ph)
     # Shrinking: anti-alias first. The alpha takes the smooth filter; the colour is the object's
@@ -179,7 +172,8 @@ def warp(m: Matte, scale: float, src_point: Tuple[float, float],
     # and no halo from two alphas that disagree on the edge. Where the sharp alpha fades out
     # before the smooth one, the colour is its neighbours' (normalized blur of the sharp patch).
     sharp = _warped(_prefiltered(premult, ax, ay, PREFILTER), M, pw, ph)
-    alpha = _warped(_prefiltered(premult[..., 3], ax, ay, ALPHA_PREFILTER), M, pw, ph)
+    if alpha is None:
+        alpha = _smooth_alpha(m, ax, ay, pw, ph, M)
     sharp_alpha = sharp[..., 3]
     placed = np.empty_like(sharp)
     placed[..., :3] = sharp[..., :3] * (alpha / np.maximum(sharp_alpha, SHARP_ALPHA))[..., None]
@@ -189,6 +183,34 @@ def warp(m: Matte, scale: float, src_point: Tuple[float, float],
         near = cv2.GaussianBlur(sharp, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)[fringe]
         placed[..., :3][fringe] = near[:, :3] * (alpha[fringe] / np.maximum(near[:, 3], 1e-6))[:, None]
     return ox, oy, placed
+
+
+def warp_alpha(m: Matte, scale: float, src_point: Tuple[float, float],
+               out_point: Tuple[float, float]) -> Tuple[int, int, np.ndarray]:
+    """`warp`'s placed_alpha alone, as (x0, y0, alpha): what closed-loop placement measures,
+    without the colour (only the placement it keeps needs that)."""
+    ax, ay, ox, oy, pw, ph, M = _geometry(m, scale, src_point, out_point)
+    if ax >= 1.0 and ay >= 1.0:
+        return ox, oy, placed_alpha(_warped(m.premult, M, pw, ph))
+    return ox, oy, np.minimum(_smooth_alpha(m, ax, ay, pw, ph, M), 1.0)
+
+
+def _smooth_alpha(m: Matte, ax: float, ay: float, pw: int, ph: int, M: np.ndarray) -> np.ndarray:
+    return _warped(_prefiltered(m.premult[..., 3], ax, ay, ALPHA_PREFILTER), M, pw, ph)
+
+
+def _geometry(m: Matte, scale: float, src_point: Tuple[float, float], out_point: Tuple[float, float]):
+    """The per-axis scales (matte px -> output px), the patch's origin and size, and warpAffine's matrix."""
+    # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
+    ax, ay = scale / m.sx, scale / m.sy
+    left = out_point[0] + scale * (m.x0 - src_point[0])
+    top = out_point[1] + scale * (m.y0 - src_point[1])
+    ox, oy = int(math.floor(left)) - 1, int(math.floor(top)) - 1
+    pw = int(math.ceil(left + ax * m.premult.shape[1])) - ox + 1
+    ph = int(math.ceil(top + ay * m.premult.shape[0])) - oy + 1
+    # warpAffine puts pixel centres on integers: p + 0.5 = X - o, u = j + 0.5.
+    M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
+    return ax, ay, ox, oy, pw, ph, M
 
 
 def _prefiltered(premult: np.ndarray, ax: float, ay: float, k: float) -> np.ndarray:
