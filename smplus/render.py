@@ -16,8 +16,9 @@ from pycocotools import mask as mask_utils
 
 from .background import hole_mask, inpaint_holes
 from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
+from .grain import Grain
 from .plan import MIN_SIDE, ImagePlan, clipped_box
-from .separate import Matte, PastedInstance, pasted, placed_alpha, separate, warp
+from .separate import Matte, PastedInstance, pasted, separate, warp, warp_alpha
 
 # One support for the mask and the box of every output annotation: pixels at
 # least this covered. `segmentation` is that set of pixels; `bbox` is where the
@@ -151,16 +152,15 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
     """
     best, best_error, tried = None, math.inf, []
     while True:
-        ox, oy, placed = warp(m, scale, src_point, out_point)  # only the best round's colour is split off
-        alpha = placed_alpha(placed)
+        ox, oy, alpha = warp_alpha(m, scale, src_point, out_point)  # colour only for the round kept
         measured = placed_size(alpha)
         error = abs(measured / size - 1.0) if measured else math.inf
         if best is None or error < best_error:
-            best, best_error = (ox, oy, placed, alpha, measured, scale), error
+            best, best_error = (ox, oy, alpha, measured, scale), error
         if error <= SIZE_AIM or len(tried) + 1 == PLACE_ROUNDS or (measured is None and scale >= 1.0):
-            ox, oy, placed, alpha, measured, scale = best
-            return Placement(pasted(ox, oy, placed, alpha), measured, scale, len(tried) + 1,
-                             best_error <= SIZE_TOLERANCE)
+            ox, oy, alpha, measured, scale = best
+            return Placement(pasted(ox, oy, warp(m, scale, src_point, out_point, alpha)[2], alpha), measured, scale,
+                             len(tried) + 1, best_error <= SIZE_TOLERANCE)
         tried.append((scale, measured or 0.0))
         scale = _corrected_scale(tried, size)
 
@@ -229,6 +229,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     order = sorted((ip for ip in plan.instances if ip.ann_id in rles), key=lambda ip: -ip.box[2] * ip.box[3])
     pasted: List[Tuple[int, PastedInstance]] = []
     faint = set()  # instances with no pixel at SUPPORT even before clipping and occlusion
+    grain = Grain(background if plan.background == "new" else image, plan.image_id, plan.background_image_id)
     placement = dict.fromkeys(("placed", "corrected", "unconverged"), 0)
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)
@@ -245,6 +246,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         if p is None:
             dropped.append((ip.ann_id, "outside_image"))
             continue
+        p = grain.match(p, canvas, ip.scale, ip.ann_id, *ip.out_point)
         h, w = p.alpha.shape
         roi = (slice(p.y0, p.y0 + h), slice(p.x0, p.x0 + w))
         canvas[roi] = _over(canvas[roi], p)
