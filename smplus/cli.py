@@ -123,10 +123,15 @@ def _load_config(ctx, param, path):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (same inputs and options).")
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")
+@click.option("--progress", type=click.Choice(["auto", "bar", "log", "none"]), default="auto", show_default=True,
+              help="bar: a progress bar; log: a plain line every --progress-interval seconds (done/total, images/s, ETA), "
+                   "for batch jobs' logs; auto: bar on a terminal, else log.")
+@click.option("--progress-interval", type=click.FloatRange(min=0.0), default=30.0, show_default=True,
+              help="Seconds between progress lines in log mode (0: one per image).")
 @library_errors
 def transform(source, images_dir, out_dir, target, mode, seed, workers, executor, address, shard, psi_p, level, scale_range,
               background, background_pool, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate, log_bins,
-              categories, dry_run, overwrite, resume, allow_skips):
+              categories, dry_run, overwrite, resume, allow_skips, progress, progress_interval):
     """Scale-match a COCO dataset instance by instance (SM+)."""
     from .pipeline import RunOptions
     from .pipeline import transform as run_transform
@@ -139,7 +144,8 @@ def transform(source, images_dir, out_dir, target, mode, seed, workers, executor
                                  max_hole=max_hole, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling),
         bins=bins, except_rate=except_rate, log_bins=log_bins, categories=_categories(categories),
         run=RunOptions(workers=workers, dry_run=dry_run, overwrite=overwrite, resume=resume,
-                       allow_skips=allow_skips, executor=executor, address=address, shard=shard))
+                       allow_skips=allow_skips, executor=executor, address=address, shard=shard,
+                       progress=progress, progress_interval=progress_interval))
     if result.report is None:
         click.echo(f"shard {shard[0]}/{shard[1]}: {result.rendered} images in {out_dir}; "
                    f"when all {shard[1]} shards are done: smplus merge OUT_0 ... OUT_{shard[1] - 1} --out FINAL")

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple, Union
 
 from . import __version__
 from .assemble import assemble, planned_entries
@@ -28,6 +28,7 @@ from .histogram import load_target
 from .journal import Journal, merged_entries
 from .outdir import STATE_DIR, _inside, prepare_out
 from .plan import DatasetPlan, TransformOptions, plan_dataset
+from .progress import PROGRESS_MODES, make_progress
 from .shards import assign_shards, differences, shard_positions
 from .task import image_tasks, output_image_path
 
@@ -43,7 +44,8 @@ class RunOptions:
     overwrite: bool = False
     resume: bool = False
     allow_skips: bool = False
-    progress: Optional[bool] = None  # None: a bar only on a terminal
+    progress: Union[None, bool, str] = None  # auto | bar | log | none (None: auto, a bar only on a terminal)
+    progress_interval: float = 30.0  # log mode: seconds between lines (0: a line per image)
     executor: str = "local"          # local | ray
     address: Optional[str] = None    # Ray cluster address (None: a local Ray instance)
     shard: Optional[Tuple[int, int]] = None  # (I, N): render the I-th of N parts of the images
@@ -53,6 +55,10 @@ class RunOptions:
             raise UsageError(f"--workers must be an integer >= 1, got {self.workers!r}")
         if self.overwrite and self.resume:
             raise UsageError("--overwrite and --resume exclude each other: resume keeps OUT, overwrite clears it")
+        if self.progress not in (None, True, False) + PROGRESS_MODES:
+            raise UsageError(f"--progress must be one of {', '.join(PROGRESS_MODES)}, got {self.progress!r}")
+        if not self.progress_interval >= 0:
+            raise UsageError(f"--progress-interval must be >= 0 seconds, got {self.progress_interval!r}")
         if self.executor not in EXECUTORS:
             raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.shard is not None:
@@ -195,8 +201,6 @@ def _writes_to(out_dir: str):
 def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str, run: RunOptions,
             journal: Journal, executor) -> int:
     """Render the images at `positions` not yet done, recording each entry; return how many are done."""
-    from tqdm import tqdm
-
     done: Set[int] = set()
     if run.resume:
         _remove_partial_writes(out_dir)
@@ -204,8 +208,7 @@ def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str
     todo = [k for k in positions if k not in done]
     position = {p.dplan.images[k].image_id: k for k in todo}
     count = len(positions) - len(todo)
-    disable = None if run.progress is None else not run.progress
-    bar = tqdm(total=len(positions), initial=count, desc="SM+", unit="img", disable=disable)
+    bar = make_progress(run.progress, len(positions), count, run.progress_interval)
     try:
         with _stop_requests() as stop:
             for entry in executor.imap_unordered(image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir, p.options)):
