@@ -276,5 +276,35 @@ def demo(out_dir, mode, seed, overwrite):
     _summary(result.report, out_dir)
 
 
+@main.group()
+def export():
+    """Write an smplus output in another tool's layout."""
+
+
+@export.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write: images/SPLIT/, labels/SPLIT/ and data.yaml (ultralytics' layout).")
+@click.option("--segments", is_flag=True,
+              help="Polygons traced from the masks (YOLO-seg) instead of boxes; a mask of several parts "
+                   "stays one label (parts joined by zero-width bridges).")
+@click.option("--split", default="train", show_default=True, help="Split folder name under images/ and labels/.")
+@library_errors
+def yolo(out_dir, to_dir, segments, split):
+    """Export OUT_DIR (annotations.json + images/) for ultralytics YOLO: class ids 0..N-1 in COCO
+    category-id order, boxes from smplus's bbox, crowd annotations skipped."""
+    from .export import export_yolo
+
+    r = export_yolo(os.path.join(out_dir, "annotations.json"), os.path.join(out_dir, "images"), to_dir,
+                    segments=segments, split=split)
+    extra = [f"{r.crowd_skipped} crowd annotations skipped"] if r.crowd_skipped else []
+    if r.multi_part:
+        extra.append(f"{r.multi_part} multi-part masks joined into one polygon each")
+    if r.boxes_as_segments:
+        extra.append(f"{r.boxes_as_segments} without a mask written as their box")
+    click.echo(f"wrote {r.images} images, {r.labels} {'segments' if segments else 'boxes'} of {len(r.names)} classes "
+               f"to {to_dir} ({os.path.join(to_dir, 'data.yaml')})" + (f"; {'; '.join(extra)}" if extra else ""))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
