@@ -126,6 +126,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
            parameters: dict, writer: _DatasetWriter) -> dict:
     matched = {ip.ann_id for plan in dplan.images for ip in plan.instances if ip.matched}
     after = array("d")  # sizes of the scale-matched instances written
+    widths, heights = array("l"), array("l")  # the images' sizes: the scale the output is matched at
     skipped = []
     dropped: Counter = Counter()
     backgrounds: Counter = Counter()
@@ -149,6 +150,8 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
             image["smplus"] = entry["provenance"]
             tally.add(entry)
         writer.image(image)
+        widths.append(image["width"])
+        heights.append(image["height"])
         dropped.update(reason for _, reason in entry["dropped"])
         for k in COUNTED_KEYS:
             counted[k].update(entry.get(k) or {})
@@ -201,12 +204,26 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
                 "sampling_noise": sampling_noise(hist, len(after))},
         "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},
+        "image_sizes": _image_sizes(widths, heights),
         "skipped": skipped,
     }
     for k in COUNTED_KEYS:
         if counted[k]:
             report[k] = dict(sorted(counted[k].items()))
     return report
+
+
+def _image_sizes(widths, heights) -> dict:
+    """The output images' width and height (min, median, max): sizes match the target at this scale,
+    so a detector must train on the images at it (no resize to 800 px)."""
+    if not widths:
+        return {"count": 0}
+
+    def stats(v):
+        v = sorted(v)
+        return {"min": v[0], "median": v[len(v) // 2], "max": v[-1]}
+
+    return {"count": len(widths), "width": stats(widths), "height": stats(heights)}
 
 
 class _ProvenanceTally:

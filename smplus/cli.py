@@ -181,12 +181,24 @@ def merge(shards, out_dir, overwrite, allow_skips):
 def _summary(report: dict, out_dir: str) -> None:
     c, j = report["counts"], report["jsd"]
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    dropped = c["dropped"]
     click.echo(f"{'planned' if report['parameters']['dry_run'] else 'wrote'} {c['images']} images, "
-               f"{c['instances_out']} instances ({sum(c['dropped'].values())} dropped"
+               f"{c['instances_out']} instances ({sum(dropped.values())} dropped"
                f"{', +%d background labels' % c['background_labels_kept'] if c['background_labels_kept'] else ''}) "
                f"to {out_dir}; "
                f"JSD to target {fmt(j['before'])} -> {fmt(j['after'])} "
                f"(noise of random draws {fmt(j['sampling_noise'])})")
+    if j["after"] is not None and j["sampling_noise"] is not None:
+        verdict = "match the target" if j["after"] <= 2 * j["sampling_noise"] else "are further from the target than chance"
+        click.echo(f"sizes {verdict}: JSD {fmt(j['after'])} (random draws of the same size from the target: "
+                   f"{fmt(j['sampling_noise'])}; the source: {fmt(j['before'])})")
+    if dropped:
+        click.echo("dropped instances: " + ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items()))
+    sizes = report.get("image_sizes") or {}
+    if sizes.get("count"):
+        w, h = sizes["width"], sizes["height"]
+        click.echo(f"matched at the images' own size: median {w['median']}x{h['median']} px "
+                   f"(min {w['min']}x{h['min']}, max {w['max']}x{h['max']}); train at this scale (see README: Training)")
     if report["skipped"]:
         click.echo(f"skipped {len(report['skipped'])} image(s), listed in report.json", err=True)
 
