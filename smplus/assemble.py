@@ -133,7 +133,9 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
     counted = {k: Counter() for k in COUNTED_KEYS}
     crowd_erased = crowd_kept = instances_out = background_labels = 0
     tally = _ProvenanceTally(ds, parameters["categories"])
-    next_id = 1
+    # ids and file names apart from the source's (naming.OutputNames); provenance keeps the source's ids
+    offset, prefix = parameters.get("id_offset", 0), parameters.get("file_prefix", "")
+    next_id = 1 + offset
     entries = iter(entries)
     for position, plan in enumerate(dplan.images):
         at, entry = next(entries, (None, None))
@@ -146,6 +148,8 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
             dropped["image_skipped"] += sum(1 for a in ds.anns_by_image[plan.image_id] if not a.get("iscrowd"))
             continue
         image = {**im, "width": entry["width"], "height": entry["height"]}
+        if offset or prefix:
+            image.update(id=im["id"] + offset, file_name=prefix + im["file_name"])
         if "provenance" in entry:
             image["smplus"] = entry["provenance"]
             tally.add(entry)
@@ -169,6 +173,8 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
                    for a in anns.values() if a["id"] not in bad]
             new += unscaled_labels(plan, anns, im["width"], im["height"])
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))
+        if offset:
+            new = [{**a, "image_id": image["id"]} for a in new]
         writer.annotations([{**a, "id": next_id + k} for k, a in enumerate(new)])
         next_id += len(new)
         for a in new:

@@ -123,6 +123,12 @@ def _load_config(ctx, param, path):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (same inputs and options).")
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")
+@click.option("--id-offset", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Added to every output image and annotation id, so the output can be combined with the source "
+                   "(whose images it reuses under new content) without duplicate ids.")
+@click.option("--file-prefix", default="", metavar="PREFIX",
+              help="Put before every output file_name (e.g. smplus_ or smplus/), so output images cannot overwrite "
+                   "the source's when both share a folder. Default: the source's names.")
 @click.option("--progress", type=click.Choice(["auto", "bar", "log", "none"]), default="auto", show_default=True,
               help="bar: a progress bar; log: a plain line every --progress-interval seconds (done/total, images/s, ETA), "
                    "for batch jobs' logs; auto: bar on a terminal, else log.")
@@ -131,14 +137,15 @@ def _load_config(ctx, param, path):
 @library_errors
 def transform(source, images_dir, out_dir, target, mode, seed, workers, executor, address, shard, psi_p, level, scale_range,
               background, background_pool, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate, log_bins,
-              categories, dry_run, overwrite, resume, allow_skips, progress, progress_interval):
+              categories, dry_run, overwrite, resume, allow_skips, id_offset, file_prefix, progress, progress_interval):
     """Scale-match a COCO dataset instance by instance (SM+)."""
+    from .naming import OutputNames
     from .pipeline import RunOptions
     from .pipeline import transform as run_transform
     from .plan import TransformOptions
 
     result = run_transform(
-        source, images_dir, out_dir, target=target,
+        source, images_dir, out_dir, target=target, names=OutputNames(id_offset, file_prefix),
         options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p, background=background, level=level,
                                  scale_range=tuple(scale_range), background_pool=background_pool,
                                  max_hole=max_hole, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling),

@@ -26,6 +26,7 @@ from .errors import OutputError, SmplusError, UsageError
 from .executors import EXECUTORS, make_executor
 from .histogram import load_target
 from .journal import Journal, merged_entries
+from .naming import OutputNames
 from .outdir import STATE_DIR, _inside, prepare_out
 from .plan import DatasetPlan, TransformOptions, plan_dataset
 from .progress import PROGRESS_MODES, make_progress
@@ -133,11 +134,12 @@ class _Planned:
     parameters: dict      # what report.json records
     fingerprint: dict     # what a resume and a merge compare
     options: TransformOptions
+    names: OutputNames
 
 
 def _plan(source: str, images_dir: str, target: Optional[str], options: TransformOptions, bins: int,
           except_rate: Optional[float], log_bins: bool, categories: Optional[Sequence[str]], dry_run: bool,
-          before_planning=lambda: None) -> _Planned:
+          before_planning=lambda: None, names: OutputNames = OutputNames()) -> _Planned:
     ds = load_coco(source)
     hist = load_target(target, bins, except_rate, log_bins)
     cat_ids = resolve_categories(ds, categories)
@@ -152,10 +154,11 @@ def _plan(source: str, images_dir: str, target: Optional[str], options: Transfor
                                   if options.categories else None),
                       bins=hist.bins, except_rate=except_rate, log_bins=log_bins,
                       source=os.path.abspath(source), images=os.path.abspath(images_dir),
-                      target=os.path.abspath(target) if target else None, dry_run=dry_run)
+                      target=os.path.abspath(target) if target else None, dry_run=dry_run,
+                      id_offset=names.id_offset, file_prefix=names.file_prefix)
     fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
                    "version": __version__}
-    return _Planned(ds, hist, dplan, parameters, fingerprint, options)
+    return _Planned(ds, hist, dplan, parameters, fingerprint, options, names)
 
 
 # ---------------------------------------------------------------- transform
@@ -163,15 +166,19 @@ def _plan(source: str, images_dir: str, target: Optional[str], options: Transfor
 def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] = None,
               options: TransformOptions = TransformOptions(), bins: int = 100,
               except_rate: Optional[float] = None, log_bins: bool = False,
-              categories: Optional[Sequence[str]] = None, run: RunOptions = RunOptions()) -> TransformResult:
-    """SM+ on a COCO dataset: the library entry point behind `smplus transform`."""
+              categories: Optional[Sequence[str]] = None, run: RunOptions = RunOptions(),
+              names: OutputNames = OutputNames()) -> TransformResult:
+    """SM+ on a COCO dataset: the library entry point behind `smplus transform`.
+
+    `names`: output ids and file names apart from the source's (for combining datasets)."""
     if not os.path.isdir(images_dir):
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
     executor = contextlib.nullcontext() if run.dry_run else make_executor(run.executor, run.workers, run.address)
     # Workers start up while the annotations load; OUT stays claimed (locked) until the run ends.
     with _writes_to(out_dir), executor, contextlib.ExitStack() as held:
         p = _plan(source, images_dir, target, options, bins, except_rate, log_bins, categories, run.dry_run,
-                  before_planning=lambda: held.enter_context(prepare_out(out_dir, [source, images_dir, target], run)))
+                  before_planning=lambda: held.enter_context(prepare_out(out_dir, [source, images_dir, target], run)),
+                  names=names)
         fingerprint = {**p.fingerprint, "shard": list(run.shard) if run.shard else None}
         _check_resume(out_dir, fingerprint, run)
         if run.dry_run:
@@ -204,14 +211,15 @@ def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str
     done: Set[int] = set()
     if run.resume:
         _remove_partial_writes(out_dir)
-        done = journal.scan(p.dplan.images, p.ds, out_dir)[0]
+        done = journal.scan(p.dplan.images, p.ds, out_dir, p.names.file_prefix)[0]
     todo = [k for k in positions if k not in done]
     position = {p.dplan.images[k].image_id: k for k in todo}
     count = len(positions) - len(todo)
     bar = make_progress(run.progress, len(positions), count, run.progress_interval)
     try:
         with _stop_requests() as stop:
-            for entry in executor.imap_unordered(image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir, p.options)):
+            tasks = image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir, p.options, p.names.file_prefix)
+            for entry in executor.imap_unordered(tasks):
                 journal.record(position[entry["image_id"]], entry)
                 count += 1
                 bar.update(1)
@@ -279,7 +287,7 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
             raise SmplusError(f"merge: {path}, an input of the shards, is missing or has changed since they ran; "
                               "merge where the shards' inputs are, as they were")
     p = _plan(f["source"], f["images"], f["target"], options, f["bins"], f["except_rate"], f["log_bins"],
-              f["categories"], dry_run=False)
+              f["categories"], dry_run=False, names=OutputNames(f.get("id_offset", 0), f.get("file_prefix", "")))
     assignment = assign_shards(p.dplan.images, f["shard"][1])
     journals, held = [], contextlib.ExitStack()  # held: OUT, claimed until the merge ends
     try:
@@ -292,7 +300,8 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
                                            RunOptions(overwrite=overwrite)))
             write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None})
         shard_dir = {fp["shard"][0]: d for d, fp in zip(shard_dirs, fingerprints)}
-        report = assemble(p.ds, p.dplan, p.hist, _linked(merged_entries(journals), assignment, shard_dir, out_dir, p.ds),
+        report = assemble(p.ds, p.dplan, p.hist, _linked(merged_entries(journals), assignment, shard_dir, out_dir, p.ds,
+                                                 p.names.file_prefix),
                           p.parameters, out_dir, allow_skips)
     finally:
         for journal in journals:
@@ -302,11 +311,11 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
 
 
 def _linked(entries: Iterable[Tuple[int, dict]], assignment: Sequence[int], shard_dir: Dict[int, str], out_dir: str,
-            ds: CocoDataset) -> Iterator[Tuple[int, dict]]:
+            ds: CocoDataset, file_prefix: str = "") -> Iterator[Tuple[int, dict]]:
     """The shards' entries, each rendered image linked into OUT as its entry passes to assemble."""
     for k, entry in entries:
         if entry["skipped"] is None:
-            _link_image(shard_dir[assignment[k]], out_dir, ds.images[entry["image_id"]])
+            _link_image(shard_dir[assignment[k]], out_dir, ds.images[entry["image_id"]], file_prefix)
         yield k, entry
 
 
@@ -323,7 +332,7 @@ def _read_fingerprint(shard_dir: str) -> dict:
 
 
 def _check_complete(p: _Planned, shard_dir: str, shard: Sequence[int], expected: Sequence[int], journal: Journal) -> None:
-    done, skipped = journal.scan(p.dplan.images, p.ds, shard_dir)
+    done, skipped = journal.scan(p.dplan.images, p.ds, shard_dir, p.names.file_prefix)
     missing = [k for k in expected if k not in done and k not in skipped]
     if missing:
         im = p.ds.images[p.dplan.images[missing[0]].image_id]
@@ -332,9 +341,9 @@ def _check_complete(p: _Planned, shard_dir: str, shard: Sequence[int], expected:
                           "rerun its command with --resume, then merge again")
 
 
-def _link_image(shard_dir: str, out_dir: str, image: dict) -> None:
+def _link_image(shard_dir: str, out_dir: str, image: dict, file_prefix: str = "") -> None:
     """The shard's image into OUT/images: a hard link where possible, else a copy (atomically)."""
-    src, dst = output_image_path(shard_dir, image), output_image_path(out_dir, image)
+    src, dst = output_image_path(shard_dir, image, file_prefix), output_image_path(out_dir, image, file_prefix)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     tmp = os.path.join(os.path.dirname(dst), TMP_PREFIX + os.path.basename(dst))
     try:
