@@ -25,10 +25,16 @@ def test_readme_is_a_short_users_document():
     with open(README) as f:
         text = f.read()
     assert len(text.splitlines()) <= 250
-    assert not re.search(r"\b[0-9a-f]{7,40}\b", text), "commit hashes belong in git, not in the README"
+    assert not re.search(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b", text), "commit hashes belong in git"
     assert not re.search(r"\b(this round|issue \d+|the team)\b", text, re.I)
     for link in re.findall(r"\]\(((?:docs/)[^)#]+)", text):
         assert os.path.isfile(os.path.join(ROOT, link)), link
+    for name in os.listdir(os.path.join(ROOT, "docs")):  # the user documentation under docs/ too
+        if name.endswith(".md"):
+            with open(os.path.join(ROOT, "docs", name)) as f:
+                doc = f.read()
+            assert not re.search(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b", doc), name
+            assert not re.search(r"\b(this round|previous round|issue \d+|the team)\b", doc, re.I), name
     skipped = [note for note, _ in _blocks("bash") if note]
     assert all(note.startswith("<!-- not run: ") for note in skipped), skipped
 
