@@ -72,3 +72,15 @@ def test_readme_bash_blocks_run(tmp_path):
     digits = lambda s: re.sub(r"\d+(\.\d+)?", "#", s).strip()  # noqa: E731
     (example,) = [b for _, b in _blocks("text") if b.startswith("wrote ")]
     assert digits(example.replace("demo_out", "OUT")) == digits(demo.replace("demo_out", "OUT"))
+
+
+def test_readme_covers_every_transform_option_and_mode():
+    from smplus.cli import main
+
+    with open(README) as f:
+        text = f.read()
+    options = [o for p in main.commands["transform"].params for o in p.opts if o.startswith("--")]
+    assert [o for o in options if f"`{o}" not in text] == []
+    modes = next(p for p in main.commands["transform"].params if p.name == "mode").type.choices
+    assert [m for m in modes if f"`--mode {m}`" not in text] == []
+    assert "smplus export yolo" in text
