@@ -85,13 +85,28 @@ def cache_dir() -> str:
     return os.path.join(base, "smplus", "numba")
 
 
+def _usable_cache_dir() -> str:
+    """cache_dir(), or a folder in the temp dir if it cannot be created (numba would fall back to the package)."""
+    path = cache_dir()
+    try:
+        os.makedirs(path, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    return os.path.join(tempfile.gettempdir(), f"smplus-numba-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+
+
+_CACHE_DIR = _usable_cache_dir()
+
+
 def _kernel(fn):
-    """njit with the on-disk cache in cache_dir(): numba picks a function's cache folder when it is
+    """njit with the on-disk cache in _CACHE_DIR: numba picks a function's cache folder when it is
     decorated, so numba's global setting is changed only for that moment (other numba users keep theirs)."""
     from numba.core import config
 
     saved = config.CACHE_DIR
-    config.CACHE_DIR = cache_dir()
+    config.CACHE_DIR = _CACHE_DIR
     try:
         return njit(cache=True, nogil=True, error_model="numpy")(fn)
     finally:

@@ -74,3 +74,26 @@ def test_quick_start_then_editable_install_keeps_a_working_cli(tmp_path):
     r = _run([smplus, "demo", "demo_out2"], env, work)
     assert "wrote" in r.stdout
     assert os.path.isfile(work / "demo_out2" / "annotations.json")
+
+
+def _cache_dir_in(env):
+    code = "from smplus.matting import cache_dir, _premultiplied as k; print(cache_dir()); print(k._cache._cache_path)"
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    return r.stdout.split()
+
+
+@pytest.mark.parametrize("numba_dir, xdg, expected", [
+    ("N", "X", "N"),                   # NUMBA_CACHE_DIR wins, as numba's own setting
+    (None, "X", "X/smplus/numba"),     # else the XDG cache folder
+    (None, None, "H/.cache/smplus/numba"),
+])
+def test_kernels_cache_in_the_user_cache_folder(tmp_path, numba_dir, xdg, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env.update(HOME=str(tmp_path / "H"), PYTHONPATH=ROOT)
+    if numba_dir:
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / numba_dir)
+    if xdg:
+        env["XDG_CACHE_HOME"] = str(tmp_path / xdg)
+    folder, kernel_cache = _cache_dir_in(env)
+    assert folder == str(tmp_path / expected)
+    assert kernel_cache.startswith(folder + os.sep)  # where numba really writes, not smplus/__pycache__
