@@ -192,13 +192,14 @@ def _summary(report: dict, out_dir: str) -> None:
     click.echo(f"{'planned' if report['parameters']['dry_run'] else 'wrote'} {c['images']} images, "
                f"{c['instances_out']} instances ({sum(dropped.values())} dropped"
                f"{', +%d background labels' % c['background_labels_kept'] if c['background_labels_kept'] else ''}) "
-               f"to {out_dir}; "
-               f"JSD to target {fmt(j['before'])} -> {fmt(j['after'])} "
-               f"(noise of random draws {fmt(j['sampling_noise'])})")
-    if j["after"] is not None and j["sampling_noise"] is not None:
+               f"to {out_dir}")
+    if j["after"] is None or j["sampling_noise"] is None:
+        click.echo(f"JSD to target n/a: no scale-matched instance in the output (source: {fmt(j['before'])})")
+    else:
+        # a sample of n sizes drawn from the target itself is this far from it on average: a match can do no better
         verdict = "match the target" if j["after"] <= 2 * j["sampling_noise"] else "are further from the target than chance"
-        click.echo(f"sizes {verdict}: JSD {fmt(j['after'])} (random draws of the same size from the target: "
-                   f"{fmt(j['sampling_noise'])}; the source: {fmt(j['before'])})")
+        click.echo(f"sizes {verdict}: JSD to target {fmt(j['after'])}, from {fmt(j['before'])} in the source "
+                   f"(random draws of the same size from the target: {fmt(j['sampling_noise'])})")
     if dropped:
         click.echo("dropped instances: " + ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items()))
     sizes = report.get("image_sizes") or {}
@@ -251,7 +252,7 @@ def stats(annotations, target, plot, as_json):
             click.echo(f"size sqrt(w*h): mean {st['mean']:.2f} std {st['std']:.2f} px; "
                        f"percentiles 5/25/50/75/95: {p['5']:.1f} / {p['25']:.1f} / {p['50']:.1f} / "
                        f"{p['75']:.1f} / {p['95']:.1f} px")
-            click.echo(f"JSD to target: {st['jsd']:.4f} (noise of {st['boxes']} random draws: "
+            click.echo(f"JSD to target: {st['jsd']:.4f} (random draws of {st['boxes']} sizes from the target: "
                        f"{st['sampling_noise']:.4f})")
     if plot:
         plot_sizes(sizes, hist, plot, label=os.path.basename(annotations))

@@ -18,11 +18,14 @@ def test_summary_explains_the_jsd_the_drops_and_the_image_sizes(tmp_path):
     report = json.loads((out / "report.json").read_text())
     data = json.loads((out / "annotations.json").read_text())
     j = report["jsd"]
-    m = re.search(r"^sizes (match the target|are further from the target than chance): JSD ([\d.]+) "
-                  r"\(random draws of the same size from the target: ([\d.]+); the source: ([\d.]+)\)$", r.output, re.M)
+    m = re.search(r"^sizes (match the target|are further from the target than chance): JSD to target ([\d.]+), "
+                  r"from ([\d.]+) in the source \(random draws of the same size from the target: ([\d.]+)\)$", r.output, re.M)
     assert m, r.output
     assert (float(m.group(2)), float(m.group(3)), float(m.group(4))) == tuple(
-        round(v, 4) for v in (j["after"], j["sampling_noise"], j["before"]))
+        round(v, 4) for v in (j["after"], j["before"], j["sampling_noise"]))
+    assert m.group(1) == ("match the target" if j["after"] <= 2 * j["sampling_noise"] else
+                          "are further from the target than chance")
+    assert f"to {out}\n" in r.output  # the first line says what was written, and where
     dropped = report["counts"]["dropped"]
     if dropped:
         assert "dropped instances: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in dropped.items()) in r.output
