@@ -113,3 +113,15 @@ def test_export_refuses_a_split_that_holds_files(out_dir, tmp_path):
     assert "already holds files; export into an empty folder or choose another --split" in r.output
     r = CliRunner().invoke(main, ["export", "yolo", out_dir, "--to", str(tmp_path / "y"), "--split", "val"])
     assert r.exit_code == 0 and os.path.isdir(tmp_path / "y" / "labels" / "val")
+
+
+def test_crowd_annotations_are_skipped_and_counted(tmp_path, coco_raw):
+    """The fixture source: polygons, uncompressed crowd RLE and compressed RLE masks."""
+    crowd = sum(1 for a in coco_raw["annotations"] if a["iscrowd"])
+    assert crowd > 0
+    r = export_yolo(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(tmp_path / "y"), segments=True)
+    assert r.crowd_skipped == crowd
+    assert r.labels == len(coco_raw["annotations"]) - crowd
+    assert r.images == len(coco_raw["images"])
+    out = CliRunner().invoke(main, ["export", "yolo", str(tmp_path / "nothing"), "--to", str(tmp_path / "z")])
+    assert out.exit_code == 2 and "does not exist" in out.output
