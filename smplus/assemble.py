@@ -137,13 +137,16 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
            parameters: dict, writer: _DatasetWriter) -> dict:
     matched = {ip.ann_id for plan in dplan.images for ip in plan.instances if ip.matched}
     after = array("d")  # sizes of the scale-matched instances written
+    widths, heights = array("l"), array("l")  # the images' sizes: the scale the output is matched at
     skipped = []
     dropped: Counter = Counter()
     backgrounds: Counter = Counter()
     counted = {k: Counter() for k in COUNTED_KEYS}
     crowd_erased = crowd_kept = instances_out = background_labels = background_erased = 0
     tally = _ProvenanceTally(ds, parameters["categories"])
-    next_id = 1
+    # ids and file names apart from the source's (naming.OutputNames); provenance keeps the source's ids
+    offset, prefix = parameters.get("id_offset", 0), parameters.get("file_prefix", "")
+    next_id = 1 + offset
     entries = iter(entries)
     for position, plan in enumerate(dplan.images):
         at, entry = next(entries, (None, None))
@@ -156,11 +159,15 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
             dropped["image_skipped"] += sum(1 for a in ds.anns_by_image[plan.image_id] if not a.get("iscrowd"))
             continue
         image = {**im, "width": entry["width"], "height": entry["height"]}
+        if offset or prefix:
+            image.update(id=im["id"] + offset, file_name=prefix + im["file_name"])
         if "provenance" in entry:
             image["smplus"] = entry["provenance"]
             tally.add(entry, plan.fallback if entry["provenance"]["fallback"] else plan)
             background_erased += entry["provenance"].get("erased") or 0
         writer.image(image)
+        widths.append(image["width"])
+        heights.append(image["height"])
         dropped.update(reason for _, reason in entry["dropped"])
         for k in COUNTED_KEYS:
             counted[k].update(entry.get(k) or {})
@@ -178,6 +185,8 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
                    for a in anns.values() if a["id"] not in bad]
             new += unscaled_labels(plan, anns, im["width"], im["height"])
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))
+        if offset:
+            new = [{**a, "image_id": image["id"]} for a in new]
         writer.annotations([{**a, "id": next_id + k} for k, a in enumerate(new)])
         next_id += len(new)
         for a in new:
@@ -214,12 +223,26 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         "jsd": {"before": size_jsd(dplan.source_sizes, hist), "after": size_jsd(after, hist),
                 "sampling_noise": sampling_noise(hist, len(after))},
         "sizes": {"before": _size_stats(dplan.source_sizes), "after": _size_stats(after)},
+        "image_sizes": _image_sizes(widths, heights),
         "skipped": skipped,
     }
     for k in COUNTED_KEYS:
         if counted[k]:
             report[k] = dict(sorted(counted[k].items()))
     return report
+
+
+def _image_sizes(widths, heights) -> dict:
+    """The output images' width and height (min, median, max): sizes match the target at this scale,
+    so a detector must train on the images at it (no resize to 800 px)."""
+    if not widths:
+        return {"count": 0}
+
+    def stats(v):
+        v = sorted(v)
+        return {"min": v[0], "median": v[len(v) // 2], "max": v[-1]}
+
+    return {"count": len(widths), "width": stats(widths), "height": stats(heights)}
 
 
 class _ProvenanceTally:

@@ -136,11 +136,23 @@ def _load_config(ctx, param, path):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (same inputs and options).")
 @click.option("--allow-skips", is_flag=True,
               help="Write the dataset even if some images cannot be read (they are listed in report.json).")
+@click.option("--id-offset", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Added to every output image and annotation id, so the output can be combined with the source "
+                   "(whose images it reuses under new content) without duplicate ids.")
+@click.option("--file-prefix", default="", metavar="PREFIX",
+              help="Put before every output file_name (e.g. smplus_ or smplus/), so output images cannot overwrite "
+                   "the source's when both share a folder. Default: the source's names.")
+@click.option("--progress", type=click.Choice(["auto", "bar", "log", "none"]), default="auto", show_default=True,
+              help="bar: a progress bar; log: a plain line every --progress-interval seconds (done/total, images/s, ETA), "
+                   "for batch jobs' logs; auto: bar on a terminal, else log.")
+@click.option("--progress-interval", type=click.FloatRange(min=0.0), default=30.0, show_default=True,
+              help="Seconds between progress lines in log mode (0: one per image).")
 @library_errors
 def transform(source, images_dir, out_dir, target, mode, seed, workers, executor, address, shard, psi_p, level, scale_range,
-              background, background_pool, max_background_objects, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate, log_bins,
-              categories, dry_run, overwrite, resume, allow_skips):
+              background, background_pool, max_background_objects, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate,
+              log_bins, categories, dry_run, overwrite, resume, allow_skips, id_offset, file_prefix, progress, progress_interval):
     """Scale-match a COCO dataset instance by instance (SM+)."""
+    from .naming import OutputNames
     from .pipeline import RunOptions
     from .pipeline import transform as run_transform
     from .plan import TransformOptions
@@ -150,14 +162,15 @@ def transform(source, images_dir, out_dir, target, mode, seed, workers, executor
         click.echo(f"warning: --workers {workers} is more than the {cpus} CPUs this process may use; the extra "
                    "workers only share them, and each needs its own memory", err=True)
     result = run_transform(
-        source, images_dir, out_dir, target=target,
+        source, images_dir, out_dir, target=target, names=OutputNames(id_offset, file_prefix),
         options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p, background=background, level=level,
                                  scale_range=tuple(scale_range), background_pool=background_pool,
                                  max_background_objects=max_background_objects,
                                  max_hole=max_hole, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling),
         bins=bins, except_rate=except_rate, log_bins=log_bins, categories=_categories(categories),
         run=RunOptions(workers=workers, dry_run=dry_run, overwrite=overwrite, resume=resume,
-                       allow_skips=allow_skips, executor=executor, address=address, shard=shard))
+                       allow_skips=allow_skips, executor=executor, address=address, shard=shard,
+                       progress=progress, progress_interval=progress_interval))
     if result.report is None:
         click.echo(f"shard {shard[0]}/{shard[1]}: {result.rendered} images in {out_dir}; "
                    f"when all {shard[1]} shards are done: smplus merge OUT_0 ... OUT_{shard[1] - 1} --out FINAL")
@@ -193,12 +206,25 @@ def merge(shards, out_dir, overwrite, allow_skips):
 def _summary(report: dict, out_dir: str) -> None:
     c, j = report["counts"], report["jsd"]
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    dropped = c["dropped"]
     click.echo(f"{'planned' if report['parameters']['dry_run'] else 'wrote'} {c['images']} images, "
-               f"{c['instances_out']} instances ({sum(c['dropped'].values())} dropped"
+               f"{c['instances_out']} instances ({sum(dropped.values())} dropped"
                f"{', +%d background labels' % c['background_labels_kept'] if c['background_labels_kept'] else ''}) "
-               f"to {out_dir}; "
-               f"JSD to target {fmt(j['before'])} -> {fmt(j['after'])} "
-               f"(noise of random draws {fmt(j['sampling_noise'])})")
+               f"to {out_dir}")
+    if j["after"] is None or j["sampling_noise"] is None:
+        click.echo(f"JSD to target n/a: no scale-matched instance in the output (source: {fmt(j['before'])})")
+    else:
+        # a sample of n sizes drawn from the target itself is this far from it on average: a match can do no better
+        verdict = "match the target" if j["after"] <= 2 * j["sampling_noise"] else "are further from the target than chance"
+        click.echo(f"sizes {verdict}: JSD to target {fmt(j['after'])}, from {fmt(j['before'])} in the source "
+                   f"(random draws of the same size from the target: {fmt(j['sampling_noise'])})")
+    if dropped:
+        click.echo("dropped instances: " + ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items()))
+    sizes = report.get("image_sizes") or {}
+    if sizes.get("count"):
+        w, h = sizes["width"], sizes["height"]
+        click.echo(f"matched at the images' own size: median {w['median']}x{h['median']} px "
+                   f"(min {w['min']}x{h['min']}, max {w['max']}x{h['max']}); train at this scale (see README: Training)")
     if report["skipped"]:
         click.echo(f"skipped {len(report['skipped'])} image(s), listed in report.json", err=True)
 
@@ -245,7 +271,7 @@ def stats(annotations, target, plot, as_json):
             click.echo(f"size sqrt(w*h): mean {st['mean']:.2f} std {st['std']:.2f} px; "
                        f"percentiles 5/25/50/75/95: {p['5']:.1f} / {p['25']:.1f} / {p['50']:.1f} / "
                        f"{p['75']:.1f} / {p['95']:.1f} px")
-            click.echo(f"JSD to target: {st['jsd']:.4f} (noise of {st['boxes']} random draws: "
+            click.echo(f"JSD to target: {st['jsd']:.4f} (random draws of {st['boxes']} sizes from the target: "
                        f"{st['sampling_noise']:.4f})")
     if plot:
         plot_sizes(sizes, hist, plot, label=os.path.basename(annotations))
@@ -288,6 +314,36 @@ def demo(out_dir, mode, seed, overwrite):
                            options=TransformOptions(mode=mode, seed=seed),
                            run=RunOptions(overwrite=overwrite))
     _summary(result.report, out_dir)
+
+
+@main.group()
+def export():
+    """Write an smplus output in another tool's layout."""
+
+
+@export.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write: images/SPLIT/, labels/SPLIT/ and data.yaml (ultralytics' layout).")
+@click.option("--segments", is_flag=True,
+              help="Polygons traced from the masks (YOLO-seg) instead of boxes; a mask of several parts "
+                   "stays one label (parts joined by zero-width bridges).")
+@click.option("--split", default="train", show_default=True, help="Split folder name under images/ and labels/.")
+@library_errors
+def yolo(out_dir, to_dir, segments, split):
+    """Export OUT_DIR (annotations.json + images/) for ultralytics YOLO: class ids 0..N-1 in COCO
+    category-id order, boxes from smplus's bbox, crowd annotations skipped."""
+    from .export import export_yolo
+
+    r = export_yolo(os.path.join(out_dir, "annotations.json"), os.path.join(out_dir, "images"), to_dir,
+                    segments=segments, split=split)
+    extra = [f"{r.crowd_skipped} crowd annotations skipped"] if r.crowd_skipped else []
+    if r.multi_part:
+        extra.append(f"{r.multi_part} multi-part masks joined into one polygon each")
+    if r.boxes_as_segments:
+        extra.append(f"{r.boxes_as_segments} without a mask written as their box")
+    click.echo(f"wrote {r.images} images, {r.labels} {'segments' if segments else 'boxes'} of {len(r.names)} classes "
+               f"to {to_dir} ({os.path.join(to_dir, 'data.yaml')})" + (f"; {'; '.join(extra)}" if extra else ""))
 
 
 if __name__ == "__main__":  # pragma: no cover

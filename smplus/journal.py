@@ -102,7 +102,8 @@ class Journal:
         for position, text in self._db.execute("SELECT position, entry FROM entries ORDER BY position"):
             yield position, orjson.loads(text)
 
-    def scan(self, plans: Sequence[ImagePlan], ds: CocoDataset, out_dir: str) -> Tuple[Set[int], Set[int]]:
+    def scan(self, plans: Sequence[ImagePlan], ds: CocoDataset, out_dir: str,
+             file_prefix: str = "") -> Tuple[Set[int], Set[int]]:
         """Positions whose entry is sound: (rendered, with its image in OUT; skipped)."""
         done, skipped = set(), set()
         try:
@@ -113,7 +114,7 @@ class Journal:
                     continue
                 if entry.get("skipped") is not None:
                     skipped.add(position)
-                elif _nonempty(output_image_path(out_dir, ds.images[image_id])):
+                elif _nonempty(output_image_path(out_dir, ds.images[image_id], file_prefix)):
                     done.add(position)
         except sqlite3.DatabaseError:  # damaged beyond reading: start the journal again
             self._db.close()

@@ -17,7 +17,8 @@ Where alpha is 1 the colours are the source's; where it is 0 they never show.
 premultiplied patch in one numba call; `estimate_alpha` and
 `estimate_foreground` expose the two steps (tests hold them to pymatting).
 
-The kernels are numba-compiled once per machine into numba's on-disk cache;
+The kernels are numba-compiled once per installation into a per-user cache
+folder outside the package (`cache_dir`), so uninstalling leaves nothing behind;
 `warm_up` loads them (worker start-up calls it, and so does the first matte()),
 compiling first if needed and saying so in one line on stderr.
 """
@@ -69,11 +70,54 @@ def _ic0_products():
 
 _IC_START, _IC_ROW, _IC_COL = _ic0_products()
 
-COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per machine "
+
+
+def cache_dir() -> str:
+    """Where numba caches the compiled kernels: NUMBA_CACHE_DIR when set, else the user's cache folder.
+
+    Never the package's own __pycache__ (numba's default): files pip does not know
+    outlive `pip uninstall`, and the leftover smplus/ folder (no __init__.py) then
+    imports as a namespace package that shadows a later editable install.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "smplus", "numba")
+
+
+def _usable_cache_dir() -> str:
+    """cache_dir(), or a folder in the temp dir if it cannot be created (numba would fall back to the package)."""
+    path = cache_dir()
+    try:
+        os.makedirs(path, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    return os.path.join(tempfile.gettempdir(), f"smplus-numba-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+
+
+_CACHE_DIR = _usable_cache_dir()
+
+
+def _kernel(fn):
+    """njit with the on-disk cache in _CACHE_DIR: numba picks a function's cache folder when it is
+    decorated, so numba's global setting is changed only for that moment (other numba users keep theirs)."""
+    from numba.core import config
+
+    saved = config.CACHE_DIR
+    config.CACHE_DIR = _CACHE_DIR
+    try:
+        return njit(cache=True, nogil=True, error_model="numpy")(fn)
+    finally:
+        config.CACHE_DIR = saved
+
+
+COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per installation "
                    "and takes up to a minute")
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_kernel
 def _band_system(image, trimap, eps):
     """L_UU (stencil rows), its column indices (-1: known or outside), rhs, and the unknowns' y, x."""
     h, w, _ = image.shape
@@ -180,7 +224,7 @@ def _band_system(image, trimap, eps):
     return A, cols, b, ys, xs
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_kernel
 def _ic0(A, cols, shift):
     """Incomplete Cholesky on L_UU's own pattern (lower stencil half); ok=False on a non-positive pivot.
     Column _DIAG holds the reciprocal of L's diagonal (it only ever divides). Entries of L outside the
@@ -207,7 +251,7 @@ def _ic0(A, cols, shift):
     return L, U, True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_kernel
 def _precondition(L, U, cols, r, z):
     """z = (L L^T)^-1 r; returns r . z. Both halves gather along their rows (the terms in the order
     a column-by-column back substitution would subtract them: later rows first)."""
@@ -231,7 +275,7 @@ def _precondition(L, U, cols, r, z):
     return rz
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_kernel
 def _cg(A, cols, b, L, U, rtol, max_iter):
     """Preconditioned conjugate gradients; ok=False if it did not converge."""
     n = A.shape[0]
@@ -271,7 +315,7 @@ def _cg(A, cols, b, L, U, rtol, max_iter):
     return x, np.sqrt(rr) <= stop
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_kernel
 def _solve_alpha(image, trimap, eps, rtol, max_iter):
     """Alpha over the whole crop and whether the band's system was solved."""
     h, w, _ = image.shape
@@ -315,7 +359,7 @@ def estimate_alpha(image: np.ndarray, trimap: np.ndarray) -> Optional[np.ndarray
     return alpha if ok else None
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_kernel
 def _band_foreground(image, alpha, iterations, regularization, gradient_weight):
     """Foreground colours where 0 < alpha < 1: those pixels' y, x and colours (elsewhere F is the image)."""
     h, w, _ = image.shape
@@ -392,7 +436,7 @@ def _band_foreground(image, alpha, iterations, regularization, gradient_weight):
     return ys[:n], xs[:n], F[:n]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_kernel
 def _spread_inward(C, alpha, nbr, ys, xs, side):
     """Colours C of the band's pixels (rows < n, their 4-neighbours' rows: nbr) from the known ones where
     alpha == side (rows >= n), layer by layer into the band: each the mean of its neighbours of layers before.
@@ -448,7 +492,7 @@ _UNIT = np.arange(256) / 255.0  # uint8 -> 0..1 (x / 255.0), by table
 ALPHA_SNAP = 0.02  # alpha within this of 0 or 1 is taken as 0 or 1 (no faint veil, no see-through core)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_kernel
 def _premultiplied(crop, trimap, soft, eps, rtol, max_iter, iterations, regularization, gradient_weight):
     """matte(): alpha over the band (or `soft` where the trimap is empty or the band unsolved), snapped
     near 0 and 1, foreground colours, and the instance premultiplied (h x w x 4 float32) in one call."""

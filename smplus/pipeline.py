@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple, Union
 
 from . import __version__
 from .assemble import assemble, planned_entries
@@ -26,8 +26,10 @@ from .errors import OutputError, SmplusError, UsageError
 from .executors import EXECUTORS, make_executor
 from .histogram import load_target
 from .journal import Journal, merged_entries
+from .naming import OutputNames
 from .outdir import STATE_DIR, _inside, check_out_dir, prepare_out, remove_partial_writes, tmp_dir
 from .plan import DatasetPlan, TransformOptions, plan_dataset
+from .progress import PROGRESS_MODES, make_progress
 from .shards import assign_shards, differences, shard_positions
 from .task import image_tasks, output_image_path
 
@@ -43,7 +45,8 @@ class RunOptions:
     overwrite: bool = False
     resume: bool = False
     allow_skips: bool = False
-    progress: Optional[bool] = None  # None: a bar only on a terminal
+    progress: Union[None, bool, str] = None  # auto | bar | log | none (None: auto, a bar only on a terminal)
+    progress_interval: float = 30.0  # log mode: seconds between lines (0: a line per image)
     executor: str = "local"          # local | ray
     address: Optional[str] = None    # Ray cluster address (None: a local Ray instance)
     shard: Optional[Tuple[int, int]] = None  # (I, N): render the I-th of N parts of the images
@@ -53,6 +56,10 @@ class RunOptions:
             raise UsageError(f"--workers must be an integer >= 1, got {self.workers!r}")
         if self.overwrite and self.resume:
             raise UsageError("--overwrite and --resume exclude each other: resume keeps OUT, overwrite clears it")
+        if self.progress not in (None, True, False) + PROGRESS_MODES:
+            raise UsageError(f"--progress must be one of {', '.join(PROGRESS_MODES)}, got {self.progress!r}")
+        if not self.progress_interval >= 0:
+            raise UsageError(f"--progress-interval must be >= 0 seconds, got {self.progress_interval!r}")
         if self.executor not in EXECUTORS:
             raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.shard is not None:
@@ -159,11 +166,12 @@ class _Planned:
     parameters: dict      # what report.json records
     fingerprint: dict     # what a resume and a merge compare
     options: TransformOptions
+    names: OutputNames
 
 
 def _plan(source: str, images_dir: str, target: Optional[str], options: TransformOptions, bins: int,
           except_rate: Optional[float], log_bins: bool, categories: Optional[Sequence[str]], dry_run: bool,
-          before_planning=lambda: None) -> _Planned:
+          before_planning=lambda: None, names: OutputNames = OutputNames()) -> _Planned:
     ds = load_coco(source)
     check_image_formats(ds)
     hist = load_target(target, bins, except_rate, log_bins)
@@ -178,10 +186,11 @@ def _plan(source: str, images_dir: str, target: Optional[str], options: Transfor
                       categories=_category_names(ds, options.categories),
                       bins=hist.bins, except_rate=except_rate, log_bins=log_bins,
                       source=os.path.abspath(source), images=os.path.abspath(images_dir),
-                      target=os.path.abspath(target) if target else None, dry_run=dry_run)
+                      target=os.path.abspath(target) if target else None, dry_run=dry_run,
+                      id_offset=names.id_offset, file_prefix=names.file_prefix)
     fingerprint = {**parameters, "source_sha256": _file_digest(source), "target_sha256": _file_digest(target),
                    "version": __version__}
-    return _Planned(ds, hist, dplan, parameters, fingerprint, options)
+    return _Planned(ds, hist, dplan, parameters, fingerprint, options, names)
 
 
 # ---------------------------------------------------------------- transform
@@ -189,8 +198,11 @@ def _plan(source: str, images_dir: str, target: Optional[str], options: Transfor
 def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] = None,
               options: TransformOptions = TransformOptions(), bins: int = 100,
               except_rate: Optional[float] = None, log_bins: bool = False,
-              categories: Optional[Sequence[str]] = None, run: RunOptions = RunOptions()) -> TransformResult:
-    """SM+ on a COCO dataset: the library entry point behind `smplus transform`."""
+              categories: Optional[Sequence[str]] = None, run: RunOptions = RunOptions(),
+              names: OutputNames = OutputNames()) -> TransformResult:
+    """SM+ on a COCO dataset: the library entry point behind `smplus transform`.
+
+    `names`: output ids and file names apart from the source's (for combining datasets)."""
     check_out_dir(out_dir)
     if not os.path.isdir(images_dir):
         raise SmplusError(f"images folder not found: {images_dir} (--images must be the folder file_names are relative to)")
@@ -198,7 +210,8 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
     # Workers start up while the annotations load; OUT stays claimed (locked) until the run ends.
     with _writes_to(out_dir), executor, contextlib.ExitStack() as held:
         p = _plan(source, images_dir, target, options, bins, except_rate, log_bins, categories, run.dry_run,
-                  before_planning=lambda: held.enter_context(prepare_out(out_dir, [source, images_dir, target], run)))
+                  before_planning=lambda: held.enter_context(prepare_out(out_dir, [source, images_dir, target], run)),
+                  names=names)
         fingerprint = {**p.fingerprint, "shard": list(run.shard) if run.shard else None}
         _check_resume(out_dir, fingerprint, run)
         if run.dry_run:
@@ -228,22 +241,20 @@ def _writes_to(out_dir: str):
 def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str, run: RunOptions,
             journal: Journal, executor) -> int:
     """Render the images at `positions` not yet done, recording each entry; return how many are done."""
-    from tqdm import tqdm
-
     done: Set[int] = set()
     if run.resume:
         remove_partial_writes(out_dir)
-        done = journal.scan(p.dplan.images, p.ds, out_dir)[0]
+        done = journal.scan(p.dplan.images, p.ds, out_dir, p.names.file_prefix)[0]
     todo = [k for k in positions if k not in done]
     if hasattr(executor, "cap"):  # never more worker processes than images to render
         executor.cap(len(todo))
     position = {p.dplan.images[k].image_id: k for k in todo}
     count = len(positions) - len(todo)
-    disable = None if run.progress is None else not run.progress
-    bar = tqdm(total=len(positions), initial=count, desc="SM+", unit="img", disable=disable)
+    bar = make_progress(run.progress, len(positions), count, run.progress_interval)
     try:
         with _stop_requests() as stop:
-            for entry in executor.imap_unordered(image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir, p.options)):
+            tasks = image_tasks(p.ds, p.dplan.images, todo, images_dir, out_dir, p.options, p.names.file_prefix)
+            for entry in executor.imap_unordered(tasks):
                 journal.record(position[entry["image_id"]], entry)
                 count += 1
                 bar.update(1)
@@ -304,7 +315,7 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
             raise SmplusError(f"merge: {path}, an input of the shards, is missing or has changed since they ran; "
                               "merge where the shards' inputs are, as they were")
     p = _plan(f["source"], f["images"], f["target"], options, f["bins"], f["except_rate"], f["log_bins"],
-              f["categories"], dry_run=False)
+              f["categories"], dry_run=False, names=OutputNames(f.get("id_offset", 0), f.get("file_prefix", "")))
     assignment = assign_shards(p.dplan.images, f["shard"][1])
     journals, held = [], contextlib.ExitStack()  # held: OUT, claimed until the merge ends
     try:
@@ -318,7 +329,8 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
             write_json_atomic(os.path.join(out_dir, STATE_DIR, RUN_FILE), {**p.fingerprint, "shard": None},
                               tmp_dir=tmp_dir(out_dir))
         shard_dir = {fp["shard"][0]: d for d, fp in zip(shard_dirs, fingerprints)}
-        report = assemble(p.ds, p.dplan, p.hist, _linked(merged_entries(journals), assignment, shard_dir, out_dir, p.ds),
+        report = assemble(p.ds, p.dplan, p.hist, _linked(merged_entries(journals), assignment, shard_dir, out_dir, p.ds,
+                                                 p.names.file_prefix),
                           p.parameters, out_dir, allow_skips)
     finally:
         for journal in journals:
@@ -328,11 +340,11 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
 
 
 def _linked(entries: Iterable[Tuple[int, dict]], assignment: Sequence[int], shard_dir: Dict[int, str], out_dir: str,
-            ds: CocoDataset) -> Iterator[Tuple[int, dict]]:
+            ds: CocoDataset, file_prefix: str = "") -> Iterator[Tuple[int, dict]]:
     """The shards' entries, each rendered image linked into OUT as its entry passes to assemble."""
     for k, entry in entries:
         if entry["skipped"] is None:
-            _link_image(shard_dir[assignment[k]], out_dir, ds.images[entry["image_id"]])
+            _link_image(shard_dir[assignment[k]], out_dir, ds.images[entry["image_id"]], file_prefix)
         yield k, entry
 
 
@@ -349,7 +361,7 @@ def _read_fingerprint(shard_dir: str) -> dict:
 
 
 def _check_complete(p: _Planned, shard_dir: str, shard: Sequence[int], expected: Sequence[int], journal: Journal) -> None:
-    done, skipped = journal.scan(p.dplan.images, p.ds, shard_dir)
+    done, skipped = journal.scan(p.dplan.images, p.ds, shard_dir, p.names.file_prefix)
     missing = [k for k in expected if k not in done and k not in skipped]
     if missing:
         im = p.ds.images[p.dplan.images[missing[0]].image_id]
@@ -358,9 +370,9 @@ def _check_complete(p: _Planned, shard_dir: str, shard: Sequence[int], expected:
                           "rerun its command with --resume, then merge again")
 
 
-def _link_image(shard_dir: str, out_dir: str, image: dict) -> None:
+def _link_image(shard_dir: str, out_dir: str, image: dict, file_prefix: str = "") -> None:
     """The shard's image into OUT/images: a hard link where possible, else a copy (atomically)."""
-    src, dst = output_image_path(shard_dir, image), output_image_path(out_dir, image)
+    src, dst = output_image_path(shard_dir, image, file_prefix), output_image_path(out_dir, image, file_prefix)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     os.makedirs(tmp_dir(out_dir), exist_ok=True)
     tmp = os.path.join(tmp_dir(out_dir), f"link-{image['id']}")

@@ -109,7 +109,7 @@ def make_preview(out_dir: str, n: int = 8, image_ids: Sequence[int] = ()) -> np.
         raise SmplusError(f"{out_dir} has no images")
     rows = []
     for im in chosen:
-        src = read_image(os.path.join(images_dir, src_images[im["id"]]["file_name"]))
+        src = read_image(os.path.join(images_dir, src_images[im["id"] - params.get("id_offset", 0)]["file_name"]))
         out = read_image(os.path.join(out_dir, "images", im["file_name"]))
         s_src = TILE / max(src.shape[:2])
         s_out = min(s_src, TILE / max(out.shape[:2]))  # the source's scale, if it fits

@@ -36,10 +36,12 @@ class ImageTask:
     fallback_anns: List[dict] = field(default_factory=list)
     max_hole: float = DEFAULT_MAX_HOLE
     jpeg: tuple = (JPEG_QUALITY, JPEG_SUBSAMPLING)  # quality, chroma subsampling
+    file_prefix: str = ""                     # before the output's file_name (naming.OutputNames)
 
 
 def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence[int],
-                images_dir: str, out_dir: str, options: TransformOptions = TransformOptions()) -> Iterator[ImageTask]:
+                images_dir: str, out_dir: str, options: TransformOptions = TransformOptions(),
+                file_prefix: str = "") -> Iterator[ImageTask]:
     """The tasks of the images at `positions` of `plans` (built lazily: each holds only its own annotations)."""
     for position in positions:
         plan = plans[position]
@@ -49,7 +51,8 @@ def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence
         bg, bg_anns = _background(ds, plan)
         fallback, fallback_anns = _background(ds, plan.fallback) if plan.fallback else (None, [])
         yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns,
-                        fallback, fallback_anns, options.max_hole, (options.jpeg_quality, options.jpeg_subsampling))
+                        fallback, fallback_anns, options.max_hole, (options.jpeg_quality, options.jpeg_subsampling),
+                        file_prefix)
 
 
 def _background(ds: CocoDataset, plan: ImagePlan):
@@ -61,8 +64,8 @@ def _background(ds: CocoDataset, plan: ImagePlan):
                                                  if a.get("iscrowd") or a["id"] in used]
 
 
-def output_image_path(out_dir: str, image: dict) -> str:
-    return os.path.join(out_dir, "images", image["file_name"])
+def output_image_path(out_dir: str, image: dict, file_prefix: str = "") -> str:
+    return os.path.join(out_dir, "images", file_prefix + image["file_name"])
 
 
 def _decode_checked(images_dir: str, image: dict, data: Optional[np.ndarray] = None) -> np.ndarray:
@@ -151,7 +154,7 @@ def render(task: ImageTask) -> Rendered:
     except SmplusError as e:
         entry["skipped"] = str(e)
         return Rendered(entry)
-    return Rendered(entry, output_image_path(task.out_dir, task.image), data, tmp_dir(task.out_dir))
+    return Rendered(entry, output_image_path(task.out_dir, task.image, task.file_prefix), data, tmp_dir(task.out_dir))
 
 
 def plan_entry(plan: ImagePlan, annotations: List[dict], provenance: dict) -> dict:
