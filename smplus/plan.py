@@ -350,12 +350,95 @@ def msm_reachable_sizes(sizes: Sequence[float], least: Sequence[float], hist: Si
 
 
 @dataclass
-class _Candidate:
+class Candidate:
+    """A scale-matched instance of one image, as the planner sees it."""
+
     image_id: int
     ann: dict
     size: float
     least: float    # least_size of its box
     cut_both: bool  # cut by two opposite frame edges: dropped, not scale-matched
+
+
+def image_candidates(image: dict, anns: Sequence[dict], selected: Optional[set]) -> Tuple[Dict[int, str], List[Candidate]]:
+    """Why each annotation of `image` cannot be transformed (only those with a reason), and its
+    candidates: the annotations of the scale-matched categories (`selected`; None: all) that can."""
+    W, H = image["width"], image["height"]
+    bad: Dict[int, str] = {}
+    for a in anns:
+        reason = degenerate_reason(a, W, H)
+        if reason is not None:
+            bad[a["id"]] = reason
+    candidates = []
+    for a in anns:
+        if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
+            box = clipped_box(a, W, H)
+            candidates.append(Candidate(image["id"], a, instance_size(*box[2:]), least_size(*box[2:]),
+                                        fixed_point(box, W, H) is None))
+    return bad, candidates
+
+
+# ---------------------------------------------------------------- size suppliers (SM+ step 2)
+
+class RsmSizes:
+    """RSM+: each instance's size drawn from the target histogram (a bin by its probability,
+    then uniformly in it), from the image's generator."""
+
+    def __init__(self, hist: SizeHistogram):
+        self.hist = hist
+
+    def sizes(self, rng: np.random.Generator, instances: Sequence[Candidate]) -> List[float]:
+        return list(map(float, self.hist.sample_rsm(rng, len(instances))))
+
+
+class MsmSizes:
+    """MSM+ per image: an instance's quantile among the source sizes (fitted once) picks the
+    same quantile of the target. (The offline run deals the quantiles over the whole set
+    instead: DealtSizes.)"""
+
+    def __init__(self, hist: SizeHistogram, source_sizes: Sequence[float]):
+        self.hist = hist
+        self.source = np.sort(np.asarray(source_sizes, float))
+        if not len(self.source):
+            raise UsageError("MSM+ needs the source sizes: the source has no instance to scale-match "
+                             "(give another source, or use mode 'rsm')")
+
+    def quantiles(self, sizes: Sequence[float]) -> np.ndarray:
+        sizes = np.asarray(sizes, float)
+        below = np.searchsorted(self.source, sizes, side="left")
+        equal = np.searchsorted(self.source, sizes, side="right") - below
+        return (below + 0.5 * equal) / len(self.source)
+
+    def sizes(self, rng: np.random.Generator, instances: Sequence[Candidate]) -> List[float]:
+        if not instances:
+            return []
+        return list(map(float, self.hist.quantile(self.quantiles([c.size for c in instances]))))
+
+
+class DealtSizes:
+    """MSM+ over a whole dataset: the sizes msm_reachable_sizes dealt, by annotation id."""
+
+    def __init__(self, hist: SizeHistogram, by_ann: Dict[int, float]):
+        self.hist, self.by_ann = hist, by_ann
+
+    @classmethod
+    def deal(cls, hist: SizeHistogram, candidates: Sequence[Candidate]) -> "DealtSizes":
+        flat = [c for c in candidates if not c.cut_both]
+        dealt = msm_reachable_sizes([c.size for c in flat], [c.least for c in flat], hist)
+        return cls(hist, {c.ann["id"]: float(s) for c, s in zip(flat, dealt)})
+
+    def sizes(self, rng: np.random.Generator, instances: Sequence[Candidate]) -> List[float]:
+        return [self.by_ann[c.ann["id"]] for c in instances]
+
+
+class OwnSizes:
+    """Copy-paste (cp, cp+): every instance keeps its own size."""
+
+    def __init__(self, hist: SizeHistogram):
+        self.hist = hist
+
+    def sizes(self, rng: np.random.Generator, instances: Sequence[Candidate]) -> List[float]:
+        return [c.size for c in instances]
 
 
 @dataclass
@@ -370,33 +453,25 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
     """Plan every image of `ds`. MSM+ needs all source sizes first, so this is one pass over the set."""
     selected = set(options.categories) if options.categories is not None else None
     bad: Dict[int, str] = {}  # why an annotation cannot be transformed, checked once (few have a reason)
-    candidates: Dict[int, List[_Candidate]] = {}
+    candidates: Dict[int, List[Candidate]] = {}
     for image_id, im in ds.images.items():
-        for a in ds.anns_by_image[image_id]:
-            reason = degenerate_reason(a, im["width"], im["height"])
-            if reason is not None:
-                bad[a["id"]] = reason
-        candidates[image_id] = []
-        for a in ds.anns_by_image[image_id]:
-            if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
-                box = clipped_box(a, im["width"], im["height"])
-                candidates[image_id].append(_Candidate(image_id, a, instance_size(*box[2:]), least_size(*box[2:]),
-                                                       fixed_point(box, im["width"], im["height"]) is None))
-    msm_new: Dict[int, float] = {}
-    if options.mode == "msm" and options.level == "instance":
-        flat = [c for cs in candidates.values() for c in cs if not c.cut_both]
-        for c, s in zip(flat, msm_reachable_sizes([c.size for c in flat], [c.least for c in flat], hist)):
-            msm_new[c.ann["id"]] = float(s)
+        image_bad, candidates[image_id] = image_candidates(im, ds.anns_by_image[image_id], selected)
+        bad.update(image_bad)
+    sizes = (OwnSizes(hist) if options.mode in COPY_PASTE else RsmSizes(hist) if options.mode == "rsm"
+             else DealtSizes.deal(hist, [c for cs in candidates.values() for c in cs]) if options.level == "instance"
+             else None)
 
     pool = BackgroundPool(pool_images(ds, options.background_pool, selected, options.max_background_objects),
-                          ds.images)
+                          ds.images, ds.anns_by_image)
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
-    for image_id in ds.images:
+    for image_id, im in ds.images.items():
         if options.level == "image":
-            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted, bad)
+            plan = plan_image_level(im, ds.anns_by_image[image_id], candidates[image_id], hist, options,
+                                    source_sorted, bad)
         else:
-            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool, bad)
+            plan = plan_image(im, ds.anns_by_image[image_id], sizes, image_rng(options.seed, image_id), pool, options,
+                              candidates[image_id], bad)
         plans.append(plan)
         before.extend(c.size for c in candidates[image_id])
         after.extend(i.size for i in plan.instances if i.matched)
@@ -445,8 +520,10 @@ def background_share(anns: Sequence[dict], width: int, height: int) -> float:
 class BackgroundPool:
     """The images PSI may draw a new background from; a draw is O(1), never a new list."""
 
-    def __init__(self, image_ids: Sequence[int], images: Dict[int, dict]):
+    def __init__(self, image_ids: Sequence[int], images: Dict[int, dict],
+                 anns_by_image: Optional[Dict[int, List[dict]]] = None):
         self.ids = list(image_ids)
+        self._images, self._anns = images, anns_by_image or {}
         self._position = {i: k for k, i in enumerate(self.ids)}
         self._sizes = [(images[i]["width"], images[i]["height"]) for i in self.ids]
         # Pool positions by shorter side: those from bisect(need) on hold any need up to that side.
@@ -475,35 +552,44 @@ class BackgroundPool:
             return None
         return self.ids[self._by_side[self._skip(start + int(rng.integers(m)), own_rank)]]
 
+    def background(self, image_id: int) -> Tuple[dict, Sequence[dict]]:
+        """A drawn background's image entry and annotations."""
+        return self._images[image_id], self._anns.get(image_id, ())
+
     @staticmethod
     def _skip(k: int, own: Optional[int]) -> int:
         """Index k of the list without `own` -> index in the whole list."""
         return k + 1 if own is not None and k >= own else k
 
 
-def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool,
-               bad: Dict[int, str]) -> ImagePlan:
-    im = ds.images[image_id]
-    W, H = im["width"], im["height"]
-    rng = image_rng(options.seed, image_id)
+def plan_image(image: dict, anns: Sequence[dict], sizes, rng: np.random.Generator, backgrounds,
+               options: TransformOptions, matched: Optional[Sequence[Candidate]] = None,
+               bad: Optional[Dict[int, str]] = None) -> ImagePlan:
+    """SM+ plan of one image, from its entry and annotations alone (instance level).
+
+    `sizes` supplies the new sizes (RsmSizes, MsmSizes, DealtSizes, OwnSizes:
+    `.sizes(rng, candidates)` and `.hist`); `backgrounds` the new background
+    (`.draw(rng, image_id, need) -> image id or None` and `.background(id) ->
+    (entry, annotations)`, e.g. BackgroundPool); `rng` is the image's generator.
+    `matched` and `bad` (image_candidates) may be given when already known.
+    """
+    image_id = image["id"]
+    W, H = image["width"], image["height"]
+    if matched is None or bad is None:
+        selected = set(options.categories) if options.categories is not None else None
+        bad, matched = image_candidates(image, anns, selected)
     # Draw order is fixed (PSI, sizes, the background that holds them, then the
     # fallback background) so a plan never depends on other images.
     u = rng.random()
     new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
     new_background = new_background or options.mode in COPY_PASTE
     to_scale = [c for c in matched if not c.cut_both]
-    if options.mode == "rsm":
-        new_sizes = dict(zip((c.ann["id"] for c in to_scale), map(float, hist.sample_rsm(rng, len(to_scale)))))
-    elif options.mode in COPY_PASTE:
-        new_sizes = {c.ann["id"]: c.size for c in to_scale}
-    else:
-        new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in to_scale}
+    new_sizes = dict(zip((c.ann["id"] for c in to_scale), sizes.sizes(rng, to_scale)))
     cut_both = {c.ann["id"] for c in matched if c.cut_both}
 
     scaled, unusable, dropped = [], [], []  # dropped here: erased with the holes (ImagePlan.removed)
     others = []  # categories not scale-matched: left in place on the image's own background
-    for a in ds.anns_by_image[image_id]:
+    for a in anns:
         if a.get("iscrowd"):
             continue
         reason = bad.get(a["id"])
@@ -518,7 +604,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         if a["id"] in new_sizes:
             # r is bounded so the instance fits the image: an outlier target size
             # must not ask for a paste larger than any background.
-            size = reachable_size(new_sizes[a["id"]], least_size(w, h), hist)
+            size = reachable_size(new_sizes[a["id"]], least_size(w, h), sizes.hist)
             scale = min(size / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
@@ -528,23 +614,25 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
             others.append(a["id"])
     need = (max((b[2] * r for _, b, r, _, _ in scaled), default=0.0),
             max((b[3] * r for _, b, r, _, _ in scaled), default=0.0))
-    drawn = pool.draw(rng, image_id, need) if new_background and matched else None
-    bg_id = image_id if drawn is None else drawn
+    drawn = backgrounds.draw(rng, image_id, need) if new_background and matched else None
+    own = (image, anns)
     if not matched:  # nothing to scale: copied as is
-        plan = _plan_on(ds, image_id, image_id, scaled, unusable, dropped, options, others)
+        plan = _plan_on(image, anns, own, scaled, unusable, dropped, options, others)
         return ImagePlan(image_id, "none", image_id, W, H, dropped=plan.dropped, unscaled=plan.unscaled)
-    plan = _plan_on(ds, image_id, bg_id, scaled, unusable, dropped, options, others)
-    if bg_id == image_id:  # holes too large to inpaint take another image instead (drawn last)
-        fallback_id = pool.draw(rng, image_id, need)
+    plan = _plan_on(image, anns, own if drawn is None else backgrounds.background(drawn), scaled, unusable, dropped,
+                    options, others)
+    if drawn is None:  # holes too large to inpaint take another image instead (drawn last)
+        fallback_id = backgrounds.draw(rng, image_id, need)
         if fallback_id is not None:
-            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, scaled, unusable, dropped, options,
-                                                     others))
+            return replace(plan, fallback=_plan_on(image, anns, backgrounds.background(fallback_id), scaled, unusable,
+                                                     dropped, options, others))
     return plan
 
 
-def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple], unusable: Sequence[tuple],
-             dropped: Sequence[tuple], options: TransformOptions, others: Sequence[int] = ()) -> ImagePlan:
-    """The plan of `image_id` on the background of image `bg_id` (itself: inpainted), scales decided.
+def _plan_on(image: dict, anns: Sequence[dict], background: Tuple[dict, Sequence[dict]], scaled: Sequence[tuple],
+             unusable: Sequence[tuple], dropped: Sequence[tuple], options: TransformOptions,
+             others: Sequence[int] = ()) -> ImagePlan:
+    """The plan of `image` on `background` = (entry, annotations) (itself: inpainted), scales decided.
 
     `scaled`: (annotation, clipped box, scale, matched, fixed point); `unusable`:
     (annotation, reason) of those that cannot be cut out; `dropped`: (id, reason) of
@@ -554,8 +642,10 @@ def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple]
     their own size they would stand out among the scale-matched ones (a 306 px
     handbag in the sky beside 15 px persons), and the background does not show them.
     """
-    im, bg = ds.images[image_id], ds.images[bg_id]
-    W, H = im["width"], im["height"]
+    image_id = image["id"]
+    bg, bg_anns = background
+    bg_id = bg["id"]
+    W, H = image["width"], image["height"]
     removed, dropped, unscaled = tuple(i for i, _ in dropped), list(dropped), []
     kept = tuple(others) if bg_id == image_id else ()
     if bg_id != image_id:
@@ -571,17 +661,17 @@ def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple]
         box = (out[0] + scale * (x - src[0]), out[1] + scale * (y - src[1]), w * scale, h * scale)
         instances.append(InstancePlan(a["id"], float(scale), instance_size(w * scale, h * scale), box, is_matched,
                                       src, out))
-    erased = tuple(a["id"] for a in ds.anns_by_image[image_id] if a.get("iscrowd"))
+    erased = tuple(a["id"] for a in anns if a.get("iscrowd"))
     labels, bg_erased = (), ()
     if bg_id != image_id:
         if options.mode == "cp+":
-            labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
+            labels = tuple(a["id"] for a in bg_anns
                            if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
         # Its crowds are erased; from the clean pool, its objects of the scale-matched
         # categories too (pool_images bounds their share), unless cp+ keeps their labels.
         selected = None if options.categories is None else set(options.categories)
         clean = options.background_pool == "clean"
-        bg_erased = tuple(a["id"] for a in ds.anns_by_image[bg_id]
+        bg_erased = tuple(a["id"] for a in bg_anns
                           if a.get("iscrowd") or (clean and a["id"] not in labels
                                                   and (selected is None or a["category_id"] in selected)))
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
@@ -599,7 +689,7 @@ def image_rng(seed: int, image_id: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, -image_id], spawn_key=(1,)))
 
 
-def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
+def plan_image_level(im: dict, anns: Sequence[dict], matched: Sequence[Candidate], hist: SizeHistogram,
                      options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str]) -> ImagePlan:
     """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
 
@@ -607,7 +697,7 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
     MSM maps the image's mean size through the quantiles of all source object
     sizes. The scale is then clipped to scale_range.
     """
-    im = ds.images[image_id]
+    image_id = im["id"]
     rng = image_rng(options.seed, image_id)
     lo, hi = options.scale_range
     if not matched:
@@ -632,7 +722,7 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
     sx, sy = W / im["width"], H / im["height"]  # exact per-axis scales of the resized image
     selected = {c.ann["id"] for c in matched}
     instances, kept, dropped, unscaled = [], [], [], []
-    for a in ds.anns_by_image[image_id]:
+    for a in anns:
         reason = bad.get(a["id"])
         if a.get("iscrowd"):
             if reason is None:
