@@ -16,7 +16,6 @@ returns RGB (torchvision's convention) unless channels="bgr".
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -245,23 +244,17 @@ class SMPlus:
         return sample
 
 
-def _in_loader_worker() -> bool:
-    data = sys.modules.get("torch.utils.data")
-    return data is not None and data.get_worker_info() is not None
-
-
 _READY_PID = None
 
 
 def _worker_ready() -> None:
-    """Once per process: the matting kernels loaded (and, in a loader worker, OpenCV on one thread)."""
+    """Once per process: the matting kernels loaded (from numba's cache, compiled if absent).
+
+    OpenCV's thread count is left alone: in a loader worker forked from a parent
+    that ran OpenCV, cv2.setNumThreads hangs (it waits for the parent's pool threads)."""
     global _READY_PID
     if _READY_PID == os.getpid():
         return
-    if _in_loader_worker():
-        import cv2
-
-        cv2.setNumThreads(1)  # one sample per worker process; OpenCV's pool would oversubscribe the cores
     from .matting import warm_up
 
     warm_up()

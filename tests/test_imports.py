@@ -1,7 +1,9 @@
-"""Package structure: no import cycle among smplus modules."""
+"""Package structure: no import cycle among smplus modules; `import smplus` stays cheap."""
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "smplus"
 
@@ -78,3 +80,12 @@ def test_cycle_finder_finds_a_two_module_circle():
 def test_no_two_smplus_modules_import_each_other():
     assert cycles(import_graph()) == []
 
+
+
+def test_import_smplus_is_cheap():
+    """`import smplus` loads no submodule; the API's classes load neither torch nor click."""
+    code = ("import sys, smplus; print(sorted(m for m in sys.modules if m.startswith('smplus.'))); "
+            "smplus.SMPlus, smplus.SMPlusDataset, smplus.transform, smplus.TransformOptions; "
+            "print(sorted(m for m in ('torch', 'click', 'pymatting', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"]
