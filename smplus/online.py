@@ -120,6 +120,8 @@ def _indexed(image: np.ndarray, annotations, what: str, image_id: Optional[int] 
                           "give one image's annotations")
     if image_id is None:
         image_id = ids.pop() if ids else 0
+    if isinstance(image_id, np.integer):  # from a framework's arrays
+        image_id = int(image_id)
     if not isinstance(image_id, int) or isinstance(image_id, bool):
         raise SmplusError(f"{what} annotations: image_id must be an integer, got {image_id!r}")
     taken = {a["id"] for a in annotations if isinstance(a.get("id"), int)}
