@@ -2,6 +2,7 @@
 
     python scripts/bench.py [--quick] [--source ANN --images DIR] [--target T] [--min-images N]
     python scripts/bench.py --ray [--repeat R]     (only the Ray section; --no-ray: all but it)
+    python scripts/bench.py --online [--rounds R]  (only SMPlusDataset per sample against the offline render)
 
 Rows: decode+encode of every image (the floor); SM+'s own I/O floor (decode the
 source, decode the new background where PSI draws one, encode); per-instance
@@ -503,6 +504,62 @@ def ray_rows(source, images, target, n, repeat, tmp):
           f"{steady['ray']:.1f} = {steady['ray'] / steady['local']:.2f}x | <= 1.10x |")
 
 
+def online_rows(source, images, target, rounds=3, clock=time.process_time):
+    """SMPlusDataset's cost per sample against the offline per-image render, encode and write excluded.
+
+    Offline: the plan of the whole set (plan_dataset, not timed), then per image decode the source
+    (and its new background) and render it (render_image, with the fallback). Online: ds.sample(i)
+    (plan from (seed, epoch, index), decode, render) plus the torchvision target (masks decoded).
+    Both in one process on one OpenCV thread, interleaved image by image, `rounds` epochs;
+    CPU time by default (this machine is shared). Rows: medians over rounds of the per-sample mean."""
+    import cv2
+
+    from smplus.coco import load_coco, read_image
+    from smplus.histogram import load_target
+    from smplus.matting import warm_up
+    from smplus.online import SMPlusDataset, render_plan, to_detection
+    from smplus.plan import TransformOptions, plan_dataset
+
+    cv2.setNumThreads(1)
+    warm_up()
+    ds = load_coco(source)
+    options = TransformOptions()
+    plans = plan_dataset(ds, load_target(target), options).images
+    online = SMPlusDataset(ds, images, target=target, channels="bgr")
+
+    def pixels(image_id):
+        return read_image(os.path.join(images, ds.images[image_id]["file_name"]))
+
+    def offline(plan):
+        anns = ds.anns_by_image[plan.image_id]
+        render_plan(plan, pixels(plan.image_id), anns,
+                    lambda p: (pixels(p.background_image_id), ds.anns_by_image[p.background_image_id]), options.max_hole)
+
+    def sample(i):
+        s = online.sample(i)
+        to_detection(s, online.ids[i])
+
+    off, on = [], []
+    for r in range(rounds):
+        online.set_epoch(r)
+        t_off = t_on = 0.0
+        for i, plan in enumerate(plans):
+            t = clock()
+            offline(plan)
+            t_off += clock() - t
+            t = clock()
+            sample(i)
+            t_on += clock() - t
+        off.append(1000 * t_off / len(plans))
+        on.append(1000 * t_on / len(plans))
+    ratios = [b / a for a, b in zip(off, on)]
+    print(f"| offline per-image render (decode + render, no encode/write) | {np.median(off):.1f} ms/image "
+          f"({min(off):.1f}-{max(off):.1f}) |")
+    print(f"| SMPlusDataset per sample (plan + decode + render + target) | {np.median(on):.1f} ms/sample "
+          f"({min(on):.1f}-{max(on):.1f}) |")
+    print(f"| SMPlusDataset / offline | {np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}), goal <= 1.3x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default=os.path.join(SHARED, "coco_tiny", "annotations", "instances_val2017.json"))
@@ -514,6 +571,8 @@ def main():
     ap.add_argument("--cpu-time", action="store_true",
                     help="time one-process rows by CPU time, not wall time (a machine others load)")
     ap.add_argument("--ray", action="store_true", help="only the Ray section")
+    ap.add_argument("--online", action="store_true",
+                    help="only the SMPlusDataset row: cost per sample against the offline per-image render")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray section")
     ap.add_argument("--repeat", type=int, default=3, help="runs per executor in the Ray section")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the speed rows (each row: their median)")
@@ -524,6 +583,8 @@ def main():
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
+    if args.online:
+        return online_rows(args.source, args.images, args.target, args.rounds)
     n = 100 if args.quick else args.min_images
     if args.work:
         import smplus.separate as separate

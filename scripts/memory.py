@@ -49,7 +49,7 @@ CHILD = """
 import json, os, resource, sys
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
-from smplus.executors import worker_init; worker_init()  # the baseline includes what every worker loads
+from smplus.worker import worker_init; worker_init()  # the baseline includes what every worker loads
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 source, images, out, background = sys.argv[1:]
 report = transform(source, images, out, options=TransformOptions(background=background, seed=0),

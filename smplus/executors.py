@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import multiprocessing
-import os
 import queue
 import signal
 import threading
@@ -34,9 +33,9 @@ from typing import Iterable, Iterator, Optional
 
 from .errors import SmplusError, UsageError
 from .task import ImageTask, render
+from .worker import single_threaded_children, worker_init
 
 EXECUTORS = ("local", "ray")
-RAY_INSTALL_HINT = "pip install 'smplus[ray]'"
 PREFETCH = 3  # tasks per local worker: one being written, one rendered, the next one waiting
 RENDERED = "rendered"  # a worker's notice: its oldest unrendered task is rendered (its write may be pending)
 
@@ -111,7 +110,7 @@ class LocalProcesses:
 
     def __enter__(self) -> "LocalProcesses":
         ctx = multiprocessing.get_context("spawn")
-        with _single_threaded_children():
+        with single_threaded_children():
             for _ in range(self.workers):
                 here, there = ctx.Pipe()
                 proc = ctx.Process(target=_worker_main, args=(there,), daemon=True)
@@ -222,40 +221,6 @@ def _death_message(exitcode: Optional[int], task: ImageTask, doing: str = "rende
         how = f"exited with code {exitcode}"
     return (f"a worker process {how} while {doing} image {task.plan.image_id} ({task.image['file_name']}); "
             "rerun the same command with --resume to continue (fewer --workers if memory is short)")
-
-
-# Thread pools of the libraries under each worker. Every process gets one
-# thread: N processes x default threads oversubscribe the cores, and OpenMP's
-# spinning threads then make 2 workers 15x slower than 1.
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _single_threaded_children():
-    """Spawned children read these at import, before any of their code runs."""
-    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
-    os.environ.update({k: "1" for k in _THREAD_ENV})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def worker_init(ignore_sigint: bool = True) -> None:
-    """Once per worker process: Ctrl-C is the driver's (`ignore_sigint`), one thread, matting kernels loaded."""
-    import cv2
-
-    if ignore_sigint:  # the driver handles Ctrl-C and SIGTERM (to the whole group, as SLURM preempts) and stops the workers
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    cv2.setNumThreads(1)  # one image per process; threads would only contend
-    from .matting import warm_up
-
-    warm_up()  # numba's kernels load from its on-disk cache (compiled, with a one-line notice, if absent)
 
 
 def _worker_main(conn) -> None:

@@ -11,119 +11,54 @@ plan does not depend on worker count, order, or which images ran before.
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco import (
-    JPEG_QUALITY,
-    JPEG_SUBSAMPLING,
-    JPEG_SUBSAMPLINGS,
-    MAX_IMAGE_PIXELS,
-    CocoDataset,
-    ann_to_rle,
-    finite_number,
-    instance_size,
-    rle_counts,
-    usable_polygons,
-)
-from .errors import UsageError
+from .coco import MAX_IMAGE_PIXELS, CocoDataset, instance_size
 from .histogram import SizeHistogram
+from .labels import UNSCALED, unscaled_label
+from .options import (
+    BACKGROUND_POOLS,
+    BACKGROUNDS,
+    COPY_PASTE,
+    DEFAULT_MAX_BACKGROUND_OBJECTS,
+    DEFAULT_MAX_HOLE,
+    LEVELS,
+    MODES,
+    TransformOptions,
+)
+from .pool import BACKGROUND_TRIES, CLEAN_POOL_MIN_SHARE, BackgroundPool, background_share, pool_images
+from .rules import (
+    BIN_MARGIN,
+    FRAME_TOLERANCE,
+    MIN_IMAGE_SIDE,
+    MIN_SIDE,
+    WHOLE_FRAME,
+    box_reason,
+    clipped_box,
+    degenerate_reason,
+    fixed_point,
+    least_size,
+)
+from .sizes import Candidate, DealtSizes, MsmSizes, OwnSizes, RsmSizes, msm_reachable_sizes, reachable_size
 
-MODES = ("msm", "rsm", "cp", "cp+")
-COPY_PASTE = ("cp", "cp+")  # paper Table 6: instances pasted unscaled onto a new background
-BACKGROUNDS = ("psi", "inpaint", "new")
-LEVELS = ("instance", "image")  # image: the original Scale Match (Yu et al., WACV 2020)
+# Re-exported: the names other modules, tests and scripts import from smplus.plan.
+__all__ = [
+    "BACKGROUND_POOLS", "BACKGROUNDS", "BACKGROUND_TRIES", "BIN_MARGIN", "CLEAN_POOL_MIN_SHARE", "COPY_PASTE",
+    "DEFAULT_MAX_BACKGROUND_OBJECTS", "DEFAULT_MAX_HOLE", "FRAME_TOLERANCE", "LEVELS", "MIN_IMAGE_SIDE", "MIN_SIDE",
+    "MODES", "UNSCALED", "WHOLE_FRAME", "BackgroundPool", "Candidate", "DatasetPlan", "DealtSizes", "ImagePlan",
+    "InstancePlan", "MsmSizes", "OwnSizes", "RsmSizes", "TransformOptions", "background_share", "box_reason",
+    "clipped_box", "degenerate_reason", "fixed_point", "image_candidates", "image_rng", "least_size",
+    "msm_reachable_sizes", "plan_dataset", "plan_image", "plan_image_level", "pool_images", "reachable_size",
+    "unscaled_label", "unscaled_labels",
+]
+
 IMAGE_LEVEL_TRIES = 5             # RSM draws until the scale lands in scale_range
 MAX_IMAGE_GROWTH = 16.0          # image level: an output image has at most 16x its source's pixels (4x a side)
 DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
-# Instances that would end under 1 px wide or tall are dropped: a pixel is the
-# least that can be drawn. (TinyPerson itself has 3 % of boxes with a side under
-# 2 px; at 2 px its whole head bin, sizes under 2.03 px, was out of reach.)
-MIN_SIDE = 1.0
-MIN_IMAGE_SIDE = 2  # an image under 2 px wide or tall has no room to cut anything out
-# An instance too elongated for its target size is planned at the least size
-# that keeps its short side at MIN_SIDE, when that is in the same target bin:
-# this much inside, so the rendered size (within 1 %, render.SIZE_TOLERANCE)
-# stays in the bin and its short side at MIN_SIDE or more.
-BIN_MARGIN = 1.02
-# Labels that cannot be cut out (no usable mask or box) but still locate an object:
-# kept unscaled where the image's own pixels stay, dropped where they do not.
-UNSCALED = ("bad_polygon", "bad_mask", "bad_box", "zero_size_box")
-BACKGROUND_TRIES = 8  # draws of a new background that holds the instances, then the image's own
-# A box this close to an image edge is cut by it: COCO polygons of cut objects
-# often stop 1-8 px short of the frame. On coco_tiny (scripts/frame_gaps.py),
-# 244 box sides have a mask pixel on the frame (all within 0.5 px); sides 1-8 px
-# from an edge come 23 per px, twice the rate beyond 8 px (10 per px): the excess
-# is cut objects whose polygon stops short. Such an instance is scaled about its
-# point on the edge, so its gap scales with it.
-FRAME_TOLERANCE = 8.0
-# A box spanning this share of a frame side fills it: cut by both edges, even if
-# its polygon stops short of them (COCO's whole-frame tables and bowls stop
-# 2-6 px short, and were pasted as pictures in the picture).
-WHOLE_FRAME = 0.98
-BACKGROUND_POOLS = ("all", "clean")
-# clean pool: images whose scale-matched objects (crowds included) cover at most
-# --max-background-objects of the frame (mask area); those objects are erased
-# with the fill. On coco_tiny 21 % (val) and 25 % (train) of the images qualify
-# at 0.1 with all categories, 68 % and 75 % with persons alone (scripts/background_pool.py).
-DEFAULT_MAX_BACKGROUND_OBJECTS = 0.1
-# When fewer images than this share of the set qualify, the share with the least
-# such area is the pool (their objects erased all the same).
-CLEAN_POOL_MIN_SHARE = 0.1
-DEFAULT_MAX_HOLE = 0.5  # a hole over this share of the image: a new background instead (README: measured)
-
-
-
-@dataclass(frozen=True)
-class TransformOptions:
-    mode: str = "msm"
-    seed: int = 0
-    psi_p: float = 0.4
-    categories: Optional[Tuple[int, ...]] = None  # scale-matched category ids; None = all
-    background: str = "psi"
-    level: str = "instance"
-    scale_range: Tuple[float, float] = (0.1, 1.0)  # image level: allowed image scales
-    background_pool: str = "clean"  # all: any image, its objects kept (the paper); clean: see pool_images
-    max_background_objects: float = DEFAULT_MAX_BACKGROUND_OBJECTS  # clean pool: share of the frame
-    max_hole: float = DEFAULT_MAX_HOLE  # render: holes above this fraction are not inpainted
-    jpeg_quality: int = JPEG_QUALITY
-    jpeg_subsampling: str = JPEG_SUBSAMPLING
-
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
-        if not (isinstance(self.psi_p, (int, float)) and 0.0 <= self.psi_p <= 1.0):
-            raise UsageError(f"--psi-p must be in [0, 1], got {self.psi_p!r}")
-        if self.level not in LEVELS:
-            raise UsageError(f"--level must be one of {', '.join(LEVELS)}, got {self.level!r}")
-        if self.level == "image" and self.mode in COPY_PASTE:
-            raise UsageError(f"--level image goes with --mode msm or rsm, not {self.mode}")
-        lo, hi = self.scale_range
-        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo <= hi < math.inf):
-            raise UsageError(f"--scale-range must be two finite numbers 0 < LOW <= HIGH, got {lo!r} {hi!r}")
-        if self.background not in BACKGROUNDS:
-            raise UsageError(f"--background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
-        if self.background_pool not in BACKGROUND_POOLS:
-            raise UsageError(f"--background-pool must be one of {', '.join(BACKGROUND_POOLS)}, "
-                             f"got {self.background_pool!r}")
-        if not (isinstance(self.max_background_objects, (int, float)) and 0.0 <= self.max_background_objects <= 1.0):
-            raise UsageError(f"--max-background-objects must be a fraction in [0, 1], got {self.max_background_objects!r}")
-        if not (isinstance(self.max_hole, (int, float)) and 0.0 < self.max_hole <= 1.0):
-            raise UsageError(f"--max-hole must be a fraction in (0, 1], got {self.max_hole!r}")
-        if not (isinstance(self.jpeg_quality, int) and 1 <= self.jpeg_quality <= 100):
-            raise UsageError(f"--jpeg-quality must be an integer in [1, 100], got {self.jpeg_quality!r}")
-        if self.jpeg_subsampling not in JPEG_SUBSAMPLINGS:
-            raise UsageError(f"--jpeg-subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)}, "
-                             f"got {self.jpeg_subsampling!r}")
-
 
 
 @dataclass(frozen=True)
@@ -190,79 +125,6 @@ class ImagePlan:
                    fallback=cls.from_json(d["fallback"]) if d.get("fallback") else None)
 
 
-# ---------------------------------------------------------------- annotation checks
-
-def degenerate_reason(ann: dict, width: int, height: int) -> Optional[str]:
-    """Why an annotation cannot be transformed, from its JSON alone (None if it can)."""
-    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
-        return "image_too_small"  # no room to cut anything out (matting fails on 1x1)
-    reason = box_reason(ann.get("bbox"), width, height)
-    if reason is not None:
-        return reason
-    seg = ann.get("segmentation")
-    if isinstance(seg, list):
-        if not usable_polygons(seg, height, width):
-            return "bad_polygon"
-    elif rle_counts(seg, height, width) is None:  # not RLE, another size, or runs that do not add up
-        return "bad_mask"
-    return None
-
-
-def box_reason(box, width: int, height: int) -> Optional[str]:
-    """Why a COCO bbox locates nothing in a width x height image (None if it does)."""
-    if not (isinstance(box, (list, tuple)) and len(box) == 4
-            and all(map(finite_number, box))):
-        return "bad_box"
-    x, y, w, h = box
-    if w < 0.01 or h < 0.01:  # a hundredth of a pixel is no object (and no scale)
-        return "zero_size_box"
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        return "outside_image"
-    if min(width, x + w) - max(0, x) < 0.01 or min(height, y + h) - max(0, y) < 0.01:
-        return "outside_image"  # only a sliver inside
-    return None
-
-
-def unscaled_label(ann: dict, reason: str, image_id: int, width: int, height: int,
-                   out_size: Optional[Tuple[int, int]] = None) -> Optional[dict]:
-    """The output label of an annotation that cannot be cut out, kept as it is.
-
-    Where its pixels stay (the image's own background) the object is still
-    there, so its label stays: its mask if that is usable, else its box as a
-    polygon; "unscaled" says which and why. `out_size` (W, H): the whole image
-    was resized to it (image level). None when it locates nothing: dropped.
-    """
-    from pycocotools import mask as mask_utils
-
-    from .coco import mask_to_rle, resample_mask
-
-    if reason not in UNSCALED:
-        return None
-    out_w, out_h = out_size or (width, height)
-    sx, sy = out_w / width, out_h / height
-    rle = ann_to_rle(ann.get("segmentation"), height, width)
-    if rle is not None and mask_utils.area(rle) > 0:
-        mask = mask_utils.decode(rle)
-        if out_size is not None:
-            mask = resample_mask(mask, out_size)
-        if not mask.any():
-            return None
-        segmentation = mask_to_rle(mask)
-        x, y, w, h = (float(v) for v in mask_utils.toBbox({**segmentation, "counts": segmentation["counts"].encode()}))
-        label = {"bbox": [x, y, w, h], "area": int(mask.sum()), "segmentation": segmentation,
-                 "unscaled": {"reason": reason, "mask": "source"}}
-    elif box_reason(ann.get("bbox"), width, height) is None:
-        x, y, w, h = clipped_box(ann, width, height)
-        x, y, w, h = x * sx, y * sy, w * sx, h * sy
-        label = {"bbox": [round(v, 3) for v in (x, y, w, h)], "area": round(w * h, 3),
-                 "segmentation": [[round(v, 3) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]],
-                 "unscaled": {"reason": reason, "mask": "box"}}
-    else:
-        return None
-    return {"image_id": image_id, "category_id": ann["category_id"], **label, "iscrowd": 0,
-            "source_ann_id": ann["id"]}
-
-
 def unscaled_labels(plan: "ImagePlan", anns: Dict[int, dict], width: int, height: int) -> List[dict]:
     """The labels `plan` keeps unscaled, on its output image (source image `width` x `height`)."""
     out_size = (plan.width, plan.height) if plan.background == "resize" else None
@@ -270,92 +132,22 @@ def unscaled_labels(plan: "ImagePlan", anns: Dict[int, dict], width: int, height
             for ann_id, reason in plan.unscaled]
 
 
-def clipped_box(ann: dict, width: int, height: int) -> Tuple[float, float, float, float]:
-    x, y, w, h = ann["bbox"]
-    x0, y0 = max(0.0, x), max(0.0, y)
-    x1, y1 = min(float(width), x + w), min(float(height), y + h)
-    return x0, y0, x1 - x0, y1 - y0
-
-
-def fixed_point(box: Tuple[float, float, float, float], width: int, height: int) -> Optional[Tuple[float, float]]:
-    """The point an instance is scaled about, in source coordinates (SM+ step 2).
-
-    Per axis: its box centre, or, for an instance cut by the frame, its point
-    on that frame edge (left/top -> 0, right/bottom -> W/H), so the cut stays
-    on the edge of the output frame (mapped proportionally to the same edge of
-    a new background). None when it is cut by two opposite edges (or fills
-    the frame along an axis): no smaller copy can keep both cuts on the frame.
-    """
-    point = []
-    for lo, extent, size in ((box[0], box[2], width), (box[1], box[3], height)):
-        first, last = lo <= FRAME_TOLERANCE, lo + extent >= size - FRAME_TOLERANCE
-        if (first and last) or extent >= WHOLE_FRAME * size:
-            return None
-        point.append(0.0 if first else float(size) if last else lo + extent / 2)
-    return point[0], point[1]
-
-
-def least_size(w: float, h: float) -> float:
-    """The least planned size s = sqrt(w*h) at which a w x h box keeps its short side
-    at MIN_SIDE, with BIN_MARGIN for the rendered size's tolerance."""
-    return MIN_SIDE * BIN_MARGIN * math.sqrt(max(w, h) / min(w, h))
-
-
-def reachable_size(size: float, least: float, hist: SizeHistogram) -> float:
-    """The planned size of an instance of least size `least` (least_size) given target size `size`.
-
-    `size` itself, or if under `least`, `least` when that is still in the same
-    bin of the target histogram (BIN_MARGIN inside its upper edge): size is
-    matched by bin, so the instance counts where the target asked for it. If
-    not, `size` (whose short side is then under MIN_SIDE: dropped).
-    """
-    if size >= least:
-        return size
-    upper = hist.edges[int(hist.bin_index([size])[0]) + 1] / BIN_MARGIN
-    return least if least < upper else size
-
-
-def msm_reachable_sizes(sizes: Sequence[float], least: Sequence[float], hist: SizeHistogram) -> np.ndarray:
-    """MSM+ sizes, monotone as far as the instances allow.
-
-    The target quantiles are dealt in increasing order, each to the smallest
-    instance (in source size, ties in order of appearance) not yet served that
-    can reach it (reachable_size keeps its short side at MIN_SIDE). Where every
-    instance can reach its quantile this is msm_sizes; an instance too
-    elongated for its small quantile takes the next it can reach, so none is
-    dropped and every quantile is used. Quantiles no instance can reach are
-    left out, and the instances left over take their own quantile. O(n log n).
-    """
-    n = len(sizes)
-    targets = hist.quantile((np.arange(n) + 0.5) / n)  # increasing
-    order = np.argsort(np.asarray(sizes, float), kind="stable")  # source position -> instance
-    least = np.asarray(least, float)[order]
-    # The first quantile each instance can reach: at or above its least size, or in a bin that holds it.
-    first_bin = np.searchsorted(np.asarray(hist.edges)[1:] / BIN_MARGIN, least, side="right")
-    first = np.minimum(np.searchsorted(targets, least, side="left"),
-                       np.searchsorted(hist.bin_index(targets), first_bin, side="left"))
-    out = targets.copy()  # by source position; an instance dealt no quantile keeps the one at its own
-    waiting: List[int] = []  # source positions that can reach the current quantile
-    by_first = np.argsort(first, kind="stable")
-    k = 0
-    for j in range(n):
-        while k < n and first[by_first[k]] <= j:
-            heapq.heappush(waiting, int(by_first[k]))
-            k += 1
-        if waiting:
-            out[heapq.heappop(waiting)] = targets[j]
-    result = np.empty(n)
-    result[order] = out
-    return result
-
-
-@dataclass
-class _Candidate:
-    image_id: int
-    ann: dict
-    size: float
-    least: float    # least_size of its box
-    cut_both: bool  # cut by two opposite frame edges: dropped, not scale-matched
+def image_candidates(image: dict, anns: Sequence[dict], selected: Optional[set]) -> Tuple[Dict[int, str], List[Candidate]]:
+    """Why each annotation of `image` cannot be transformed (only those with a reason), and its
+    candidates: the annotations of the scale-matched categories (`selected`; None: all) that can."""
+    W, H = image["width"], image["height"]
+    bad: Dict[int, str] = {}
+    for a in anns:
+        reason = degenerate_reason(a, W, H)
+        if reason is not None:
+            bad[a["id"]] = reason
+    candidates = []
+    for a in anns:
+        if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
+            box = clipped_box(a, W, H)
+            candidates.append(Candidate(image["id"], a, instance_size(*box[2:]), least_size(*box[2:]),
+                                        fixed_point(box, W, H) is None))
+    return bad, candidates
 
 
 @dataclass
@@ -370,140 +162,59 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
     """Plan every image of `ds`. MSM+ needs all source sizes first, so this is one pass over the set."""
     selected = set(options.categories) if options.categories is not None else None
     bad: Dict[int, str] = {}  # why an annotation cannot be transformed, checked once (few have a reason)
-    candidates: Dict[int, List[_Candidate]] = {}
+    candidates: Dict[int, List[Candidate]] = {}
     for image_id, im in ds.images.items():
-        for a in ds.anns_by_image[image_id]:
-            reason = degenerate_reason(a, im["width"], im["height"])
-            if reason is not None:
-                bad[a["id"]] = reason
-        candidates[image_id] = []
-        for a in ds.anns_by_image[image_id]:
-            if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
-                box = clipped_box(a, im["width"], im["height"])
-                candidates[image_id].append(_Candidate(image_id, a, instance_size(*box[2:]), least_size(*box[2:]),
-                                                       fixed_point(box, im["width"], im["height"]) is None))
-    msm_new: Dict[int, float] = {}
-    if options.mode == "msm" and options.level == "instance":
-        flat = [c for cs in candidates.values() for c in cs if not c.cut_both]
-        for c, s in zip(flat, msm_reachable_sizes([c.size for c in flat], [c.least for c in flat], hist)):
-            msm_new[c.ann["id"]] = float(s)
+        image_bad, candidates[image_id] = image_candidates(im, ds.anns_by_image[image_id], selected)
+        bad.update(image_bad)
+    sizes = (OwnSizes(hist) if options.mode in COPY_PASTE else RsmSizes(hist) if options.mode == "rsm"
+             else DealtSizes.deal(hist, [c for cs in candidates.values() for c in cs]) if options.level == "instance"
+             else None)
 
     pool = BackgroundPool(pool_images(ds, options.background_pool, selected, options.max_background_objects),
-                          ds.images)
+                          ds.images, ds.anns_by_image)
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
-    for image_id in ds.images:
+    for image_id, im in ds.images.items():
         if options.level == "image":
-            plan = plan_image_level(ds, image_id, candidates[image_id], hist, options, source_sorted, bad)
+            plan = plan_image_level(im, ds.anns_by_image[image_id], candidates[image_id], hist, options,
+                                    source_sorted, bad)
         else:
-            plan = plan_image(ds, image_id, candidates[image_id], hist, options, msm_new, pool, bad)
+            plan = plan_image(im, ds.anns_by_image[image_id], sizes, image_rng(options.seed, image_id), pool, options,
+                              candidates[image_id], bad)
         plans.append(plan)
         before.extend(c.size for c in candidates[image_id])
         after.extend(i.size for i in plan.instances if i.matched)
     return DatasetPlan(plans, before, after, len(pool.ids))
 
 
-def pool_images(ds: CocoDataset, kind: str, selected: Optional[set],
-                max_share: float = DEFAULT_MAX_BACKGROUND_OBJECTS) -> List[int]:
-    """The images a new background may come from, sorted by id.
+def plan_image(image: dict, anns: Sequence[dict], sizes, rng: np.random.Generator, backgrounds,
+               options: TransformOptions, matched: Optional[Sequence[Candidate]] = None,
+               bad: Optional[Dict[int, str]] = None) -> ImagePlan:
+    """SM+ plan of one image, from its entry and annotations alone (instance level).
 
-    all: every image (the paper). clean: images whose annotations (crowds
-    included) of the scale-matched categories cover at most `max_share` of the
-    frame (background_share); render erases them, so none shows unlabelled.
-    If fewer than CLEAN_POOL_MIN_SHARE of the set qualify, that share of the
-    images with the least such area.
+    `sizes` supplies the new sizes (RsmSizes, MsmSizes, DealtSizes, OwnSizes:
+    `.sizes(rng, candidates)` and `.hist`); `backgrounds` the new background
+    (`.draw(rng, image_id, need) -> image id or None` and `.background(id) ->
+    (entry, annotations)`, e.g. BackgroundPool); `rng` is the image's generator.
+    `matched` and `bad` (image_candidates) may be given when already known.
     """
-    if kind == "all":
-        return sorted(ds.images)
-    covered: Dict[int, Tuple[float, int]] = {}  # image -> (area share, annotations) of those categories
-    for image_id, im in ds.images.items():
-        mine = [a for a in ds.anns_by_image[image_id] if selected is None or a["category_id"] in selected]
-        covered[image_id] = (background_share(mine, im["width"], im["height"]), len(mine))
-    clean = [i for i, (share, count) in covered.items() if count == 0 or share <= max_share]
-    # at least two images, so that each image of the pool has another one to draw
-    need = min(len(covered), max(2, math.ceil(CLEAN_POOL_MIN_SHARE * len(covered))))
-    if len(clean) >= need:
-        return sorted(clean)
-    return sorted(sorted(covered, key=lambda i: (covered[i], i))[:need])
-
-
-def background_share(anns: Sequence[dict], width: int, height: int) -> float:
-    """The share of a width x height frame the annotations cover: their mask areas
-    ("area"), or where that is no number, their clipped boxes; overlaps counted twice."""
-    total = 0.0
-    for a in anns:
-        area = a.get("area")
-        if not (isinstance(area, (int, float)) and math.isfinite(area) and area >= 0):
-            area = 0.0
-            if box_reason(a.get("bbox"), width, height) not in ("bad_box", "zero_size_box"):
-                _, _, w, h = clipped_box(a, width, height)
-                area = max(w, 0.0) * max(h, 0.0)
-        total += area
-    return total / (width * height)
-
-
-class BackgroundPool:
-    """The images PSI may draw a new background from; a draw is O(1), never a new list."""
-
-    def __init__(self, image_ids: Sequence[int], images: Dict[int, dict]):
-        self.ids = list(image_ids)
-        self._position = {i: k for k, i in enumerate(self.ids)}
-        self._sizes = [(images[i]["width"], images[i]["height"]) for i in self.ids]
-        # Pool positions by shorter side: those from bisect(need) on hold any need up to that side.
-        self._by_side = sorted(range(len(self.ids)), key=lambda k: min(self._sizes[k]))
-        self._sides = [min(self._sizes[k]) for k in self._by_side]
-        self._side_rank = {k: r for r, k in enumerate(self._by_side)}
-
-    def draw(self, rng: np.random.Generator, image_id: int, need: Tuple[float, float] = (0.0, 0.0)) -> Optional[int]:
-        """A pool image other than `image_id` at least `need` = (width, height) large, or None.
-
-        Uniform among the pool images that hold `need`: up to BACKGROUND_TRIES
-        uniform draws, the first that holds it is taken. If all miss (most of
-        the pool is too small), one draw among the images whose shorter side
-        holds both sides of `need`. O(1) expected, O(log n) at worst.
-        """
-        own = self._position.get(image_id)
-        n = len(self.ids) - (own is not None)
-        for _ in range(BACKGROUND_TRIES if n > 0 else 0):
-            k = self._skip(int(rng.integers(n)), own)
-            if self._sizes[k][0] >= need[0] and self._sizes[k][1] >= need[1]:
-                return self.ids[k]
-        start = bisect.bisect_left(self._sides, max(need))
-        own_rank = self._side_rank.get(own, -1)
-        m = len(self._sides) - start - (own_rank >= start)
-        if m <= 0:
-            return None
-        return self.ids[self._by_side[self._skip(start + int(rng.integers(m)), own_rank)]]
-
-    @staticmethod
-    def _skip(k: int, own: Optional[int]) -> int:
-        """Index k of the list without `own` -> index in the whole list."""
-        return k + 1 if own is not None and k >= own else k
-
-
-def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
-               options: TransformOptions, msm_new: Dict[int, float], pool: BackgroundPool,
-               bad: Dict[int, str]) -> ImagePlan:
-    im = ds.images[image_id]
-    W, H = im["width"], im["height"]
-    rng = image_rng(options.seed, image_id)
+    image_id = image["id"]
+    W, H = image["width"], image["height"]
+    if matched is None or bad is None:
+        selected = set(options.categories) if options.categories is not None else None
+        bad, matched = image_candidates(image, anns, selected)
     # Draw order is fixed (PSI, sizes, the background that holds them, then the
     # fallback background) so a plan never depends on other images.
     u = rng.random()
     new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
     new_background = new_background or options.mode in COPY_PASTE
     to_scale = [c for c in matched if not c.cut_both]
-    if options.mode == "rsm":
-        new_sizes = dict(zip((c.ann["id"] for c in to_scale), map(float, hist.sample_rsm(rng, len(to_scale)))))
-    elif options.mode in COPY_PASTE:
-        new_sizes = {c.ann["id"]: c.size for c in to_scale}
-    else:
-        new_sizes = {c.ann["id"]: msm_new[c.ann["id"]] for c in to_scale}
+    new_sizes = dict(zip((c.ann["id"] for c in to_scale), sizes.sizes(rng, to_scale)))
     cut_both = {c.ann["id"] for c in matched if c.cut_both}
 
     scaled, unusable, dropped = [], [], []  # dropped here: erased with the holes (ImagePlan.removed)
     others = []  # categories not scale-matched: left in place on the image's own background
-    for a in ds.anns_by_image[image_id]:
+    for a in anns:
         if a.get("iscrowd"):
             continue
         reason = bad.get(a["id"])
@@ -518,7 +229,7 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
         if a["id"] in new_sizes:
             # r is bounded so the instance fits the image: an outlier target size
             # must not ask for a paste larger than any background.
-            size = reachable_size(new_sizes[a["id"]], least_size(w, h), hist)
+            size = reachable_size(new_sizes[a["id"]], least_size(w, h), sizes.hist)
             scale = min(size / instance_size(w, h), W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
@@ -528,23 +239,25 @@ def plan_image(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hi
             others.append(a["id"])
     need = (max((b[2] * r for _, b, r, _, _ in scaled), default=0.0),
             max((b[3] * r for _, b, r, _, _ in scaled), default=0.0))
-    drawn = pool.draw(rng, image_id, need) if new_background and matched else None
-    bg_id = image_id if drawn is None else drawn
+    drawn = backgrounds.draw(rng, image_id, need) if new_background and matched else None
+    own = (image, anns)
     if not matched:  # nothing to scale: copied as is
-        plan = _plan_on(ds, image_id, image_id, scaled, unusable, dropped, options, others)
+        plan = _plan_on(image, anns, own, scaled, unusable, dropped, options, others)
         return ImagePlan(image_id, "none", image_id, W, H, dropped=plan.dropped, unscaled=plan.unscaled)
-    plan = _plan_on(ds, image_id, bg_id, scaled, unusable, dropped, options, others)
-    if bg_id == image_id:  # holes too large to inpaint take another image instead (drawn last)
-        fallback_id = pool.draw(rng, image_id, need)
+    plan = _plan_on(image, anns, own if drawn is None else backgrounds.background(drawn), scaled, unusable, dropped,
+                    options, others)
+    if drawn is None:  # holes too large to inpaint take another image instead (drawn last)
+        fallback_id = backgrounds.draw(rng, image_id, need)
         if fallback_id is not None:
-            return replace(plan, fallback=_plan_on(ds, image_id, fallback_id, scaled, unusable, dropped, options,
-                                                     others))
+            return replace(plan, fallback=_plan_on(image, anns, backgrounds.background(fallback_id), scaled, unusable,
+                                                     dropped, options, others))
     return plan
 
 
-def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple], unusable: Sequence[tuple],
-             dropped: Sequence[tuple], options: TransformOptions, others: Sequence[int] = ()) -> ImagePlan:
-    """The plan of `image_id` on the background of image `bg_id` (itself: inpainted), scales decided.
+def _plan_on(image: dict, anns: Sequence[dict], background: Tuple[dict, Sequence[dict]], scaled: Sequence[tuple],
+             unusable: Sequence[tuple], dropped: Sequence[tuple], options: TransformOptions,
+             others: Sequence[int] = ()) -> ImagePlan:
+    """The plan of `image` on `background` = (entry, annotations) (itself: inpainted), scales decided.
 
     `scaled`: (annotation, clipped box, scale, matched, fixed point); `unusable`:
     (annotation, reason) of those that cannot be cut out; `dropped`: (id, reason) of
@@ -554,8 +267,10 @@ def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple]
     their own size they would stand out among the scale-matched ones (a 306 px
     handbag in the sky beside 15 px persons), and the background does not show them.
     """
-    im, bg = ds.images[image_id], ds.images[bg_id]
-    W, H = im["width"], im["height"]
+    image_id = image["id"]
+    bg, bg_anns = background
+    bg_id = bg["id"]
+    W, H = image["width"], image["height"]
     removed, dropped, unscaled = tuple(i for i, _ in dropped), list(dropped), []
     kept = tuple(others) if bg_id == image_id else ()
     if bg_id != image_id:
@@ -571,17 +286,17 @@ def _plan_on(ds: CocoDataset, image_id: int, bg_id: int, scaled: Sequence[tuple]
         box = (out[0] + scale * (x - src[0]), out[1] + scale * (y - src[1]), w * scale, h * scale)
         instances.append(InstancePlan(a["id"], float(scale), instance_size(w * scale, h * scale), box, is_matched,
                                       src, out))
-    erased = tuple(a["id"] for a in ds.anns_by_image[image_id] if a.get("iscrowd"))
+    erased = tuple(a["id"] for a in anns if a.get("iscrowd"))
     labels, bg_erased = (), ()
     if bg_id != image_id:
         if options.mode == "cp+":
-            labels = tuple(a["id"] for a in ds.anns_by_image[bg_id]
+            labels = tuple(a["id"] for a in bg_anns
                            if not a.get("iscrowd") and degenerate_reason(a, bg["width"], bg["height"]) is None)
         # Its crowds are erased; from the clean pool, its objects of the scale-matched
         # categories too (pool_images bounds their share), unless cp+ keeps their labels.
         selected = None if options.categories is None else set(options.categories)
         clean = options.background_pool == "clean"
-        bg_erased = tuple(a["id"] for a in ds.anns_by_image[bg_id]
+        bg_erased = tuple(a["id"] for a in bg_anns
                           if a.get("iscrowd") or (clean and a["id"] not in labels
                                                   and (selected is None or a["category_id"] in selected)))
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
@@ -599,7 +314,7 @@ def image_rng(seed: int, image_id: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, -image_id], spawn_key=(1,)))
 
 
-def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidate], hist: SizeHistogram,
+def plan_image_level(im: dict, anns: Sequence[dict], matched: Sequence[Candidate], hist: SizeHistogram,
                      options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str]) -> ImagePlan:
     """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
 
@@ -607,7 +322,7 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
     MSM maps the image's mean size through the quantiles of all source object
     sizes. The scale is then clipped to scale_range.
     """
-    im = ds.images[image_id]
+    image_id = im["id"]
     rng = image_rng(options.seed, image_id)
     lo, hi = options.scale_range
     if not matched:
@@ -632,7 +347,7 @@ def plan_image_level(ds: CocoDataset, image_id: int, matched: Sequence[_Candidat
     sx, sy = W / im["width"], H / im["height"]  # exact per-axis scales of the resized image
     selected = {c.ann["id"] for c in matched}
     instances, kept, dropped, unscaled = [], [], [], []
-    for a in ds.anns_by_image[image_id]:
+    for a in anns:
         reason = bad.get(a["id"])
         if a.get("iscrowd"):
             if reason is None:

@@ -29,8 +29,8 @@ import time
 from typing import Dict, Iterable, Iterator, Optional
 
 from .errors import SmplusError, UsageError
-from .executors import _THREAD_ENV, RAY_INSTALL_HINT, _single_threaded_children
 from .task import render_task
+from .worker import RAY_INSTALL_HINT, THREAD_ENV, single_threaded_children, worker_init
 
 # Tasks in flight per CPU: enough that a worker finds its next image queued
 # while the driver journals the last one, and a bounded window however many
@@ -67,8 +67,6 @@ def _worker_setup() -> None:
     are set when the process starts (see RayExecutor.__enter__). Unlike a local
     worker, SIGINT keeps its handler: it is how ray.cancel stops a running task.
     """
-    from .executors import worker_init
-
     worker_init(ignore_sigint=False)
 
 
@@ -108,7 +106,7 @@ class RayExecutor:
         ray = self._ray
         self._quiet = _quiet_raylet()
         try:
-            runtime_env = {"env_vars": dict.fromkeys(_THREAD_ENV, "1")}
+            runtime_env = {"env_vars": dict.fromkeys(THREAD_ENV, "1")}
             address = self.address or os.environ.get("RAY_ADDRESS")
             if self.address is None and ray.is_initialized():  # the caller's own Ray session: use it as it is
                 pass
@@ -123,7 +121,7 @@ class RayExecutor:
             else:
                 # Workers of a local instance inherit these variables from the raylet, so the
                 # prestarted workers serve our tasks (a runtime_env would start new ones, ~2 s).
-                with _single_threaded_children(), _keep_sigterm_handler():
+                with single_threaded_children(), _keep_sigterm_handler():
                     ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
                              log_to_driver=False, logging_level=logging.ERROR)
                 self._connected = True
