@@ -55,6 +55,7 @@ BACKGROUND_POOLS = ("all", "clean")
 # clean pool: when fewer images than this share of the set hold no scale-matched
 # object, the share with the least such area (boxes over image) is the pool.
 CLEAN_POOL_MIN_SHARE = 0.1
+FILLS = ("patchmatch", "telea")  # as background.FILLS (plan stays free of pixel code)
 DEFAULT_MAX_HOLE = 0.5  # a hole over this share of the image: a new background instead (README: measured)
 
 
@@ -72,6 +73,7 @@ class TransformOptions:
     max_hole: float = DEFAULT_MAX_HOLE  # render: holes above this fraction are not inpainted
     jpeg_quality: int = JPEG_QUALITY
     jpeg_subsampling: str = JPEG_SUBSAMPLING
+    fill: str = "patchmatch"  # render: how holes are filled (background.FILLS); telea: the paper's
 
 
     def __post_init__(self):
@@ -100,6 +102,8 @@ class TransformOptions:
         if self.jpeg_subsampling not in JPEG_SUBSAMPLINGS:
             raise UsageError(f"--jpeg-subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)}, "
                              f"got {self.jpeg_subsampling!r}")
+        if self.fill not in FILLS:
+            raise UsageError(f"--fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
 
 
 
