@@ -42,8 +42,11 @@ HOLE_DILATE_REL_WIDE = 0.08
 FILLS = ("patchmatch", "telea")
 DEFAULT_FILL = "patchmatch"
 PATCH_RADIUS = 3       # PatchMatch compares 7x7 patches
-PATCH_CONTEXT = 32     # px of known pixels around each group of holes that PatchMatch copies from
-PATCH_BUDGET = 10 ** 9  # px: a larger box is filled at the resolution that brings it down to this
+# px of known pixels around each group of holes that PatchMatch copies from. The cost
+# follows the box of the holes (16, 32 and 64 px cost the same within 5 %), and 32 px
+# gave the best PSNR on punched holes (val2017, 12 images: 13.5 / 13.8 / 13.2 dB).
+# Full resolution only: at half resolution the texture ratio fell to 0.24 (0.16 at 0.3).
+PATCH_CONTEXT = 32
 PATCH_SEED = 0         # PatchMatch's random search starts from this seed at every call: same input, same bytes
 GRAY = np.float32([[0.114, 0.587, 0.299]])  # BGR -> gray levels, as cv2.COLOR_BGR2GRAY
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
@@ -165,21 +168,8 @@ def patchmatch_holes(image: np.ndarray, hole: np.ndarray) -> Optional[np.ndarray
         if known < (2 * PATCH_RADIUS + 1) ** 2:  # too few known pixels for one whole patch: Telea's fill
             out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
             continue
-        part = np.ascontiguousarray(image[roi])
-        h, w = part_hole.shape
-        scale = min(1.0, math.sqrt(PATCH_BUDGET / (h * w)))
         patchmatch.set_random_seed(PATCH_SEED)
-        if scale >= 1.0:
-            out[roi] = patchmatch.inpaint(part, part_hole, patch_size=PATCH_RADIUS)
-            continue
-        sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
-        small = cv2.resize(part, (sw, sh), interpolation=cv2.INTER_AREA)
-        small_hole = (cv2.resize(part_hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
-        if small_hole.all():
-            return None
-        fill = cv2.resize(patchmatch.inpaint(small, small_hole, patch_size=PATCH_RADIUS), (w, h),
-                          interpolation=cv2.INTER_LINEAR)
-        cv2.copyTo(fill, part_hole, out[roi])
+        out[roi] = patchmatch.inpaint(np.ascontiguousarray(image[roi]), part_hole, patch_size=PATCH_RADIUS)
     return out
 
 
