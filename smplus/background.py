@@ -169,7 +169,10 @@ def patchmatch_holes(image: np.ndarray, hole: np.ndarray) -> Optional[np.ndarray
             out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
             continue
         patchmatch.set_random_seed(PATCH_SEED)
-        out[roi] = patchmatch.inpaint(np.ascontiguousarray(image[roi]), part_hole, patch_size=PATCH_RADIUS)
+        try:
+            out[roi] = patchmatch.inpaint(np.ascontiguousarray(image[roi]), part_hole, patch_size=PATCH_RADIUS)
+        except RuntimeError:  # the native code refused this box: Telea's fill rather than a failed image
+            out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     return out
 
 

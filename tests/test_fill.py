@@ -13,7 +13,7 @@ import pytest
 
 import smplus.background as bg
 from smplus.background import hole_mask, inpaint_holes
-from smplus.coco import ann_to_rle, read_image
+from smplus.coco import ann_to_rle, mask_to_rle, read_image
 from smplus.errors import UsageError
 from smplus.plan import TransformOptions
 from smplus.render import fill
@@ -122,7 +122,6 @@ def test_texture_fill_hole_grows_faster_with_the_object():
     """No remnants: the texture fill's hole reaches further beyond a large object's polygon than Telea's."""
     big = np.zeros((400, 400), np.uint8)
     big[50:350, 50:350] = 1
-    from smplus.coco import mask_to_rle
     rle = [mask_to_rle(big)]
     assert bg.dilation_radius(rle, "telea") == 9
     assert bg.dilation_radius(rle, "patchmatch") == 24
@@ -134,3 +133,20 @@ def test_fill_option_is_validated(value):
     with pytest.raises(UsageError, match=r"^--fill must be one of patchmatch, telea, got "):
         TransformOptions(fill=value)
     assert TransformOptions().fill == "patchmatch" and TransformOptions(fill="telea").fill == "telea"
+
+
+def test_texture_fill_with_no_known_pixel_is_none_like_telea():
+    image = read_image(os.path.join(FIXTURE_IMAGES, _fixture()[0][0]))
+    assert inpaint_holes(image, np.ones(image.shape[:2], np.uint8), fill="patchmatch") is None
+    with pytest.raises(Exception, match="no_known_pixel"):
+        fill(image, [mask_to_rle(np.ones(image.shape[:2], np.uint8))], method="patchmatch")
+
+
+def test_the_paper_rows_pin_the_paper_fill():
+    from smplus.config import read_config, shipped_configs
+
+    names = shipped_configs()
+    assert "msm+" in names and "rsm+_wo_psi" in names
+    for name in names:
+        assert read_config(name, {"fill": None, "mode": None, "level": None, "background": None, "psi_p": None,
+                                  "max_hole": None, "scale_range": None})["fill"] == "telea", name
