@@ -41,7 +41,10 @@ HOLE_DILATE_WIDE = (3, 24)
 HOLE_DILATE_REL_WIDE = 0.08
 FILLS = ("patchmatch", "telea")
 DEFAULT_FILL = "patchmatch"
-PATCH_RADIUS = 3       # PatchMatch compares 7x7 patches
+# PatchMatch compares 5x5 patches: on 10 punched val2017 holes, radius 2 took 0.61x the time of
+# radius 3 (the team's first setting) at PSNR 13.6 vs 13.2 dB, texture 1.00 vs 0.93 (radius 1:
+# 0.46x, 13.5 dB, 1.03).
+PATCH_RADIUS = 2
 # px of known pixels around each group of holes that PatchMatch copies from. The cost
 # follows the box of the holes (16, 32 and 64 px cost the same within 5 %), and 32 px
 # gave the best PSNR on punched holes (val2017, 12 images: 13.5 / 13.8 / 13.2 dB).
