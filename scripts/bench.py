@@ -41,6 +41,7 @@ SHARED = os.path.join(ROOT, "..", "shared", "data")
 
 import numpy as np  # noqa: E402
 
+from smplus.background import DEFAULT_FILL  # noqa: E402
 from smplus.coco import JPEG_QUALITY  # noqa: E402
 
 
@@ -251,14 +252,14 @@ def instaboost_ms(ann, folder):
     return (time.perf_counter() - t) * 1000 / len(raw["images"])
 
 
-def smplus_run(ann, folder, target, out, workers=1, level="instance", clock=None, executor="local"):
-    """Seconds for one `transform` run (MSM+, PSI p=0.4) and the number of images."""
+def smplus_run(ann, folder, target, out, workers=1, level="instance", clock=None, executor="local", fill="telea"):
+    """Seconds for one `transform` run (MSM+, PSI p=0.4, `fill`) and the number of images."""
     from smplus.pipeline import RunOptions, transform
     from smplus.plan import TransformOptions
 
     clock = clock or time.perf_counter
     t = clock()
-    rep = transform(ann, folder, out, target, options=TransformOptions(mode="msm", psi_p=0.4, level=level),
+    rep = transform(ann, folder, out, target, options=TransformOptions(mode="msm", psi_p=0.4, level=level, fill=fill),
                     run=RunOptions(workers=workers, progress=False, overwrite=True, executor=executor)).report
     return clock() - t, rep["counts"]["images"]
 
@@ -271,9 +272,9 @@ def all_processes_cpu():
                                                    resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def smplus_ms(ann, folder, target, out, level="instance", clock=None):
+def smplus_ms(ann, folder, target, out, level="instance", clock=None, fill="telea"):
     """ms per image of a one-worker `transform` run."""
-    seconds, images = smplus_run(ann, folder, target, out, level=level, clock=clock)
+    seconds, images = smplus_run(ann, folder, target, out, level=level, clock=clock, fill=fill)
     return seconds * 1000 / images
 
 
@@ -290,7 +291,7 @@ PROFILE_GROUPS = [
      [("smplus.separate", "matte")]),
     ("rest of separate: cut the mask and the crop, resize to working size", [("smplus.render", "separate")]),
     ("placement: blur + warp, measured, corrected (render.place_at_size)", [("smplus.render", "place_at_size")]),
-    ("inpainting: hole mask, Telea, feather, grain (render.fill)", [("smplus.render", "fill")]),
+    ("inpainting: hole mask, Telea, feather, grain (render.fill; --fill telea)", [("smplus.render", "fill")]),
     ("grain matching of the pastes (grain.Grain.match)", [("smplus.grain", "Grain.match")]),
     ("decode (source, new backgrounds, images copied unchanged)", [("smplus.task", "_decode_checked")]),
     ("encode image", [("smplus.task", "encode_image")]),
@@ -397,6 +398,9 @@ def speed_round(ann, folder, count, half_ann, half_folder, half, target, out):
     r["steady1"], r["steady2"] = ((runs[w][1][0] - runs[w][0][0]) * 1000 / (count - half) for w in (1, 2))
     r["cpu1"], r["cpu2"] = ((cpu_all[w][1] - cpu_all[w][0]) * 1000 / (count - half) for w in (1, 2))
     r["img"] = smplus_ms(ann, folder, target, out, level="image", clock=CLOCK)
+    # The default fill (PatchMatch) against --fill telea, which all the rows above use.
+    r["fill_default"] = smplus_ms(ann, folder, target, out, clock=CLOCK, fill=DEFAULT_FILL)
+    r["fill_default_x"], r["fill_telea_x"] = r["fill_default"] / r["f"], r["one"] / r["f"]
     r.update(one_x=r["one"] / r["f"], one_steady_x=r["one_steady"] / r["f"], two_x=r["one_wall"] / r["two"],
              steady_x=r["steady1"] / r["steady2"], cpu_x=r["cpu2"] / r["cpu1"])
     return r
@@ -533,7 +537,7 @@ def online_rows(source, images, target, rounds=3, clock=time.process_time):
     def offline(plan):
         anns = ds.anns_by_image[plan.image_id]
         render_plan(plan, pixels(plan.image_id), anns,
-                    lambda p: (pixels(p.background_image_id), ds.anns_by_image[p.background_image_id]), options.max_hole)
+                    lambda p: (pixels(p.background_image_id), ds.anns_by_image[p.background_image_id]), options)
 
     def sample(i):
         s = online.sample(i)
@@ -648,6 +652,9 @@ def main():
               f"planning cancel) | {one_steady:.1f} ms/img = {m['one_steady_x']:.2f}x floor ({span['one_steady_x']}), "
               f"{one_steady / phys:.1f}x SM+ physical floor | <= 6x floor |")
         print(f"| Scale Match (image level), 1 worker | {img:.1f} ms/img = {img / f:.1f}x floor | |")
+        print(f"| SM+, 1 worker, whole run, --fill telea (the rows above) vs --fill {DEFAULT_FILL} (the default) | "
+              f"{m['fill_telea_x']:.2f}x floor ({span['fill_telea_x']}) vs {m['fill_default']:.1f} ms/img = "
+              f"{m['fill_default_x']:.2f}x floor ({span['fill_default_x']}) | default <= 15x floor |")
         print(f"| SM+, 2 workers (wall) | {two:.1f} vs {one_wall:.1f} ms/img: throughput {m['two_x']:.2f}x "
               f"({span['two_x']}) of 1 worker | >= 1.8x |")
         print(f"| SM+, steady state (wall, marginal ms/img, {half} -> {count} images; load average {load[0]:.1f} "

@@ -4,7 +4,7 @@ Each measurement runs in a fresh process (one worker, --background given) and
 reports its peak RSS (ru_maxrss), the RSS after imports (baseline), and the
 difference per pixel of the image. COCO-sized images need ~0.3 GB in total.
 
-    python scripts/memory.py [--size 8000x6000] [--background inpaint|new] [--keep DIR]
+    python scripts/memory.py [--size 8000x6000] [--background inpaint|new] [--fill patchmatch|telea]
 """
 
 import argparse
@@ -51,8 +51,8 @@ from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 from smplus.worker import worker_init; worker_init()  # the baseline includes what every worker loads
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-source, images, out, background = sys.argv[1:]
-report = transform(source, images, out, options=TransformOptions(background=background, seed=0),
+source, images, out, background, fill = sys.argv[1:]
+report = transform(source, images, out, options=TransformOptions(background=background, seed=0, fill=fill),
                    run=RunOptions(progress=False)).report
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"baseline_kb": base, "peak_kb": peak, "instances": report["counts"]["instances_out"]}))
@@ -63,19 +63,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="8000x6000")
     ap.add_argument("--background", default="inpaint", choices=["inpaint", "new"])
+    ap.add_argument("--fill", default="patchmatch", choices=["patchmatch", "telea"])
     args = ap.parse_args()
     width, height = map(int, args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         images = os.path.join(tmp, "images")
         os.mkdir(images)
         source = upscaled_set(images, width, height)
-        r = subprocess.run([sys.executable, "-c", CHILD, source, images, os.path.join(tmp, "out"), args.background],
+        r = subprocess.run([sys.executable, "-c", CHILD, source, images, os.path.join(tmp, "out"), args.background,
+                            args.fill],
                            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
         if r.returncode:
             sys.exit(r.stderr[-3000:])
         m = json.loads(r.stdout.strip().splitlines()[-1])
     extra = (m["peak_kb"] - m["baseline_kb"]) * 1024
-    print(f"{width}x{height}, background {args.background}, {m['instances']} instances: peak RSS "
+    print(f"{width}x{height}, background {args.background}, fill {args.fill}, {m['instances']} instances: peak RSS "
           f"{m['peak_kb'] / 1024 ** 2:.2f} GB, after imports {m['baseline_kb'] / 1024 ** 2:.2f} GB, "
           f"the image costs {extra / 1024 ** 2:.0f} MB = {extra / (width * height):.1f} bytes per pixel")
 

@@ -33,6 +33,17 @@ one table:
   the rendered pixels and the written JPEG;
 - JSD after rendering (report.json).
 
+With --fills it prints instead one table per fill (--fill telea, patchmatch),
+on both splits (issue 18):
+- known-truth PSNR in the hole and texture ratio (hole / 6 px ring) of the
+  punched holes (<= 0.5 of the image), the hole made by each fill's own rule
+  (hole_mask(..., fill)); patchmatch also with Telea's hole rule, so the PSNR
+  cost of its wider hole ("no remnants") shows;
+- the smear cue: mean |Laplacian| of grey in a ring one box-size wide around
+  each pasted instance of 32 px or less, over the whole image's mean; median
+  over the instances on inpainted images of an MSM+ run (seed 0) with that fill;
+- ms per inpainted image: render.fill on the holes of those images.
+
 "before" runs this same script on an export of the base commit (`git
 archive`), so its numbers are reproducible from the repository alone.
 """
@@ -358,7 +369,7 @@ def _fills_and_frames(ds, result, kinds, images_dir, out_dir, rendered):
             "chroma_small": [round(float(v), 3) for v in c], "chroma_small_px": chroma_px}
 
 
-def _punched_holes(ds, images_dir, keep):
+def _punched_holes(ds, images_dir, keep, rule="telea"):
     """(image, hole) per image whose hole passes `keep`: holes shaped like the next image's instances,
     punched into it (the image is decoded only for the holes kept)."""
     import cv2
@@ -374,7 +385,8 @@ def _punched_holes(ds, images_dir, keep):
                             if not a.get("iscrowd")) if r]
         if not rles:
             continue
-        hole = cv2.resize(hole_mask(rles, (oh, ow)), (im["width"], im["height"]), interpolation=cv2.INTER_NEAREST)
+        hole = hole_mask(rles, (oh, ow), *([rule] if rule != "telea" else []))  # the base's takes no rule
+        hole = cv2.resize(hole, (im["width"], im["height"]), interpolation=cv2.INTER_NEAREST)
         if hole.any() and keep(hole):
             yield read_image(os.path.join(images_dir, im["file_name"])), hole
 
@@ -513,15 +525,116 @@ def _hole_bins(res_by_split):
     return "\n".join(lines)
 
 
+def smear_cue(image, anns, limit=32.0):
+    """Per pasted instance of `limit` px or less: mean |Laplacian| of grey in a ring one box-size wide
+    around its box, over the whole image's mean."""
+    import cv2
+    import numpy as np
+
+    lap = np.abs(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32), cv2.CV_32F))
+    mean = max(float(lap.mean()), 1e-6)
+    H, W = lap.shape
+    out = []
+    for a in anns:
+        x, y, w, h = a["bbox"]
+        if a.get("from_background") or (w * h) ** 0.5 > limit:
+            continue
+        x0, y0, x1, y1 = int(x), int(y), int(np.ceil(x + w)), int(np.ceil(y + h))
+        X0, Y0, X1, Y1 = max(0, x0 - (x1 - x0)), max(0, y0 - (y1 - y0)), min(W, x1 + (x1 - x0)), min(H, y1 + (y1 - y0))
+        ring = np.ones((Y1 - Y0, X1 - X0), bool)
+        ring[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0] = False
+        if ring.any():
+            out.append(float(lap[Y0:Y1, X0:X1][ring].mean()) / mean)
+    return out
+
+
+def fill_tables(data, target):
+    """One table per fill: known truth, smear cue, ms per inpainted image, both splits."""
+    import cv2
+    import numpy as np
+
+    from smplus import pipeline
+    from smplus.background import FILLS, inpaint_holes
+    from smplus.coco import ann_to_rle, load_coco, read_image
+    from smplus.plan import TransformOptions
+    from smplus.render import fill
+
+    def known_truth(ds, images_dir, method, rule):
+        rows = []
+        for image, hole in _punched_holes(ds, images_dir, keep=lambda hole: hole.mean() <= 0.5, rule=rule):
+            t = time.perf_counter()
+            filled = inpaint_holes(image, hole, fill=method)
+            ms = (time.perf_counter() - t) * 1000
+            if filled is None:
+                continue
+            h = hole.astype(bool)
+            mse = float(np.mean((filled[h].astype(np.float64) - image[h]) ** 2))
+            lap = np.abs(cv2.Laplacian(cv2.cvtColor(filled, cv2.COLOR_BGR2GRAY).astype(np.float32), cv2.CV_32F))
+            ring = (cv2.dilate(hole, np.ones((13, 13), np.uint8)) > 0) & ~h
+            rows.append((10 * np.log10(255.0 ** 2 / max(mse, 1e-9)), float(lap[h].mean() / max(lap[ring].mean(), 1e-6)), ms))
+        return np.array(rows)
+
+    for method in FILLS[::-1]:
+        table = {}
+        for split in SPLITS:
+            source = os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json")
+            images = os.path.join(data, "coco_tiny", split)
+            ds = load_coco(source)
+            col = {}
+            kt = known_truth(ds, images, method, method)
+            col["punched holes: PSNR in hole, dB (median)"] = f"{np.median(kt[:, 0]):.2f}"
+            col["punched holes: texture ratio hole / ring (median)"] = f"{np.median(kt[:, 1]):.3f}"
+            col["punched holes: ms per fill (mean)"] = f"{kt[:, 2].mean():.0f}"
+            if method != "telea":
+                kt = known_truth(ds, images, method, "telea")
+                col["same, Telea's hole rule: PSNR / texture"] = f"{np.median(kt[:, 0]):.2f} / {np.median(kt[:, 1]):.3f}"
+            with tempfile.TemporaryDirectory() as tmp:
+                pipeline.transform(source, images, tmp, target=target, options=TransformOptions(mode="msm", seed=0, fill=method),
+                                   run=pipeline.RunOptions(progress=False, overwrite=True))
+                with open(os.path.join(tmp, "annotations.json")) as f:
+                    result = json.load(f)
+                by_image = {}
+                for a in result["annotations"]:
+                    by_image.setdefault(a["image_id"], []).append(a)
+                cues, ms = [], []
+                for im in result["images"]:
+                    if im["smplus"]["background"] != "inpaint":
+                        continue
+                    cues += smear_cue(read_image(os.path.join(tmp, "images", im["file_name"])), by_image.get(im["id"], []))
+                    src = ds.images[im["id"]]
+                    rles = [r for r in (ann_to_rle(a["segmentation"], src["height"], src["width"])
+                                        for a in ds.anns_by_image[im["id"]]) if r]
+                    pixels = read_image(os.path.join(images, src["file_name"]))
+                    t = time.perf_counter()
+                    fill(pixels, rles, method=method)
+                    ms.append((time.perf_counter() - t) * 1000)
+            col["smear cue, pasted instances <= 32 px on inpainted images (median)"] = \
+                f"{np.median(cues):.2f} ({len(cues)} instances)"
+            col["ms per inpainted image (render.fill, mean)"] = f"{np.mean(ms):.0f} ({len(ms)} images)"
+            table[split] = col
+        print(f"--fill {method}")
+        print()
+        print("| quantity | " + " | ".join(s[:-4] for s in SPLITS) + " |")
+        print("|---|" + "---|" * len(SPLITS))
+        for key in table[SPLITS[0]]:
+            print(f"| {key} | " + " | ".join(table[s].get(key, "") for s in SPLITS) + " |")
+        print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=DATA, help="folder holding coco_tiny/ and tinyperson_like/")
     ap.add_argument("--target", default=None, help="default: DATA/tinyperson_like/tiny_set_train_like.json")
     ap.add_argument("--base", default=BASE, help="commit whose code gives the 'before' column")
+    ap.add_argument("--fills", action="store_true", help="one table per fill (known truth, smear cue, ms) instead")
     ap.add_argument("--collect", default=None, help=argparse.SUPPRESS)  # internal: write one tree's numbers
     ap.add_argument("--code", default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     target = args.target or os.path.join(args.data, "tinyperson_like", "tiny_set_train_like.json")
+    if args.fills:
+        _import_smplus(ROOT)
+        fill_tables(args.data, target)
+        return
     if args.collect:
         _import_smplus(args.code)
         with open(args.collect, "w") as f:

@@ -7,6 +7,11 @@ of it runs in the box of each group of nearby holes, so its cost follows the
 holes, not the image or the span between them. The smooth fill
 then gets some grain back: the fine detail of a same-shaped known region
 beside each hole (a smear of uniform colour is a cue a detector can learn).
+
+That is the `telea` fill, the paper's. The `patchmatch` fill (the default)
+copies real texture into the hole instead: PatchMatch (pypatchmatch) at full
+resolution, in the box of each group of nearby holes grown by a band of
+known context it copies from, so its cost also follows the holes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,23 @@ TEXTURE_SIGMA = 1.5
 TEXTURE_MAX_OVERLAP = 0.3  # a source region may overlap the hole by this share at most
 HOLE_DILATE = (3, 12)  # px around the masks, min and max: matting halos, jagged polygons
 HOLE_DILATE_REL = 0.03  # ...growing with the largest instance's size
+# A texture fill copies what the hole's rim shows, so a rim of the removed object
+# left beyond its polygon (a hull line, struts) would be copied into the hole:
+# its holes grow faster with the object's size (issue 18, "no remnants").
+HOLE_DILATE_WIDE = (3, 24)
+HOLE_DILATE_REL_WIDE = 0.08
+FILLS = ("patchmatch", "telea")
+DEFAULT_FILL = "patchmatch"
+# PatchMatch compares 5x5 patches: on 10 punched val2017 holes, radius 2 took 0.61x the time of
+# radius 3 (the team's first setting) at PSNR 13.6 vs 13.2 dB, texture 1.00 vs 0.93 (radius 1:
+# 0.46x, 13.5 dB, 1.03).
+PATCH_RADIUS = 2
+# px of known pixels around each group of holes that PatchMatch copies from. The cost
+# follows the box of the holes (16, 32 and 64 px cost the same within 5 %), and 32 px
+# gave the best PSNR on punched holes (val2017, 12 images: 13.5 / 13.8 / 13.2 dB).
+# Full resolution only: at half resolution the texture ratio fell to 0.24 (0.16 at 0.3).
+PATCH_CONTEXT = 32
+PATCH_SEED = 0         # PatchMatch's random search starts from this seed at every call: same input, same bytes
 GRAY = np.float32([[0.114, 0.587, 0.299]])  # BGR -> gray levels, as cv2.COLOR_BGR2GRAY
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
 FEATHER_REACH = (round(8 * FEATHER + 1) | 1) // 2  # px: cv2.GaussianBlur's kernel radius at FEATHER (float32)
@@ -69,7 +91,7 @@ def _regions(rects, pad: int, shape) -> List[tuple]:
     return sorted((slice(y0, y1), slice(x0, x1)) for x0, y0, x1, y1 in boxes)
 
 
-def hole_mask(rles: Sequence[dict], shape) -> np.ndarray:
+def hole_mask(rles: Sequence[dict], shape, fill: str = "telea") -> np.ndarray:
     """Union of the masks (COCO RLEs), dilated so no rim of a removed object stays behind.
 
     COCO polygons miss a few per cent of an object's outline; a rim left in
@@ -82,25 +104,31 @@ def hole_mask(rles: Sequence[dict], shape) -> np.ndarray:
         return hole
     rles = list(rles)
     union = mask_utils.decode(mask_utils.merge(rles, intersect=False))  # column-major, like the RLE
-    r = dilation_radius(rles)
+    r = dilation_radius(rles, fill)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     for roi in _regions(mask_utils.toBbox(rles).astype(int), r, shape):
         hole[roi] = cv2.dilate(np.ascontiguousarray(union[roi]), kernel)
     return hole
 
 
-def dilation_radius(rles: Sequence[dict]) -> int:
-    """How far hole_mask grows the masks (COCO RLEs), in px: with the largest one's size, within HOLE_DILATE."""
+def dilation_radius(rles: Sequence[dict], fill: str = "telea") -> int:
+    """How far hole_mask grows the masks (COCO RLEs) for `fill`, in px: with the largest one's size,
+    within HOLE_DILATE (HOLE_DILATE_WIDE for a texture fill)."""
     largest = math.sqrt(float(max(mask_utils.area(list(rles)))))
-    return int(round(min(max(HOLE_DILATE_REL * largest, HOLE_DILATE[0]), HOLE_DILATE[1])))
+    (lo, hi), rel = (HOLE_DILATE, HOLE_DILATE_REL) if fill == "telea" else (HOLE_DILATE_WIDE, HOLE_DILATE_REL_WIDE)
+    return int(round(min(max(rel * largest, lo), hi)))
 
 
-def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = None) -> Optional[np.ndarray]:
-    """Fill `hole` (uint8, 1 = missing) by Telea inpainting at `scale` resolution (default INPAINT_SCALE).
+def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = None,
+                  fill: str = "telea") -> Optional[np.ndarray]:
+    """Fill `hole` (uint8, 1 = missing) with `fill`: Telea inpainting at `scale` resolution
+    (default INPAINT_SCALE), or PatchMatch at full resolution.
 
-    None when no known pixel is left at that resolution: Telea would return
+    None when no known pixel is left (at that resolution): Telea would return
     its input, a blurred copy with the removed objects still in it.
     """
+    if fill == "patchmatch":
+        return patchmatch_holes(image, hole)
     scale = INPAINT_SCALE if scale is None else scale  # read at call time, so the setting can be changed
     if not hole.any():
         return image.copy()
@@ -116,6 +144,38 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     for roi in _regions([cv2.boundingRect(c) for c in parts], pad, hole.shape):
         if not _fill(out, image, hole, roi, scale):
             return None
+    return out
+
+
+def patchmatch_holes(image: np.ndarray, hole: np.ndarray) -> Optional[np.ndarray]:
+    """Fill `hole` (uint8, 1 = missing) by PatchMatch, each group of nearby holes in its own box grown
+    by PATCH_CONTEXT; None when a box has no known pixel.
+
+    PatchMatch copies and blends patches of known pixels, so the fill keeps
+    the texture of its surroundings (texture ratio ~1 where Telea's is ~0.1).
+    Its random search is seeded (PATCH_SEED) before every call: the output
+    depends on the input only, in any process.
+    """
+    import patchmatch  # loaded only when this fill is used
+
+    out = image.copy()
+    if not hole.any():
+        return out
+    hole = np.ascontiguousarray(hole)
+    parts, _ = cv2.findContours(hole, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    for roi in _regions([cv2.boundingRect(c) for c in parts], PATCH_CONTEXT, hole.shape):
+        part_hole = hole[roi]
+        known = part_hole.size - int(np.count_nonzero(part_hole))
+        if known == 0:
+            return None
+        if known < (2 * PATCH_RADIUS + 1) ** 2:  # too few known pixels for one whole patch: Telea's fill
+            out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+            continue
+        patchmatch.set_random_seed(PATCH_SEED)
+        try:
+            out[roi] = patchmatch.inpaint(np.ascontiguousarray(image[roi]), part_hole, patch_size=PATCH_RADIUS)
+        except RuntimeError:  # the native code refused this box: Telea's fill rather than a failed image
+            out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     return out
 
 

@@ -120,6 +120,9 @@ def _load_config(ctx, param, path):
 @click.option("--max-hole", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
               help="Largest share of an image inpainted; larger holes (or none left to inpaint from) "
                    "take a new background instead, counted in report.json.")
+@click.option("--fill", type=click.Choice(["patchmatch", "telea"]), default="patchmatch", show_default=True,
+              help="How holes are filled. patchmatch: copies the texture around the hole (slower); "
+                   "telea: a smooth fill, the paper's (fast).")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True,
               help="JPEG quality of the transformed images.")
 @click.option("--jpeg-subsampling", type=click.Choice(["444", "422", "420"]), default="444", show_default=True,
@@ -149,8 +152,9 @@ def _load_config(ctx, param, path):
               help="Seconds between progress lines in log mode (0: one per image).")
 @library_errors
 def transform(source, images_dir, out_dir, target, mode, seed, workers, executor, address, shard, psi_p, level, scale_range,
-              background, background_pool, max_background_objects, max_hole, jpeg_quality, jpeg_subsampling, bins, except_rate,
-              log_bins, categories, dry_run, overwrite, resume, allow_skips, id_offset, file_prefix, progress, progress_interval):
+              background, background_pool, max_background_objects, max_hole, fill, jpeg_quality, jpeg_subsampling, bins,
+              except_rate, log_bins, categories, dry_run, overwrite, resume, allow_skips, id_offset, file_prefix, progress,
+              progress_interval):
     """Scale-match a COCO dataset instance by instance (SM+)."""
     from .naming import OutputNames
     from .pipeline import RunOptions
@@ -166,7 +170,8 @@ def transform(source, images_dir, out_dir, target, mode, seed, workers, executor
         options=TransformOptions(mode=mode, seed=seed, psi_p=psi_p, background=background, level=level,
                                  scale_range=tuple(scale_range), background_pool=background_pool,
                                  max_background_objects=max_background_objects,
-                                 max_hole=max_hole, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling),
+                                 max_hole=max_hole, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling,
+                                 fill=fill),
         bins=bins, except_rate=except_rate, log_bins=log_bins, categories=_categories(categories),
         run=RunOptions(workers=workers, dry_run=dry_run, overwrite=overwrite, resume=resume,
                        allow_skips=allow_skips, executor=executor, address=address, shard=shard,

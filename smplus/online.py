@@ -138,8 +138,10 @@ def _convert(image: np.ndarray, channels: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1]) if channels == "rgb" else image
 
 
-def render_plan(plan: ImagePlan, pixels: np.ndarray, anns: Sequence[dict], background, max_hole: float) -> Sample:
-    """Replay `plan` on BGR `pixels`; `background(plan) -> (BGR pixels, annotations)` of a new background.
+def render_plan(plan: ImagePlan, pixels: np.ndarray, anns: Sequence[dict], background,
+                options: TransformOptions) -> Sample:
+    """Replay `plan` on BGR `pixels`; `background(plan) -> (BGR pixels, annotations)` of a new background;
+    `options`: the renderer's (max_hole, fill).
 
     The offline renderer's pure half (render.render_image) with its fallback: holes too
     large to inpaint take the plan's fallback background; with none, the image comes back
@@ -154,12 +156,12 @@ def render_plan(plan: ImagePlan, pixels: np.ndarray, anns: Sequence[dict], backg
     if plan.transformed:
         bg_pixels, bg_anns = background(plan) if plan.background == "new" else (None, ())
         try:
-            result = render_image(plan, pixels, by_id, bg_pixels, bg_anns, max_hole)
+            result = render_image(plan, pixels, by_id, bg_pixels, bg_anns, options.max_hole, options.fill)
         except UnfillableHoles as e:
             fallback = e.reason
             if plan.fallback is not None:
                 plan = plan.fallback
-                result = render_image(plan, pixels, by_id, *background(plan))
+                result = render_image(plan, pixels, by_id, *background(plan), fill_method=options.fill)
     if result is not None:
         out = result.annotations + unscaled_labels(plan, by_id, W, H)
         prov = provenance(plan.background, plan.background_image_id, result.hole_fraction, fallback, result.erased)
@@ -241,7 +243,7 @@ class SMPlus:
         elif not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(rng)
         plan = self.plan(entry, anns, rng, bg)
-        sample = render_plan(plan, image, anns, lambda p: (bg_pixels, bg.anns), self.options.max_hole)
+        sample = render_plan(plan, image, anns, lambda p: (bg_pixels, bg.anns), self.options)
         sample.image = _convert(sample.image, self.channels)
         return sample
 
@@ -334,7 +336,7 @@ class SMPlusDataset:
         def background(p: ImagePlan):
             return self._pixels(p.background_image_id), self.pool.background(p.background_image_id)[1]
 
-        sample = render_plan(plan, self._pixels(image_id), anns, background, self.sm.options.max_hole)
+        sample = render_plan(plan, self._pixels(image_id), anns, background, self.sm.options)
         sample.image = _convert(sample.image, self.channels)
         return sample
 

@@ -20,6 +20,7 @@ BACKGROUND_POOLS = ("all", "clean")
 # at 0.1 with all categories, 68 % and 75 % with persons alone (scripts/background_pool.py).
 DEFAULT_MAX_BACKGROUND_OBJECTS = 0.1
 DEFAULT_MAX_HOLE = 0.5  # a hole over this share of the image: a new background instead (README: measured)
+FILLS = ("patchmatch", "telea")  # as background.FILLS (options stay free of pixel code)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class TransformOptions:
     max_hole: float = DEFAULT_MAX_HOLE  # render: holes above this fraction are not inpainted
     jpeg_quality: int = JPEG_QUALITY
     jpeg_subsampling: str = JPEG_SUBSAMPLING
+    fill: str = "patchmatch"  # render: how holes are filled (background.FILLS); telea: the paper's
 
 
     def __post_init__(self):
@@ -66,3 +68,5 @@ class TransformOptions:
         if self.jpeg_subsampling not in JPEG_SUBSAMPLINGS:
             raise UsageError(f"--jpeg-subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)}, "
                              f"got {self.jpeg_subsampling!r}")
+        if self.fill not in FILLS:
+            raise UsageError(f"--fill must be one of {', '.join(FILLS)}, got {self.fill!r}")

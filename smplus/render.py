@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .background import hole_mask, inpaint_holes
+from .background import DEFAULT_FILL, hole_mask, inpaint_holes
 from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
 from .grain import Grain
 from .plan import MIN_SIDE, ImagePlan, clipped_box
@@ -67,17 +67,18 @@ class UnfillableHoles(Exception):
         self.reason, self.fraction = reason, fraction
 
 
-def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0) -> Tuple[np.ndarray, float]:
-    """The image with the masks (`rles`) inpainted, and the share of it that was filled.
+def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
+         method: str = DEFAULT_FILL) -> Tuple[np.ndarray, float]:
+    """The image with the masks (`rles`) inpainted by `method` (background.FILLS), and the share of it that was filled.
 
     Raises UnfillableHoles when the holes cover more than `max_hole` of the
     image ("hole_above_max") or leave Telea no known pixel ("no_known_pixel").
     """
-    hole = hole_mask(rles, image.shape)
+    hole = hole_mask(rles, image.shape, method)
     fraction = float(np.count_nonzero(hole)) / hole.size
     if fraction > max_hole:
         raise UnfillableHoles("hole_above_max", fraction)
-    filled = inpaint_holes(image, hole)
+    filled = inpaint_holes(image, hole, fill=method)
     if filled is None:
         raise UnfillableHoles("no_known_pixel", fraction)
     return filled, fraction
@@ -189,7 +190,8 @@ def _clip_to_canvas(p: PastedInstance, width: int, height: int) -> Optional[Past
 
 def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
                  background: Optional[np.ndarray] = None,
-                 background_anns: Sequence[dict] = (), max_hole: float = 1.0) -> RenderResult:
+                 background_anns: Sequence[dict] = (), max_hole: float = 1.0,
+                 fill_method: str = DEFAULT_FILL) -> RenderResult:
     """SM+ on one image: separate, scale, fill the background (PSI), paste, measure.
 
     `background` is the new background's pixels when plan.background == "new";
@@ -198,7 +200,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     what the pastes cover. Instances in plan.kept (categories not scale-matched,
     inpaint) keep their pixels; their labels lose what the holes and pastes cover.
     Raises UnfillableHoles (before any matting) when the holes to inpaint
-    exceed `max_hole` or leave no known pixel.
+    exceed `max_hole` or leave no known pixel. `fill_method`: background.FILLS.
     """
     H, W = image.shape[:2]
     dropped: List[Tuple[int, str]] = list(plan.dropped)
@@ -220,9 +222,9 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         erase = [a for a in background_anns if a.get("iscrowd") or a["id"] in to_erase]
         bg_rles = [r for r in (instance_rle(a, bh, bw) for a in erase) if r is not None]
         bg_erased = sum(1 for a in erase if not a.get("iscrowd") and instance_rle(a, bh, bw) is not None)
-        canvas, hole_fraction = fill(background, bg_rles)
+        canvas, hole_fraction = fill(background, bg_rles, method=fill_method)
     else:
-        canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole)
+        canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole, fill_method)
     out_h, out_w = canvas.shape[:2]
 
     # Larger instances first, so smaller ones end on top (as nearer objects would).
@@ -258,7 +260,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         annotations_bg = _occluded_labels(plan.image_id, background_anns, set(plan.background_labels), pasted,
                                           out_w, out_h, {"from_background": True})
     if plan.kept:  # left in place: what neither a hole nor a paste covers is still theirs
-        holes = hole_mask(list(rles.values()) + erased, image.shape)
+        holes = hole_mask(list(rles.values()) + erased, image.shape, fill_method)  # the holes fill() made
         annotations_kept = _occluded_labels(plan.image_id, [anns[i] for i in plan.kept], set(plan.kept), pasted,
                                             out_w, out_h, {}, holes)
     rank = {ip.ann_id: k for k, ip in enumerate(plan.instances)}  # output in source order

@@ -37,6 +37,7 @@ class ImageTask:
     max_hole: float = DEFAULT_MAX_HOLE
     jpeg: tuple = (JPEG_QUALITY, JPEG_SUBSAMPLING)  # quality, chroma subsampling
     file_prefix: str = ""                     # before the output's file_name (naming.OutputNames)
+    fill: str = "patchmatch"                  # how holes are filled (TransformOptions.fill)
 
 
 def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence[int],
@@ -52,7 +53,7 @@ def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence
         fallback, fallback_anns = _background(ds, plan.fallback) if plan.fallback else (None, [])
         yield ImageTask(plan, ds.images[plan.image_id], anns, images_dir, out_dir, bg, bg_anns,
                         fallback, fallback_anns, options.max_hole, (options.jpeg_quality, options.jpeg_subsampling),
-                        file_prefix)
+                        file_prefix, options.fill)
 
 
 def _background(ds: CocoDataset, plan: ImagePlan):
@@ -135,14 +136,15 @@ def render(task: ImageTask) -> Rendered:
                 result = render_resized(plan, pixels, task.anns)
             else:
                 try:
-                    result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns, task.max_hole)
+                    result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns, task.max_hole,
+                                          task.fill)
                 except UnfillableHoles as e:  # never the blurred source: another image is the background
                     if plan.fallback is None:
                         raise SmplusError(f"image {task.image['file_name']}: {e}, and no other image can be "
                                           "its background") from None
                     fallback, plan = e.reason, plan.fallback
                     bg_pixels = _decode_background(task.images_dir, task.fallback)
-                    result = render_image(plan, pixels, task.anns, bg_pixels, task.fallback_anns)
+                    result = render_image(plan, pixels, task.anns, bg_pixels, task.fallback_anns, fill_method=task.fill)
             entry.update(background=plan.background, width=plan.width, height=plan.height,
                          provenance=provenance(plan.background, plan.background_image_id, result.hole_fraction,
                                                fallback, result.erased))

@@ -103,6 +103,7 @@ def test_bad_source_json(tmp_path, name, breaker, code, needles):
     (["--categories", "unicorn"], ["unknown category 'unicorn'"]),
     (["--level", "image", "--mode", "cp"], ["--level image goes with --mode msm or rsm"]),
     (["--scale-range", "1", "0.5"], ["--scale-range"]),
+    (["--fill", "navier"], ["'--fill'", "navier"]),
     (["--overwrite", "--resume"], ["--overwrite and --resume exclude each other"]),
 ])
 def test_bad_option_values_are_usage_errors(tmp_path, extra, needles):
