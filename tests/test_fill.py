@@ -149,4 +149,4 @@ def test_the_paper_rows_pin_the_paper_fill():
     assert "msm+" in names and "rsm+_wo_psi" in names
     for name in names:
         assert read_config(name, {"fill": None, "mode": None, "level": None, "background": None, "psi_p": None,
-                                  "max_hole": None, "scale_range": None})["fill"] == "telea", name
+                                  "max_hole": None, "scale_range": None, "background_pool": None})["fill"] == "telea", name
