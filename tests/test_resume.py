@@ -175,12 +175,14 @@ def _worker_dies_then_resume_completes(tmp_path, module, name, is_victim, victim
 
     source, images = FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
     whole = tmp_path / "whole"
-    transform(source, images, str(whole), options=TransformOptions(seed=5), run=RunOptions(progress=False))
+    # --fill telea: a render shorter than the 1 s a held write takes, as the cases below need (a slower
+    # render is still under way when the write dies, and the death is then named by that render)
+    transform(source, images, str(whole), options=TransformOptions(seed=5, fill="telea"), run=RunOptions(progress=False))
     file_name = load_coco(source).images[victim]["file_name"]
     script = tmp_path / "killer.py"
     script.write_text(KILLER.format(module=module, name=name, is_victim=is_victim))
     out = tmp_path / "out"
-    args = ["--source", source, "--images", images, "--out", str(out), "--seed", "5"]
+    args = ["--source", source, "--images", images, "--out", str(out), "--seed", "5", "--fill", "telea"]
     env = {**os.environ, "SMPLUS_TEST_VICTIM": str(victim), "SMPLUS_TEST_VICTIM_FILE": file_name, "PYTHONPATH": ROOT}
     proc = subprocess.Popen([sys.executable, str(script), "transform", *args, "--workers", "2"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
