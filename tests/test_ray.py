@@ -26,8 +26,7 @@ from smplus.plan import TransformOptions, plan_dataset
 from smplus.ray_executor import RayExecutor
 from smplus.task import image_tasks
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
-from test_resume import journal_ids, larger_set, tree
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, journal_ids, larger_set, tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 5

@@ -18,50 +18,9 @@ from smplus.errors import SmplusError
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, journal_ids, larger_set, tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def larger_set(tmp_path, copies=5):
-    """The fixture images repeated (new ids and names), so a run takes a few seconds."""
-    raw = json.load(open(FIXTURE_ANNOTATIONS))
-    images_dir = tmp_path / "images"
-    images_dir.mkdir()
-    images, anns = [], []
-    for k in range(copies):
-        for im in raw["images"]:
-            name = f"{k}_{im['file_name']}"
-            os.symlink(os.path.join(FIXTURE_IMAGES, im["file_name"]), images_dir / name)
-            images.append({**im, "id": im["id"] * 10 + k, "file_name": name})
-        for a in raw["annotations"]:
-            anns.append({**a, "id": a["id"] * 10 + k, "image_id": a["image_id"] * 10 + k})
-    path = tmp_path / "ann.json"
-    path.write_text(json.dumps({**raw, "images": images, "annotations": anns}))
-    return str(path), str(images_dir)
-
-
-def tree(out):
-    """Every file of a dataset (annotations.json, report.json, images), not the journal."""
-    result = {}
-    for root, _, files in os.walk(out):
-        for f in files:
-            p = os.path.join(root, f)
-            if "/.smplus" not in p:
-                result[os.path.relpath(p, out)] = open(p, "rb").read()
-    return result
-
-
-def journal_ids(out):
-    """Image ids the journal of OUT has committed (read as another process would)."""
-    path = os.path.join(out, ".smplus", "journal.sqlite")
-    if not os.path.exists(path):
-        return []
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
-            return [r[0] for r in db.execute("SELECT image_id FROM entries")]
-    except sqlite3.OperationalError:  # not created yet
-        return []
 
 
 def written_images(out):
