@@ -21,6 +21,7 @@ from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)  # the repository
 FIXTURE = os.path.join(HERE, "fixtures", "coco")
 FIXTURE_ANNOTATIONS = os.path.join(FIXTURE, "annotations.json")
 FIXTURE_IMAGES = os.path.join(FIXTURE, "images")

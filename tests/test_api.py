@@ -14,9 +14,8 @@ from smplus.coco import instance_size
 from smplus.histogram import sampling_noise, size_jsd
 from smplus.render import decode_mask
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, make_ann
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, make_ann
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROVENANCE_KEYS = {"background", "background_image_id", "hole_fraction", "fallback", "erased"}
 OUTPUT_KEYS = {"id", "image_id", "category_id", "bbox", "area", "segmentation", "iscrowd", "source_ann_id"}
 

@@ -16,9 +16,8 @@ from smplus.plan import ImagePlan, InstancePlan
 from smplus.render import render_image
 from smplus.separate import place, separate
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIDE = 240
 
 

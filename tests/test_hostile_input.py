@@ -22,9 +22,8 @@ from smplus.histogram import load_target
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, assert_one_line, larger_raw, one_image
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, assert_one_line, larger_raw, one_image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROWD_IMAGE = "000000184324.jpg"  # holds a compressed RLE (ann 1689233) and an uncompressed crowd RLE
 
 

@@ -19,9 +19,8 @@ from smplus.matting import ALPHA_SNAP, COMPILE_MESSAGE, estimate_alpha, estimate
 from smplus.plan import clipped_box
 from smplus.separate import make_trimap, matte, separate
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASTED = (12.0, 60.0)  # pasted longer side, px: working sizes of ~36 and ~160 px
 
 

@@ -18,9 +18,7 @@ from smplus.errors import SmplusError
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, journal_ids, larger_set, tree
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, journal_ids, larger_set, tree
 
 
 def written_images(out):
