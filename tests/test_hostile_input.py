@@ -489,6 +489,7 @@ def journal_count(out):
         return 0
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_whole_group_is_an_interruption_then_resume_completes(tmp_path):
     raw, images = larger_raw(tmp_path)
     source = tmp_path / "ann.json"

@@ -227,6 +227,7 @@ def test_matte_of_a_solid_square():
     assert np.abs(fg - 30).max() < 3  # no grey from the background at the edge
 
 
+@pytest.mark.slow
 def test_first_run_compiles_once_with_one_notice_then_runs_without_pymatting(tmp_path):
     """On a machine without numba's cache, a 2-worker run prints the compile notice once (one
     worker compiles, the other waits and loads). The next run loads silently, and uses only

@@ -16,6 +16,7 @@ from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT
 LINE = re.compile(r"^SM\+: (\d+)/(\d+) images \((\d+)%\), ([\d.]+) images/s, (ETA \d+:\d\d:\d\d|done in \d+:\d\d:\d\d)$")
 
 
+@pytest.mark.slow
 def test_run_with_stderr_in_a_file_logs_progress_lines(tmp_path):
     log = tmp_path / "job.log"
     with open(log, "w") as f:

@@ -188,6 +188,7 @@ def test_clean_pool_takes_the_least_covered_images_when_too_few_are_clean():
     assert pool_images(ds, "clean", {1}, 0.01) == list(range(1, 11))
 
 
+@pytest.mark.slow
 def test_every_image_carries_its_provenance_and_coco_readers_load_it(tmp_path, tinyperson_target):
     report, data = run(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, tmp_path / "out", tinyperson_target[0],
                        categories=(1,), psi_p=0.5, seed=0)

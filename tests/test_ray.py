@@ -28,6 +28,8 @@ from smplus.task import image_tasks
 
 from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, journal_ids, larger_set, tree
 
+pytestmark = pytest.mark.slow  # every test here starts a Ray instance
+
 SEED = 5
 RENDER_TASK = b"ray::_render_on_worker"  # the process title of a Ray worker running our task
 

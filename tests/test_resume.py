@@ -26,6 +26,7 @@ def written_images(out):
     return [f for f in os.listdir(folder) if not f.startswith(".tmp-")] if os.path.isdir(folder) else []
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_is_byte_identical(tmp_path):
     source, images = larger_set(tmp_path)
     whole = tmp_path / "whole"
@@ -48,6 +49,7 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     assert tree(out) == tree(whole)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, workers):
@@ -163,12 +165,14 @@ def _plans(seed=5):
     return plan_dataset(load_coco(FIXTURE_ANNOTATIONS), load_target(None), TransformOptions(seed=seed)).images
 
 
+@pytest.mark.slow
 def test_dead_worker_stops_the_run_naming_its_image_and_resume_completes(tmp_path):
     victim = [p.image_id for p in _plans() if p.transformed][3]
     _worker_dies_then_resume_completes(tmp_path, "smplus.render", "render_image",
                                        'first.image_id == int(os.environ["SMPLUS_TEST_VICTIM"])', victim, "rendering")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["last", "middle"])
 def test_worker_dead_while_writing_names_the_image_it_was_writing_and_resume_completes(tmp_path, which):
     """Killed in the thread that writes an image (a worker writes one image while it renders the next).
@@ -211,6 +215,7 @@ def test_damaged_and_orphaned_journal_entries_are_rendered_again(tmp_path):
     assert tree(out) == tree(whole)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"", b"this is not a database" * 100])
 def test_damaged_journal_file_renders_everything_again(tmp_path, content):
     whole, out = _killed_run(tmp_path)
@@ -221,6 +226,7 @@ def test_damaged_journal_file_renders_everything_again(tmp_path, content):
     assert tree(out) == tree(whole)
 
 
+@pytest.mark.slow
 def test_file_size_limit_on_out_is_one_line_then_resume_continues(tmp_path):
     import resource
 
