@@ -14,9 +14,8 @@ from smplus.coco import instance_size
 from smplus.histogram import sampling_noise, size_jsd
 from smplus.render import decode_mask
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, make_ann
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, make_ann
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROVENANCE_KEYS = {"background", "background_image_id", "hole_fraction", "fallback", "erased"}
 OUTPUT_KEYS = {"id", "image_id", "category_id", "bbox", "area", "segmentation", "iscrowd", "source_ann_id"}
 
@@ -49,6 +48,7 @@ def assert_boxes_equal_masks(image_shape, annotations):
 
 # ---------------------------------------------------------------- SMPlus
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["rsm", "msm"])
 def test_per_sample_boxes_equal_masks_and_provenance_is_set(fixture_items, mode):
     sm = smplus.SMPlus(mode=mode, source=FIXTURE_ANNOTATIONS, seed=0)
@@ -70,6 +70,7 @@ def test_per_sample_boxes_equal_masks_and_provenance_is_set(fixture_items, mode)
     assert backgrounds >= {"inpaint", "new"}  # PSI drew both over the six images
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,bound", [("msm", 1.0), ("rsm", 3.0)])
 def test_per_sample_sizes_follow_the_target(fixture_items, mode, bound):
     """Over 18 calls (~210 instances), the rendered sizes' JSD to a 20-bin target: MSM+ within the
@@ -195,6 +196,7 @@ def _same(a, b):
                for x, y in zip(a, b)) and len(a) == len(b)
 
 
+@pytest.mark.slow
 def test_dataloader_same_seed_and_epoch_same_samples_whatever_num_workers():
     import torch  # noqa: F401  (the test extra installs it: these tests never skip)
     ds = smplus.SMPlusDataset(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, seed=3, mode="rsm")  # RSM+: new sizes every epoch
@@ -251,6 +253,7 @@ def _doc_examples():
     return examples + re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+@pytest.mark.slow
 def test_docs_python_examples_run(tmp_path, monkeypatch):
     examples = _doc_examples()
     assert len(examples) >= 4

@@ -1,7 +1,6 @@
 """Bad input through the CLI: one clear line, the right exit code, no traceback,
 inputs untouched, nothing written outside OUT."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -11,22 +10,7 @@ from click.testing import CliRunner
 
 from smplus.cli import main
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, make_ann
-
-
-def digest(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
-def one_image(tmp_path, **image_overrides):
-    """A one-image COCO set from a real fixture image, with its real annotations."""
-    raw = json.load(open(FIXTURE_ANNOTATIONS))
-    im = next(i for i in raw["images"] if i["file_name"] == "000000404484.jpg")
-    images = tmp_path / "images"
-    images.mkdir(exist_ok=True)
-    shutil.copy(os.path.join(FIXTURE_IMAGES, im["file_name"]), images / im["file_name"])
-    anns = [a for a in raw["annotations"] if a["image_id"] == im["id"]]
-    return {"images": [{**im, **image_overrides}], "annotations": anns, "categories": raw["categories"]}, images
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, assert_one_line, digest, make_ann, one_image
 
 
 def run_cli(tmp_path, raw=None, images=None, extra=(), source=None):
@@ -38,19 +22,6 @@ def run_cli(tmp_path, raw=None, images=None, extra=(), source=None):
     args = ["transform", "--source", str(source), "--images", str(images or FIXTURE_IMAGES),
             "--out", str(tmp_path / "out"), *map(str, extra)]
     return CliRunner().invoke(main, args)
-
-
-def assert_one_line(result, code, *needles):
-    assert result.exit_code == code, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = result.output.strip().splitlines()
-    assert "Traceback" not in result.output
-    msg = lines[-1]
-    for n in needles:
-        assert n in msg, (n, msg)
-    if code == 1:
-        assert len(lines) == 1 and msg.startswith("Error: ")
-    return msg
 
 
 def valid():

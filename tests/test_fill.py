@@ -18,9 +18,7 @@ from smplus.errors import UsageError
 from smplus.plan import TransformOptions
 from smplus.render import fill
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT
 
 
 def _fixture():

@@ -16,9 +16,8 @@ from smplus.plan import ImagePlan, InstancePlan
 from smplus.render import render_image
 from smplus.separate import place, separate
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIDE = 240
 
 
@@ -116,6 +115,7 @@ def realism_run(tmp_path_factory):
     return r, work, out
 
 
+@pytest.mark.slow
 def test_realism_script_runs_on_the_fixtures_and_prints_its_table(realism_run):
     r, _, out = realism_run
     assert r.returncode == 0, r.stderr
@@ -135,6 +135,7 @@ def test_realism_script_runs_on_the_fixtures_and_prints_its_table(realism_run):
     assert table["rows"][1]["pairs"] >= 4 and table["rows"][1]["object"] is not None
 
 
+@pytest.mark.slow
 def test_pasted_instances_are_as_sharp_as_photographed_ones_of_their_size(realism_run):
     """Laplacian relative to contrast, in the box: pasted 6-32 px instances against the natural
     ones of the fixtures (0.72x; with the colour prefiltered like the alpha, at 0.5, it was 0.54x)."""

@@ -22,10 +22,8 @@ from smplus.histogram import load_target
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
-from test_bad_input import assert_one_line, one_image
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, assert_one_line, larger_raw, one_image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROWD_IMAGE = "000000184324.jpg"  # holds a compressed RLE (ann 1689233) and an uncompressed crowd RLE
 
 
@@ -482,21 +480,6 @@ def test_a_list_where_one_value_goes_is_refused(tmp_path, config, needles):
 
 # ---------------------------------------------------------------- 17. SIGTERM to the process group
 
-def larger_set(tmp_path, copies=5):
-    raw = json.load(open(FIXTURE_ANNOTATIONS))
-    images_dir = tmp_path / "images"
-    images_dir.mkdir()
-    images, anns = [], []
-    for k in range(copies):
-        for im in raw["images"]:
-            name = f"{k}_{im['file_name']}"
-            os.symlink(os.path.join(FIXTURE_IMAGES, im["file_name"]), images_dir / name)
-            images.append({**im, "id": im["id"] * 10 + k, "file_name": name})
-        for a in raw["annotations"]:
-            anns.append({**a, "id": a["id"] * 10 + k, "image_id": a["image_id"] * 10 + k})
-    return {**raw, "images": images, "annotations": anns}, images_dir
-
-
 def journal_count(out):
     path = os.path.join(out, ".smplus", "journal.sqlite")
     try:
@@ -506,8 +489,9 @@ def journal_count(out):
         return 0
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_whole_group_is_an_interruption_then_resume_completes(tmp_path):
-    raw, images = larger_set(tmp_path)
+    raw, images = larger_raw(tmp_path)
     source = tmp_path / "ann.json"
     source.write_text(json.dumps(raw))
     out = tmp_path / "out"

@@ -19,9 +19,8 @@ from smplus.matting import ALPHA_SNAP, COMPILE_MESSAGE, estimate_alpha, estimate
 from smplus.plan import clipped_box
 from smplus.separate import make_trimap, matte, separate
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASTED = (12.0, 60.0)  # pasted longer side, px: working sizes of ~36 and ~160 px
 
 
@@ -228,6 +227,7 @@ def test_matte_of_a_solid_square():
     assert np.abs(fg - 30).max() < 3  # no grey from the background at the edge
 
 
+@pytest.mark.slow
 def test_first_run_compiles_once_with_one_notice_then_runs_without_pymatting(tmp_path):
     """On a machine without numba's cache, a 2-worker run prints the compile notice once (one
     worker compiles, the other waits and loads). The next run loads silently, and uses only

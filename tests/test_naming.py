@@ -72,6 +72,7 @@ def test_defaults_keep_the_source_names(plain):
     assert [x["id"] for x in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
 
 
+@pytest.mark.slow
 def test_shards_merge_and_resume_follow_the_names(tmp_path):
     names = OutputNames(OFFSET, PREFIX)
     whole = tmp_path / "whole"

@@ -1,7 +1,6 @@
 """Progress in a batch job's log: plain lines when stderr is a file, a bar only on a terminal."""
 
 import io
-import os
 import re
 import subprocess
 import sys
@@ -12,12 +11,12 @@ from smplus.errors import UsageError
 from smplus.pipeline import RunOptions
 from smplus.progress import LogProgress, progress_mode
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r"^SM\+: (\d+)/(\d+) images \((\d+)%\), ([\d.]+) images/s, (ETA \d+:\d\d:\d\d|done in \d+:\d\d:\d\d)$")
 
 
+@pytest.mark.slow
 def test_run_with_stderr_in_a_file_logs_progress_lines(tmp_path):
     log = tmp_path / "job.log"
     with open(log, "w") as f:

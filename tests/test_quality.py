@@ -4,60 +4,18 @@ cut instances kept on the frame, a clean background pool, full-resolution chroma
 import io
 import json
 import os
-import shutil
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from smplus.background import inpaint_holes
-from smplus.coco import ann_to_rle, encode_image, index_coco
-from smplus.pipeline import RunOptions, transform
-from smplus.plan import CLEAN_POOL_MIN_SHARE, DEFAULT_MAX_HOLE, TransformOptions, pool_images
+from smplus.coco import encode_image, index_coco
+from smplus.plan import CLEAN_POOL_MIN_SHARE, DEFAULT_MAX_HOLE, pool_images
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, make_ann
-
-SMALL = "000000404484.jpg"   # 320 x 240
-OTHER = "000000343937.jpg"   # 640 x 428
-
-
-def crafted(tmp_path, anns, other_anns=()):
-    """Two real images: image 1 (320x240) with `anns`, image 2 (640x428) with `other_anns`."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for name in (SMALL, OTHER):
-        shutil.copy(os.path.join(FIXTURE_IMAGES, name), images / name)
-    raw = {"images": [{"id": 1, "file_name": SMALL, "width": 320, "height": 240},
-                      {"id": 2, "file_name": OTHER, "width": 640, "height": 428}],
-           "annotations": [make_ann(id=i + 1, image_id=1, **a) for i, a in enumerate(anns)]
-           + [make_ann(id=100 + i, image_id=2, **a) for i, a in enumerate(other_anns)],
-           "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}
-    path = tmp_path / "ann.json"
-    path.write_text(json.dumps(raw))
-    return str(path), str(images)
-
-
-def rect(x0, y0, x1, y1, **kw):
-    return {"bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-            "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]], **kw}
-
-
-def run(source, images, out, target, **options):
-    report = transform(source, images, str(out), target=target, options=TransformOptions(**options),
-                       run=RunOptions(progress=False)).report
-    with open(os.path.join(out, "annotations.json")) as f:
-        return report, json.load(f)
-
-
-def read(out, name):
-    return cv2.imread(os.path.join(out, "images", name)).astype(np.float32)
-
-
-def mask_of(a, im):
-    return mask_utils.decode(ann_to_rle(a["segmentation"], im["height"], im["width"]))
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, OTHER, SMALL, crafted, make_ann, mask_of, read, rect, run
 
 
 def test_inpainting_without_a_known_pixel_returns_nothing():
@@ -230,6 +188,7 @@ def test_clean_pool_takes_the_least_covered_images_when_too_few_are_clean():
     assert pool_images(ds, "clean", {1}, 0.01) == list(range(1, 11))
 
 
+@pytest.mark.slow
 def test_every_image_carries_its_provenance_and_coco_readers_load_it(tmp_path, tinyperson_target):
     report, data = run(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, tmp_path / "out", tinyperson_target[0],
                        categories=(1,), psi_p=0.5, seed=0)

@@ -26,10 +26,10 @@ from smplus.plan import TransformOptions, plan_dataset
 from smplus.ray_executor import RayExecutor
 from smplus.task import image_tasks
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
-from test_resume import journal_ids, larger_set, tree
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, journal_ids, larger_set, tree
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # every test here starts a Ray instance
+
 SEED = 5
 RENDER_TASK = b"ray::_render_on_worker"  # the process title of a Ray worker running our task
 

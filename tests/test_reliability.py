@@ -21,10 +21,8 @@ from smplus.cli import main
 from smplus.histogram import build_histogram
 from smplus.plan import BackgroundPool
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, make_ann
-from test_bad_input import assert_one_line, digest
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, assert_one_line, digest, make_ann
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PERSONS = "000000404484.jpg"    # 320x240, 5 annotations
 BACKDROP = "000000343937.jpg"   # 640x428, 2 annotations
 

@@ -18,50 +18,7 @@ from smplus.errors import SmplusError
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def larger_set(tmp_path, copies=5):
-    """The fixture images repeated (new ids and names), so a run takes a few seconds."""
-    raw = json.load(open(FIXTURE_ANNOTATIONS))
-    images_dir = tmp_path / "images"
-    images_dir.mkdir()
-    images, anns = [], []
-    for k in range(copies):
-        for im in raw["images"]:
-            name = f"{k}_{im['file_name']}"
-            os.symlink(os.path.join(FIXTURE_IMAGES, im["file_name"]), images_dir / name)
-            images.append({**im, "id": im["id"] * 10 + k, "file_name": name})
-        for a in raw["annotations"]:
-            anns.append({**a, "id": a["id"] * 10 + k, "image_id": a["image_id"] * 10 + k})
-    path = tmp_path / "ann.json"
-    path.write_text(json.dumps({**raw, "images": images, "annotations": anns}))
-    return str(path), str(images_dir)
-
-
-def tree(out):
-    """Every file of a dataset (annotations.json, report.json, images), not the journal."""
-    result = {}
-    for root, _, files in os.walk(out):
-        for f in files:
-            p = os.path.join(root, f)
-            if "/.smplus" not in p:
-                result[os.path.relpath(p, out)] = open(p, "rb").read()
-    return result
-
-
-def journal_ids(out):
-    """Image ids the journal of OUT has committed (read as another process would)."""
-    path = os.path.join(out, ".smplus", "journal.sqlite")
-    if not os.path.exists(path):
-        return []
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
-            return [r[0] for r in db.execute("SELECT image_id FROM entries")]
-    except sqlite3.OperationalError:  # not created yet
-        return []
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, ROOT, journal_ids, larger_set, tree
 
 
 def written_images(out):
@@ -69,6 +26,7 @@ def written_images(out):
     return [f for f in os.listdir(folder) if not f.startswith(".tmp-")] if os.path.isdir(folder) else []
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_is_byte_identical(tmp_path):
     source, images = larger_set(tmp_path)
     whole = tmp_path / "whole"
@@ -91,6 +49,7 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     assert tree(out) == tree(whole)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, workers):
@@ -208,12 +167,14 @@ def _plans(seed=5):
     return plan_dataset(load_coco(FIXTURE_ANNOTATIONS), load_target(None), TransformOptions(seed=seed)).images
 
 
+@pytest.mark.slow
 def test_dead_worker_stops_the_run_naming_its_image_and_resume_completes(tmp_path):
     victim = [p.image_id for p in _plans() if p.transformed][3]
     _worker_dies_then_resume_completes(tmp_path, "smplus.render", "render_image",
                                        'first.image_id == int(os.environ["SMPLUS_TEST_VICTIM"])', victim, "rendering")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["last", "middle"])
 def test_worker_dead_while_writing_names_the_image_it_was_writing_and_resume_completes(tmp_path, which):
     """Killed in the thread that writes an image (a worker writes one image while it renders the next).
@@ -256,6 +217,7 @@ def test_damaged_and_orphaned_journal_entries_are_rendered_again(tmp_path):
     assert tree(out) == tree(whole)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"", b"this is not a database" * 100])
 def test_damaged_journal_file_renders_everything_again(tmp_path, content):
     whole, out = _killed_run(tmp_path)
@@ -266,6 +228,7 @@ def test_damaged_journal_file_renders_everything_again(tmp_path, content):
     assert tree(out) == tree(whole)
 
 
+@pytest.mark.slow
 def test_file_size_limit_on_out_is_one_line_then_resume_continues(tmp_path):
     import resource
 

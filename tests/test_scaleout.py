@@ -21,8 +21,7 @@ from smplus.plan import TransformOptions, plan_dataset
 from smplus.shards import assign_shards
 from smplus.task import Rendered
 
-from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES
-from test_resume import tree
+from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, tree
 
 
 def run_shard(out, i, n, seed=3, resume=False, **options):

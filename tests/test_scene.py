@@ -4,12 +4,13 @@ edge, other categories left alone."""
 import cv2
 import numpy as np
 import pytest
-from test_quality import OTHER, SMALL, crafted, mask_of, read, rect, run
 
 import smplus.task
 from smplus.background import hole_mask
 from smplus.coco import ann_to_rle, instance_size
 from smplus.plan import FRAME_TOLERANCE, TransformOptions
+
+from conftest import OTHER, SMALL, crafted, mask_of, read, rect, run
 
 
 def edge_misses(source_anns, data, tolerance=FRAME_TOLERANCE):

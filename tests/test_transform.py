@@ -136,6 +136,7 @@ def test_compressed_rle_instance_is_transformed(msm):
     assert rle_ids and rle_ids <= {a["source_ann_id"] for a in load(out)["annotations"]}
 
 
+@pytest.mark.slow
 def test_same_seed_same_output_whatever_the_workers(msm, tmp_path):
     out, _ = msm
     run(tmp_path / "w2", workers=2, seed=0)
