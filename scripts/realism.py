@@ -105,6 +105,16 @@ class Image:
         self.mean_lap = float(self.lap.mean())
 
 
+
+def _read_output(out):
+    """An smplus output's annotations.json and its annotations by image id."""
+    with open(os.path.join(out, "annotations.json")) as f:
+        res = json.load(f)
+    by_image = defaultdict(list)
+    for a in res["annotations"]:
+        by_image[a["image_id"]].append(a)
+    return res, by_image
+
 def mad(v):
     return float(np.median(np.abs(v - np.median(v)))) if v.size else 0.0
 
@@ -220,10 +230,7 @@ def collect(datasets, target, work, seed, workers):
             for a, s in todo:
                 col.add("natural", im, a, s, (tag, iid))
         out = transform(ann_path, images, target, work, "instance", seed, workers)
-        res = json.load(open(os.path.join(out, "annotations.json")))
-        out_anns = defaultdict(list)
-        for a in res["annotations"]:
-            out_anns[a["image_id"]].append(a)
+        res, out_anns = _read_output(out)
         for oim in res["images"]:
             prov = oim.get("smplus") or {}
             kind = {"inpaint": "inpainted", "new": "new"}.get(prov.get("background"))
@@ -242,10 +249,7 @@ def collect(datasets, target, work, seed, workers):
                 for a, s in todo:
                     col.add("placement", bim, a, s, (tag, bg))
         out = transform(ann_path, images, target, work, "image", seed, workers)
-        res = json.load(open(os.path.join(out, "annotations.json")))
-        out_anns = defaultdict(list)
-        for a in res["annotations"]:
-            out_anns[a["image_id"]].append(a)
+        res, out_anns = _read_output(out)
         for oim in res["images"]:
             todo = [(a, s) for a in out_anns[oim["id"]] for s in [small(a)] if s]
             if todo:
