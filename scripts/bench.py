@@ -3,6 +3,9 @@
     python scripts/bench.py [--quick] [--source ANN --images DIR] [--target T] [--min-images N]
     python scripts/bench.py --ray [--repeat R]     (only the Ray section; --no-ray: all but it)
     python scripts/bench.py --online [--rounds R]  (only SMPlusDataset per sample against the offline render)
+    python scripts/bench.py --fills [--rounds R] [--baseline CHECKOUT] [--cpu-time]
+        (only the fast path, --fill telea, and the default fill side by side, each as a ratio to the floor;
+        with --baseline, the same runs of another checkout's smplus interleaved with this one's)
 
 Rows: decode+encode of every image (the floor); SM+'s own I/O floor (decode the
 source, decode the new background where PSI draws one, encode); per-instance
@@ -35,7 +38,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SHARED = os.path.join(ROOT, "..", "shared", "data")
+SHARED = next((p for p in (os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "..", "..", "shared", "data"))
+               if os.path.isdir(p)), os.path.join(ROOT, "..", "shared", "data"))  # beside the checkout, or a worktree's
 # cv2 is imported where it is used: bench_scale's children import this module's helpers
 # and measure their own peak memory (a dry run loads no cv2).
 
@@ -564,6 +568,55 @@ def online_rows(source, images, target, rounds=3, clock=time.process_time):
     print(f"| SMPlusDataset / offline | {np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}), goal <= 1.3x |")
 
 
+FILL_RUN = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from smplus.matting import warm_up
+from smplus.pipeline import RunOptions, transform
+from smplus.plan import TransformOptions
+warm_up()
+clock = time.process_time if sys.argv[7] == "cpu" else time.perf_counter
+t = clock()
+rep = transform(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], run=RunOptions(workers=1, progress=False, overwrite=True),
+                options=TransformOptions(mode="msm", psi_p=0.4, fill=sys.argv[6])).report
+print((clock() - t) * 1000 / rep["counts"]["images"])
+"""
+
+
+def fill_rows(source, images, target, n, rounds, baseline=None):
+    """The fast path (--fill telea) and the default fill, one worker, MSM+, PSI p=0.4, each as a ratio to the
+    decode+encode floor of the same images; each run in a fresh process (numba's kernels loaded before
+    timing) running `checkout`'s smplus. A round measures the floor, then every (checkout, fill) once; rows
+    are the medians of the rounds' ratios (their range alongside)."""
+    tmp = tempfile.mkdtemp(prefix="smplus-bench-")
+    try:
+        ann, folder, count = repeated_set(source, images, n, tmp)
+        checkouts = [("this checkout", ROOT)] + ([("baseline " + baseline, os.path.abspath(baseline))] if baseline else [])
+        runs = [(name, root, fill) for name, root in checkouts for fill in ("telea", DEFAULT_FILL)]
+        ratios, ms, floors = {r: [] for r in runs}, {r: [] for r in runs}, []
+        clock = "cpu" if CLOCK is time.process_time else "wall"
+        for _ in range(rounds):
+            floors.append(floor_ms(ann, folder))
+            for r in runs:
+                out = subprocess.run([sys.executable, "-c", FILL_RUN, r[1], ann, folder, os.path.join(tmp, "out"), target,
+                                      r[2], clock], capture_output=True, text=True, check=True)
+                ms[r].append(float(out.stdout.split()[-1]))
+                ratios[r].append(ms[r][-1] / floors[-1])
+        print(f"\n{count} images, one worker, MSM+, PSI p=0.4; {clock} time; median of {rounds} rounds (range); "
+              f"floor (decode + encode, JPEG q{JPEG_QUALITY}) {np.median(floors):.2f} ms/img\n")
+        print("| checkout | --fill telea (fast path) | default (--fill " + DEFAULT_FILL + ") |")
+        print("|---|---|---|")
+        for name, root in checkouts:
+            cells = []
+            for fill in ("telea", DEFAULT_FILL):
+                x = ratios[(name, root, fill)]
+                cells.append(f"{np.median(ms[(name, root, fill)]):.1f} ms/img = {np.median(x):.2f}x floor "
+                             f"({min(x):.2f}-{max(x):.2f})")
+            print(f"| {name} | {cells[0]} | {cells[1]} |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default=os.path.join(SHARED, "coco_tiny", "annotations", "instances_val2017.json"))
@@ -577,6 +630,9 @@ def main():
     ap.add_argument("--ray", action="store_true", help="only the Ray section")
     ap.add_argument("--online", action="store_true",
                     help="only the SMPlusDataset row: cost per sample against the offline per-image render")
+    ap.add_argument("--fills", action="store_true",
+                    help="only the fast path (--fill telea) and the default fill side by side, as ratios to the floor")
+    ap.add_argument("--baseline", metavar="CHECKOUT", help="with --fills: also another checkout's smplus, interleaved")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray section")
     ap.add_argument("--repeat", type=int, default=3, help="runs per executor in the Ray section")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the speed rows (each row: their median)")
@@ -590,6 +646,8 @@ def main():
     if args.online:
         return online_rows(args.source, args.images, args.target, args.rounds)
     n = 100 if args.quick else args.min_images
+    if args.fills:
+        return fill_rows(args.source, args.images, args.target, n, args.rounds, args.baseline)
     if args.work:
         import smplus.separate as separate
 

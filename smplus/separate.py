@@ -34,6 +34,11 @@ BAND = 0.015        # trimap band, relative to the longer side: COCO polygons ar
 ALPHA_PREFILTER = 0.5
 PREFILTER = 0.25
 SHARP_ALPHA = 0.05  # where the sharp alpha is below this, the colour is its neighbours' (see warp)
+# Matting where it shows: an instance planned under this output size (s = sqrt(w*h), px) takes the
+# mask feathered at the working resolution (its area-resampled coverage) as its alpha and the
+# crop's own colours, not the closed-form solve: at that size the two pastes differ by less than
+# JPEG q95's own noise on the same pixels (scripts/fast_path_quality.py). `matte_all` forces the solve.
+MATTE_MIN_SIZE = 16.0
 
 
 @dataclass
@@ -102,11 +107,21 @@ class Matte:
     frame: Tuple[bool, bool, bool, bool] = (False, False, False, False)
 
 
+def feathered(crop_bgr: np.ndarray, soft_mask: np.ndarray) -> np.ndarray:
+    """matte()'s cheap stand-in for tiny instances: alpha the soft mask, colours the crop's
+    (h x w x 4 float32, premultiplied as matte's)."""
+    out = np.empty(crop_bgr.shape[:2] + (4,), np.float32)
+    np.multiply(crop_bgr, soft_mask[..., None], out=out[..., :3], dtype=np.float32)
+    out[..., 3] = soft_mask
+    return out
+
+
 def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, float],
-             scale: float) -> Matte | None:
+             scale: float, matte_all: bool = False) -> Matte | None:
     """Cut the instance (a COCO `segmentation`, source `box`) out of `image` and matte it.
 
     The working resolution is fitted to the size it will be pasted at (`scale`).
+    Instances planned under MATTE_MIN_SIZE take the feathered mask, unless `matte_all`.
     Returns None for an empty mask.
     """
     H, W = image.shape[:2]
@@ -132,7 +147,10 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
     else:
         work, soft = crop, crop_mask.astype(np.float32)
     sx, sy = work.shape[1] / (cx1 - cx0), work.shape[0] / (cy1 - cy0)  # exact per-axis scales
-    premult = matte(work, soft, band)
+    if matte_all or scale * math.sqrt(w * h) >= MATTE_MIN_SIZE:
+        premult = matte(work, soft, band)
+    else:
+        premult = feathered(work, soft)
     if scale >= sw * 0.999 and sw < 1.0:
         # Upsampling from the working size would blur: go back to source
         # resolution, with source colours where the instance is opaque and the

@@ -1,0 +1,158 @@
+"""What the fast path's shortcuts change in the pasted pixels, against JPEG q95's own noise.
+
+    python scripts/fast_path_quality.py [--source ANN --images DIR --target T] [--what matting|decode]
+
+One SM+ run (MSM+, PSI p=0.4, --fill telea, one worker) renders the reference; at each paste the
+same instance is also made the shortcut's way and placed at the reference's scale and place, with
+the same grain, over the same canvas. Per instance: mean and max |difference| (0-255, all channels)
+over the pixels either paste covers (alpha > 0.01), and over the same pixels, the mean |difference|
+JPEG q95 encoding makes to the reference image. Rows by the instance's planned output size
+s = scale x sqrt(w*h) of its source box (what the renderer knows before it mattes).
+
+--what matting: reference matted (closed-form alpha + foreground colours) at every size; shortcut:
+the mask feathered at the working resolution (separate.feathered).
+--what decode: reference from the fully decoded source; shortcut: from the source decoded at reduced
+size (libjpeg DCT scaling) as the renderer picks it for an image whose background is another image
+(render.decode_factor); only instances of such images. Matting as in the fast path itself.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+DATA = os.path.join(ROOT, "..", "..", "shared", "data")  # /work/shared/data beside /work/wt/<name>
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+BINS = [0, 8, 12, 16, 24, 32, 64, float("inf")]
+
+
+def measure(source, images, target, what):
+    import smplus.render as render
+    import smplus.separate as separate
+    import smplus.task as task
+    from smplus.grain import Grain
+    from smplus.matting import warm_up
+    from smplus.pipeline import RunOptions, transform
+    from smplus.plan import TransformOptions
+
+    warm_up()
+    rows, current, state = [], [], {}
+    real_separate, real_place, real_match, real_encode = render.separate, render.place_at_size, Grain.match, task.encode_image
+    real_decode = getattr(task, "_decode_source", None)
+
+    def alt_separate(image, seg, box, scale, *a, **k):
+        if what == "matting":
+            saved = separate.MATTE_MIN_SIZE
+            separate.MATTE_MIN_SIZE = float("inf")
+            try:
+                return real_separate(image, seg, box, scale)
+            finally:
+                separate.MATTE_MIN_SIZE = saved
+        reduced = state.get("reduced")
+        if reduced is None:
+            return None
+        return real_separate(reduced[0], seg, box, scale, *a, pixel_step=reduced[1], **k)
+
+    def wrapped_separate(image, seg, box, scale, *a, **k):
+        state["args"] = (image, seg, box, scale, a, k)
+        return real_separate(image, seg, box, scale, *a, **k)
+
+    def wrapped_place(m, scale, size, src_point, out_point):
+        placed = real_place(m, scale, size, src_point, out_point)
+        image, seg, box, s, a, k = state["args"]
+        alt = alt_separate(image, seg, box, s, *a, **k)
+        state["pending"] = (None if alt is None else separate.place(alt, placed.scale, src_point, out_point),
+                            s * np.sqrt(box[2] * box[3]))
+        return placed
+
+    def wrapped_match(self, p, canvas, scale, *key):
+        p1 = real_match(self, p, canvas, scale, *key)
+        alt, size = state.pop("pending")
+        if alt is None:
+            return p1
+        alt = render._clip_to_canvas(alt, canvas.shape[1], canvas.shape[0])
+        if alt is None:
+            return p1
+        p2 = real_match(self, alt, canvas, scale, *key)
+        x0, y0 = min(p1.x0, p2.x0), min(p1.y0, p2.y0)
+        x1 = max(p1.x0 + p1.alpha.shape[1], p2.x0 + p2.alpha.shape[1])
+        y1 = max(p1.y0 + p1.alpha.shape[0], p2.y0 + p2.alpha.shape[0])
+        outs, cover = [], np.zeros((y1 - y0, x1 - x0), bool)
+        for p in (p1, p2):
+            below = canvas[y0:y1, x0:x1].astype(np.float32)
+            h, w = p.alpha.shape
+            sl = (slice(p.y0 - y0, p.y0 - y0 + h), slice(p.x0 - x0, p.x0 - x0 + w))
+            below[sl] = render._over(canvas[p.y0:p.y0 + h, p.x0:p.x0 + w], p)
+            cover[sl] |= p.alpha > 0.01
+            outs.append(below)
+        if cover.any():
+            d = np.abs(outs[0] - outs[1])[cover]
+            current.append([size, float(d.mean()), float(d.max()), (y0, x0), cover, None])
+        return p1
+
+    def wrapped_encode(image, name, *a, **k):
+        data = real_encode(image, name, *a, **k)
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).astype(np.float32)
+        for r in current:
+            (y0, x0), cover = r[3], r[4]
+            h, w = cover.shape
+            r[5] = float(np.abs(decoded[y0:y0 + h, x0:x0 + w] - image[y0:y0 + h, x0:x0 + w])[cover].mean())
+            rows.append((r[0], r[1], r[2], r[5]))
+        current.clear()
+        return data
+
+    def wrapped_decode(images_dir, image, plan, *a, **k):
+        from smplus.coco import read_image
+
+        full = real_decode(images_dir, image, plan, *a, **k)
+        state["reduced"] = None
+        if full.shape[:2] != (image["height"], image["width"]):  # the run decoded it reduced: reference is full
+            state["reduced"] = (full, image["width"] / full.shape[1])
+            full = read_image(os.path.join(images_dir, image["file_name"]))
+        return full
+
+    if what == "matting":
+        separate.MATTE_MIN_SIZE = 0.0  # the reference: every instance matted
+    render.separate, render.place_at_size, Grain.match, task.encode_image = (wrapped_separate, wrapped_place,
+                                                                            wrapped_match, wrapped_encode)
+    if what == "decode":
+        task._decode_source = wrapped_decode
+    try:
+        transform(source, images, tempfile.mkdtemp(prefix="smplus-fpq-"), target,
+                  options=TransformOptions(mode="msm", psi_p=0.4, fill="telea"),
+                  run=RunOptions(workers=1, progress=False, overwrite=True))
+    finally:
+        render.separate, render.place_at_size, Grain.match, task.encode_image = (real_separate, real_place,
+                                                                                real_match, real_encode)
+        if real_decode is not None:
+            task._decode_source = real_decode
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", default=os.path.join(DATA, "coco_tiny", "annotations", "instances_val2017.json"))
+    ap.add_argument("--images", default=os.path.join(DATA, "coco_tiny", "val2017"))
+    ap.add_argument("--target", default=os.path.join(DATA, "tinyperson_like", "tiny_set_train_like.json"))
+    ap.add_argument("--what", choices=("matting", "decode"), default="matting")
+    args = ap.parse_args()
+    rows = np.array(measure(args.source, args.images, args.target, args.what))
+    print(f"\n{args.what}: shortcut vs reference, pasted pixels (0-255), {len(rows)} instances\n")
+    print("| planned size s (px) | instances | mean abs diff: mean (p95) over instances | max abs diff: median (max) | "
+          "JPEG q95 on the same pixels: mean abs diff | instances whose diff <= their JPEG noise |")
+    print("|---|---|---|---|---|---|")
+    for lo, hi in zip(BINS, BINS[1:]):
+        r = rows[(rows[:, 0] >= lo) & (rows[:, 0] < hi)] if len(rows) else rows
+        if not len(r):
+            continue
+        print(f"| {lo:g}-{hi:g} | {len(r)} | {r[:, 1].mean():.2f} ({np.percentile(r[:, 1], 95):.2f}) | "
+              f"{np.median(r[:, 2]):.0f} ({r[:, 2].max():.0f}) | {r[:, 3].mean():.2f} | {np.mean(r[:, 1] <= r[:, 3]):.0%} |")
+
+
+if __name__ == "__main__":
+    main()
