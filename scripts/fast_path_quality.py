@@ -43,7 +43,7 @@ def measure(source, images, target, what):
     warm_up()
     rows, current, state = [], [], {}
     real_separate, real_place, real_match, real_encode = render.separate, render.place_at_size, Grain.match, task.encode_image
-    real_decode = getattr(task, "_decode_source", None)
+    real_decode, real_step = task._decode_source, render.decode_step
 
     def alt_separate(image, seg, box, scale, *a, **k):
         if what == "matting":
@@ -56,7 +56,7 @@ def measure(source, images, target, what):
         reduced = state.get("reduced")
         if reduced is None:
             return None
-        return real_separate(reduced[0], seg, box, scale, *a, pixel_step=reduced[1], **k)
+        return real_separate(reduced[0], seg, box, scale, reduced[1], image.shape[:2])
 
     def wrapped_separate(image, seg, box, scale, *a, **k):
         state["args"] = (image, seg, box, scale, a, k)
@@ -106,22 +106,21 @@ def measure(source, images, target, what):
         current.clear()
         return data
 
-    def wrapped_decode(images_dir, image, plan, *a, **k):
-        from smplus.coco import read_image
+    def wrapped_step(*a):  # the reference decodes every source whole; the shortcut as the renderer would
+        state["step"] = real_step(*a)
+        return 1
 
-        full = real_decode(images_dir, image, plan, *a, **k)
-        state["reduced"] = None
-        if full.shape[:2] != (image["height"], image["width"]):  # the run decoded it reduced: reference is full
-            state["reduced"] = (full, image["width"] / full.shape[1])
-            full = read_image(os.path.join(images_dir, image["file_name"]))
-        return full
+    def wrapped_decode(images_dir, image, step):
+        k = state.pop("step", 1)
+        state["reduced"] = (real_decode(images_dir, image, k), k) if k > 1 else None
+        return real_decode(images_dir, image, 1)
 
     if what == "matting":
         separate.MATTE_MIN_SIZE = 0.0  # the reference: every instance matted
     render.separate, render.place_at_size, Grain.match, task.encode_image = (wrapped_separate, wrapped_place,
                                                                             wrapped_match, wrapped_encode)
     if what == "decode":
-        task._decode_source = wrapped_decode
+        task._decode_source, render.decode_step = wrapped_decode, wrapped_step
     try:
         transform(source, images, tempfile.mkdtemp(prefix="smplus-fpq-"), target,
                   options=TransformOptions(mode="msm", psi_p=0.4, fill="telea"),
@@ -129,8 +128,7 @@ def measure(source, images, target, what):
     finally:
         render.separate, render.place_at_size, Grain.match, task.encode_image = (real_separate, real_place,
                                                                                 real_match, real_encode)
-        if real_decode is not None:
-            task._decode_source = real_decode
+        task._decode_source, render.decode_step = real_decode, real_step
     return rows
 
 

@@ -468,11 +468,20 @@ def read_image_bytes(path: str) -> np.ndarray:
         raise SmplusError(f"image could not be read: {path} ({e.strerror})") from None
 
 
-def decode_image(data: np.ndarray, path: str) -> np.ndarray:
-    """The pixels of image file bytes `data` (read from `path`), as read_image."""
+def is_jpeg(data: np.ndarray) -> bool:
+    """Whether image file bytes are a JPEG (its start-of-image marker)."""
+    return data.size >= 3 and data[0] == 0xFF and data[1] == 0xD8 and data[2] == 0xFF
+
+
+def decode_image(data: np.ndarray, path: str, step: int = 1) -> np.ndarray:
+    """The pixels of image file bytes `data` (read from `path`), as read_image.
+
+    `step` 2, 4 or 8 (a JPEG only): decoded at 1/step by libjpeg's DCT scaling, ceil(h/step) x ceil(w/step)."""
     import cv2
 
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}[step]
+    img = cv2.imdecode(data, flag | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if img is None:
         raise SmplusError(f"image is corrupt or not an image: {path}")
     return img

@@ -18,7 +18,7 @@ from .background import DEFAULT_FILL, hole_mask, inpaint_holes
 from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
 from .grain import Grain
 from .plan import MIN_SIDE, ImagePlan, clipped_box
-from .separate import Matte, PastedInstance, pasted, separate, warp, warp_alpha
+from .separate import Matte, PastedInstance, pasted, separate, warp, warp_alpha, working_scale
 
 # One support for the mask and the box of every output annotation: pixels at
 # least this covered. `segmentation` is that set of pixels; `bbox` is where the
@@ -47,6 +47,8 @@ PLACE_ROUNDS = 8
 # It grows up to the source's resolution: a matte faint there (a 1-px wire)
 # has nothing to show, and a larger paste would only cost memory.
 FAINT_GROWTH = 1.5
+# Decode only what is used: libjpeg's DCT scaling decodes a JPEG at 1/2, 1/4 or 1/8 of its size.
+DECODE_STEPS = (8, 4, 2)
 
 
 @dataclass
@@ -179,6 +181,25 @@ def _corrected_scale(tried: List[Tuple[float, float]], size: float) -> float:
     return min(scale * FAINT_GROWTH, 1.0) if measured == 0.0 else scale * size / measured
 
 
+def decode_step(plan: ImagePlan, anns: Dict[int, dict], width: int, height: int) -> int:
+    """How coarsely the source can be decoded (1, 2, 4 or 8: DECODE_STEPS) for render_image(..., step).
+
+    Only when its pixels serve as nothing but the source of its instances (the background is another
+    image), and at the largest step at which every instance's working resolution (separate.working_scale)
+    is still at most the decoded one: matting then sees the same number of pixels. 1 when an
+    instance goes back to source pixels (pasted at or above its working scale)."""
+    if plan.background != "new" or not plan.instances:
+        return 1
+    finest = 0.0
+    for ip in plan.instances:
+        _, _, w, h = clipped_box(anns[ip.ann_id], width, height)
+        sw = working_scale(max(w, h), ip.scale)
+        if sw >= 1.0 or ip.scale >= sw * 0.999:
+            return 1
+        finest = max(finest, sw)
+    return next((k for k in DECODE_STEPS if k * finest <= 1.0), 1)
+
+
 def _clip_to_canvas(p: PastedInstance, width: int, height: int) -> Optional[PastedInstance]:
     h, w = p.alpha.shape
     x0, y0, x1, y1 = max(p.x0, 0), max(p.y0, 0), min(p.x0 + w, width), min(p.y0 + h, height)
@@ -191,7 +212,8 @@ def _clip_to_canvas(p: PastedInstance, width: int, height: int) -> Optional[Past
 def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
                  background: Optional[np.ndarray] = None,
                  background_anns: Sequence[dict] = (), max_hole: float = 1.0,
-                 fill_method: str = DEFAULT_FILL) -> RenderResult:
+                 fill_method: str = DEFAULT_FILL, step: int = 1,
+                 source_size: Optional[Tuple[int, int]] = None) -> RenderResult:
     """SM+ on one image: separate, scale, fill the background (PSI), paste, measure.
 
     `background` is the new background's pixels when plan.background == "new";
@@ -201,8 +223,12 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     inpaint) keep their pixels; their labels lose what the holes and pastes cover.
     Raises UnfillableHoles (before any matting) when the holes to inpaint
     exceed `max_hole` or leave no known pixel. `fill_method`: background.FILLS.
+    `step` > 1 (a new background only): `image` is the source decoded at 1/step (decode_step), the
+    source being `source_size` = (height, width).
     """
-    H, W = image.shape[:2]
+    if step > 1 and plan.background != "new":
+        raise ValueError("a source decoded at reduced size can only be rendered onto a new background")
+    H, W = source_size or image.shape[:2]
     dropped: List[Tuple[int, str]] = list(plan.dropped)
     rles: Dict[int, dict] = {}
     for ip in plan.instances:
@@ -235,7 +261,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     placement = dict.fromkeys(("placed", "corrected", "unconverged"), 0)
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)
-        m = separate(image, anns[ip.ann_id]["segmentation"], box, ip.scale)
+        m = separate(image, anns[ip.ann_id]["segmentation"], box, ip.scale, step, (H, W))
         p = None
         if m is not None:
             placed = place_at_size(m, ip.scale, ip.size, ip.src_point, ip.out_point)

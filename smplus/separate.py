@@ -34,11 +34,13 @@ BAND = 0.015        # trimap band, relative to the longer side: COCO polygons ar
 ALPHA_PREFILTER = 0.5
 PREFILTER = 0.25
 SHARP_ALPHA = 0.05  # where the sharp alpha is below this, the colour is its neighbours' (see warp)
-# Matting where it shows: an instance planned under this output size (s = sqrt(w*h), px) takes the
-# mask feathered at the working resolution (its area-resampled coverage) as its alpha and the
-# crop's own colours, not the closed-form solve: at that size the two pastes differ by less than
-# JPEG q95's own noise on the same pixels (scripts/fast_path_quality.py). `matte_all` forces the solve.
-MATTE_MIN_SIZE = 16.0
+# Matting where it shows: an instance planned under this output size (s = sqrt(w*h), px) would take
+# the mask feathered at the working resolution (separate.feathered) instead of the closed-form solve.
+# 0: every instance is matted. Measured (scripts/fast_path_quality.py --what matting, coco_tiny): the
+# feathered edge differs from the matte by 1.3-1.6x JPEG q95's own noise on the same pixels at every
+# size, 0-8 px included (the solved alpha moves the polygon's edge by 0.24 on average over the band),
+# so there is no size below which skipping the solve hides under JPEG noise.
+MATTE_MIN_SIZE = 0.0
 
 
 @dataclass
@@ -105,6 +107,9 @@ class Matte:
     # object may go on beyond it, so `warp` extends it there (edge pixels repeated)
     # instead of fading it into zeros, which lifted a cut instance off the frame.
     frame: Tuple[bool, bool, bool, bool] = (False, False, False, False)
+    # Source x, y where the image ends, when the matte runs past it (cut from a reduced decode's whole
+    # pixels); None: where the matte ends.
+    end: Optional[Tuple[float, float]] = None
 
 
 def feathered(crop_bgr: np.ndarray, soft_mask: np.ndarray) -> np.ndarray:
@@ -117,14 +122,17 @@ def feathered(crop_bgr: np.ndarray, soft_mask: np.ndarray) -> np.ndarray:
 
 
 def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, float],
-             scale: float, matte_all: bool = False) -> Matte | None:
+             scale: float, step: int = 1, size: Optional[Tuple[int, int]] = None) -> Matte | None:
     """Cut the instance (a COCO `segmentation`, source `box`) out of `image` and matte it.
 
     The working resolution is fitted to the size it will be pasted at (`scale`).
-    Instances planned under MATTE_MIN_SIZE take the feathered mask, unless `matte_all`.
+    `step` > 1: `image` is the source decoded at 1/step (libjpeg's DCT scaling: its pixel i covers
+    source pixels [i*step, (i+1)*step), the last one padded by repeating the edge), the source being
+    `size` = (height, width); the mask, box and Matte stay in source coordinates. Only for a working
+    scale of at most 1/step (render.decode_step), so the matte sees as many pixels as from the full image.
     Returns None for an empty mask.
     """
-    H, W = image.shape[:2]
+    H, W = size or image.shape[:2]
     x, y, w, h = box
     sw = working_scale(max(w, h), scale)
     band = max(1, int(round(BAND * sw * max(w, h))))
@@ -133,25 +141,33 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
     margin = (band + 3) / sw + 1.0
     cx0, cy0 = max(0, int(math.floor(x - margin))), max(0, int(math.floor(y - margin)))
     cx1, cy1 = min(W, int(math.ceil(x + w + margin))), min(H, int(math.ceil(y + h + margin)))
+    cx0, cy0 = cx0 - cx0 % step, cy0 - cy0 % step  # on the reduced pixels' grid
     if cx0 >= cx1 or cy0 >= cy1:
         return None
     crop_mask = window_mask(segmentation, (cx0, cy0, cx1, cy1), H, W)
     if crop_mask is None or not crop_mask.any():
         return None
-    crop = image[cy0:cy1, cx0:cx1]
-
-    ww, wh = max(1, int(round((cx1 - cx0) * sw))), max(1, int(round((cy1 - cy0) * sw)))
-    if sw < 1.0:
-        work = cv2.resize(crop, (ww, wh), interpolation=cv2.INTER_AREA)
-        soft = cv2.resize(crop_mask.astype(np.float32), (ww, wh), interpolation=cv2.INTER_AREA)
+    mask = crop_mask.astype(np.float32)
+    if step > 1:  # whole reduced pixels: the crop may run past the frame by under `step` source px
+        nx, ny = -(-(cx1 - cx0) // step), -(-(cy1 - cy0) // step)
+        crop = image[cy0 // step:cy0 // step + ny, cx0 // step:cx0 // step + nx]
+        mask = cv2.copyMakeBorder(mask, 0, ny * step - (cy1 - cy0), 0, nx * step - (cx1 - cx0), cv2.BORDER_REPLICATE)
     else:
-        work, soft = crop, crop_mask.astype(np.float32)
-    sx, sy = work.shape[1] / (cx1 - cx0), work.shape[0] / (cy1 - cy0)  # exact per-axis scales
-    if matte_all or scale * math.sqrt(w * h) >= MATTE_MIN_SIZE:
+        crop = image[cy0:cy1, cx0:cx1]
+    span_x, span_y = mask.shape[1], mask.shape[0]  # source px the crop covers
+
+    ww, wh = max(1, int(round(span_x * sw))), max(1, int(round(span_y * sw)))
+    if sw < 1.0 or step > 1:
+        work = cv2.resize(crop, (ww, wh), interpolation=cv2.INTER_AREA)
+        soft = cv2.resize(mask, (ww, wh), interpolation=cv2.INTER_AREA)
+    else:
+        work, soft = crop, mask
+    sx, sy = work.shape[1] / span_x, work.shape[0] / span_y  # exact per-axis scales
+    if scale * math.sqrt(w * h) >= MATTE_MIN_SIZE:
         premult = matte(work, soft, band)
     else:
         premult = feathered(work, soft)
-    if scale >= sw * 0.999 and sw < 1.0:
+    if scale >= sw * 0.999 and sw < 1.0 and step == 1:
         # Upsampling from the working size would blur: go back to source
         # resolution, with source colours where the instance is opaque and the
         # matte's background-free colours on its soft edge (resampled
@@ -163,8 +179,8 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
         work, soft = crop, crop_mask.astype(np.float32)
     frame = (cx0 == 0, cy0 == 0, cx1 == W, cy1 == H)
     if any(frame):
-        _hold_frame(premult, work, soft, frame, int(math.ceil((band + 1) * premult.shape[1] / ww)))
-    return Matte(cx0, cy0, sx, sy, premult, frame)
+        _hold_frame(premult, work, soft, frame, int(math.ceil((band + 1) * premult.shape[1] / ww)) + (step > 1))
+    return Matte(cx0, cy0, sx, sy, premult, frame, (float(cx1), float(cy1)) if step > 1 else None)
 
 
 def _hold_frame(premult: np.ndarray, colour: np.ndarray, soft: np.ndarray, frame, k: int) -> None:
@@ -262,7 +278,7 @@ def _geometry(m: Matte, scale: float, src_point: Tuple[float, float], out_point:
     # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
     ax, ay = scale / m.sx, scale / m.sy
     premult, x0, y0 = m.premult, float(m.x0), float(m.y0)
-    crop = (x0, y0, x0 + premult.shape[1] / m.sx, y0 + premult.shape[0] / m.sy)
+    crop = (x0, y0) + (m.end or (x0 + premult.shape[1] / m.sx, y0 + premult.shape[0] / m.sy))
     if any(m.frame):  # beyond the frame: its edge pixels, as far as the (wider, alpha's) filter reaches
         sig = [ALPHA_PREFILTER * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay)]
         px, py = int(math.ceil(3 * sig[0] + 2 / min(ax, 1.0))), int(math.ceil(3 * sig[1] + 2 / min(ay, 1.0)))

@@ -17,7 +17,17 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .coco import JPEG_QUALITY, JPEG_SUBSAMPLING, CocoDataset, decode_image, encode_image, read_image, read_image_bytes, write_bytes_atomic
+from .coco import (
+    JPEG_QUALITY,
+    JPEG_SUBSAMPLING,
+    CocoDataset,
+    decode_image,
+    encode_image,
+    is_jpeg,
+    read_image,
+    read_image_bytes,
+    write_bytes_atomic,
+)
 from .errors import OutputError, SmplusError
 from .outdir import tmp_dir
 from .plan import DEFAULT_MAX_HOLE, ImagePlan, TransformOptions, unscaled_labels
@@ -79,6 +89,23 @@ def _decode_checked(images_dir: str, image: dict, data: Optional[np.ndarray] = N
     return pixels
 
 
+def _decode_source(images_dir: str, image: dict, step: int) -> np.ndarray:
+    """The source's pixels, decoded at 1/step if it is a JPEG (render.decode_step), else whole
+    (other formats are not DCT-scaled: 1 then); checked against its size as _decode_checked."""
+    if step == 1:
+        return _decode_checked(images_dir, image)
+    path = os.path.join(images_dir, image["file_name"])
+    data = read_image_bytes(path)
+    if not is_jpeg(data):
+        return _decode_checked(images_dir, image, data)
+    pixels = decode_image(data, path, step)
+    H, W = image["height"], image["width"]
+    if pixels.shape[:2] != (-(-H // step), -(-W // step)):
+        raise SmplusError(f"image {path} is about {pixels.shape[1] * step}x{pixels.shape[0] * step} but the "
+                          f"annotations say {W}x{H}")
+    return pixels
+
+
 def _decode_background(images_dir: str, background: dict) -> np.ndarray:
     """A new background's pixels. The plan placed the instances on its frame, so
     without it the image cannot be rendered (inpainting its own holes instead
@@ -120,7 +147,7 @@ class Rendered:
 
 def render(task: ImageTask) -> Rendered:
     """render_task's first half: the image rendered (or read) and its entry, nothing written yet."""
-    from .render import UnfillableHoles, render_image, render_resized
+    from .render import UnfillableHoles, decode_step, render_image, render_resized
 
     plan = task.plan
     entry = plan_entry(plan, [], provenance("copy", None, 0.0))
@@ -129,7 +156,9 @@ def render(task: ImageTask) -> Rendered:
             data = read_image_bytes(os.path.join(task.images_dir, task.image["file_name"]))
             _decode_checked(task.images_dir, task.image, data)  # ...once it is known to be the image
         else:
-            pixels = _decode_checked(task.images_dir, task.image)
+            H, W = task.image["height"], task.image["width"]
+            step = decode_step(plan, task.anns, W, H)
+            pixels = _decode_source(task.images_dir, task.image, step)
             bg_pixels = _decode_background(task.images_dir, task.background) if plan.background == "new" else None
             fallback = None
             if plan.background == "resize":
@@ -137,7 +166,7 @@ def render(task: ImageTask) -> Rendered:
             else:
                 try:
                     result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns, task.max_hole,
-                                          task.fill)
+                                          task.fill, step, (H, W))
                 except UnfillableHoles as e:  # never the blurred source: another image is the background
                     if plan.fallback is None:
                         raise SmplusError(f"image {task.image['file_name']}: {e}, and no other image can be "
