@@ -152,7 +152,14 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
     within SIZE_AIM of `size`: planned / measured at first, then interpolated
     between the tries on either side; while no pixel reaches SUPPORT, larger (up to scale 1).
     The fixed point src_point -> out_point stays. Returns the placement closest to `size`.
+    The first try is `size` over the matte's own size (its box by the output rule, in source px),
+    not `scale`: the matted edge is not the polygon's (coco_tiny: 2.11 placements per instance
+    against 2.30 from `scale`, 99.9 % within SIZE_AIM against 99.6 %; scripts/placement_guess.py).
     """
+    own = placed_size(m.premult[..., 3])
+    if own is not None:
+        own *= 1.0 / math.sqrt(m.sx * m.sy)
+        scale = min(size / own, max(scale, 1.0))  # no larger than the source unless planned so
     best, best_error, tried = None, math.inf, []
     while True:
         ox, oy, alpha = warp_alpha(m, scale, src_point, out_point)  # colour only for the round kept
