@@ -29,7 +29,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SHARED = os.path.join(ROOT, "..", "shared", "data")
+SHARED = next((p for p in (os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "..", "..", "shared", "data"))
+               if os.path.isdir(p)), os.path.join(ROOT, "..", "shared", "data"))  # beside the checkout, or a worktree's
 
 from bench import all_processes_cpu, repeated_set  # noqa: E402  (coco_tiny repeated: new ids, linked files)
 from rle_box import rle_box_off  # noqa: E402
