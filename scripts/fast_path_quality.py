@@ -11,6 +11,8 @@ s = scale x sqrt(w*h) of its source box (what the renderer knows before it matte
 
 --what matting: reference matted (closed-form alpha + foreground colours) at every size; shortcut:
 the mask feathered at the working resolution (separate.feathered).
+--what matting-colour: the same, the shortcut keeping the matte's alpha and taking the crop's own
+colours (what skipping only the foreground-colour estimation would change).
 --what decode: reference from the fully decoded source; shortcut: from the source decoded at reduced
 size (libjpeg DCT scaling) as the renderer picks it for an image whose background is another image
 (render.decode_factor); only instances of such images. Matting as in the fast path itself.
@@ -31,7 +33,26 @@ import numpy as np  # noqa: E402
 BINS = [0, 8, 12, 16, 24, 32, 64, float("inf")]
 
 
-def measure(source, images, target, what):
+def looser_step(factor):
+    """A decode_step that keeps only `factor` x each instance's final size (the renderer's rule, less WORK_MIN)."""
+    import smplus.render as render
+    from smplus.separate import working_scale
+
+    def step(plan, anns, width, height):
+        if plan.background != "new" or not plan.instances:
+            return 1
+        finest = 0.0
+        for ip in plan.instances:
+            _, _, w, h = render.clipped_box(anns[ip.ann_id], width, height)
+            sw = working_scale(max(w, h), ip.scale)
+            if sw < 1.0 and ip.scale >= sw * 0.999:
+                return 1
+            finest = max(finest, factor * ip.scale)
+        return next((k for k in render.DECODE_STEPS if k * finest <= 1.0), 1)
+    return step
+
+
+def measure(source, images, target, what, looser=None):
     import smplus.render as render
     import smplus.separate as separate
     import smplus.task as task
@@ -43,9 +64,22 @@ def measure(source, images, target, what):
     warm_up()
     rows, current, state = [], [], {}
     real_separate, real_place, real_match, real_encode = render.separate, render.place_at_size, Grain.match, task.encode_image
-    real_decode, real_step = task._decode_source, render.decode_step
+    real_decode, real_step = task._decode_source, (looser_step(looser) if looser else render.decode_step)
+
+    def alpha_only(crop, soft, band):
+        premult = real_matte(crop, soft, band)
+        premult[..., :3] = crop * premult[..., 3:]
+        return premult
+
+    real_matte = separate.matte
 
     def alt_separate(image, seg, box, scale, *a, **k):
+        if what == "matting-colour":
+            separate.matte = alpha_only
+            try:
+                return real_separate(image, seg, box, scale)
+            finally:
+                separate.matte = real_matte
         if what == "matting":
             saved = separate.MATTE_MIN_SIZE
             separate.MATTE_MIN_SIZE = float("inf")
@@ -115,10 +149,11 @@ def measure(source, images, target, what):
         state["reduced"] = (real_decode(images_dir, image, k), k) if k > 1 else None
         return real_decode(images_dir, image, 1)
 
-    if what == "matting":
+    if what.startswith("matting"):
         separate.MATTE_MIN_SIZE = 0.0  # the reference: every instance matted
     render.separate, render.place_at_size, Grain.match, task.encode_image = (wrapped_separate, wrapped_place,
                                                                             wrapped_match, wrapped_encode)
+    real_render_step = render.decode_step
     if what == "decode":
         task._decode_source, render.decode_step = wrapped_decode, wrapped_step
     try:
@@ -128,7 +163,7 @@ def measure(source, images, target, what):
     finally:
         render.separate, render.place_at_size, Grain.match, task.encode_image = (real_separate, real_place,
                                                                                 real_match, real_encode)
-        task._decode_source, render.decode_step = real_decode, real_step
+        task._decode_source, render.decode_step = real_decode, real_render_step
     return rows
 
 
@@ -137,10 +172,14 @@ def main():
     ap.add_argument("--source", default=os.path.join(DATA, "coco_tiny", "annotations", "instances_val2017.json"))
     ap.add_argument("--images", default=os.path.join(DATA, "coco_tiny", "val2017"))
     ap.add_argument("--target", default=os.path.join(DATA, "tinyperson_like", "tiny_set_train_like.json"))
-    ap.add_argument("--what", choices=("matting", "decode"), default="matting")
+    ap.add_argument("--what", choices=("matting", "matting-colour", "decode"), default="matting")
+    ap.add_argument("--looser", type=float, metavar="F", help="with --what decode: the matte sees F x the final size")
     args = ap.parse_args()
-    rows = np.array(measure(args.source, args.images, args.target, args.what))
-    print(f"\n{args.what}: shortcut vs reference, pasted pixels (0-255), {len(rows)} instances\n")
+    rows = np.array(measure(args.source, args.images, args.target, args.what, args.looser))
+    if not len(rows):
+        return print(f"\n{args.what}: no instance takes the shortcut")
+    rule = f" (looser: {args.looser:g}x the final size)" if args.looser else ""
+    print(f"\n{args.what}{rule}: shortcut vs reference, pasted pixels (0-255), {len(rows)} instances\n")
     print("| planned size s (px) | instances | mean abs diff: mean (p95) over instances | max abs diff: median (max) | "
           "JPEG q95 on the same pixels: mean abs diff | instances whose diff <= their JPEG noise |")
     print("|---|---|---|---|---|---|")
