@@ -298,13 +298,14 @@ def usable_polygons(segm: list, height: int, width: int) -> list:
     coordinate of 1e12 makes it crash, not fail). Plain Python on purpose:
     planning checks every annotation, and numpy's per-call cost was 7x this.
     """
-    margin = POLYGON_MARGIN * max(height, width)
+    side = max(height, width)
+    lo, hi = -POLYGON_MARGIN * side, side + POLYGON_MARGIN * side
     out = []
     for p in segm:
         if not (isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0):
             continue
         try:  # one margin for both axes: it only has to keep pycocotools' work near the image's
-            if -margin <= min(p) and max(p) <= max(height, width) + margin and math.isfinite(sum(p)):
+            if lo <= min(p) and max(p) <= hi and math.isfinite(sum(p)):
                 out.append(p)  # (the sum is NaN or inf if any number is)
         except TypeError:  # not all numbers
             continue

@@ -137,13 +137,12 @@ def image_candidates(image: dict, anns: Sequence[dict], selected: Optional[set])
     candidates: the annotations of the scale-matched categories (`selected`; None: all) that can."""
     W, H = image["width"], image["height"]
     bad: Dict[int, str] = {}
+    candidates = []
     for a in anns:
         reason = degenerate_reason(a, W, H)
         if reason is not None:
             bad[a["id"]] = reason
-    candidates = []
-    for a in anns:
-        if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
+        elif not a.get("iscrowd") and (selected is None or a["category_id"] in selected):
             box = clipped_box(a, W, H)
             candidates.append(Candidate(image["id"], a, box, instance_size(*box[2:]), least_size(*box[2:]),
                                         fixed_point(box, W, H)))
