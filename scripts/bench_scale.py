@@ -1,21 +1,25 @@
 """Scale benchmark: smplus on a COCO-train-sized source, against json.load of it.
 
-    python scripts/bench_scale.py [--images-count N] [--quick] [--keep DIR]
+    python scripts/bench_scale.py [--quick] [--sections dry,readers,render,resume] [--rounds 3] [--tmp DIR]
 
-Builds the source the way issue 10 describes: the records of
-../shared/data/coco_tiny/annotations/instances_train2017.json repeated with new
-ids and file names (hard links to the images) up to 118,287 images, written as
-JSON (~1M instances, ~570 MB). Then prints, each measured in its own
-process (time and peak RSS of that process):
+Builds the source from ../shared/data/coco_tiny/annotations/instances_train2017.json:
+its records repeated with new ids and file names (hard links to the images) up
+to 118,287 images, written as JSON (1.03M instances, ~571 MB). Then prints,
+each measured in its own process (time and peak RSS of that process):
 
-- json.load of the source, and the `--dry-run` of smplus on it (whole run and
-  its phases: load, index, plan, assembly + report);
-- render runs of the first 1k and 10k images (2 workers: per-image cost, parent
-  peak RSS, assembly time);
-- the start of a `--resume` with a 100k-entry journal (synthesized from the
+- dry: json.load of the source and the `--dry-run` of smplus on it, in
+  alternating order for --rounds rounds: each round's ratios (and the dry
+  run's phases: read JSON, index, digest, plan, assembly + report), then
+  their medians against the goals (<= 2x in time, <= 1.5x in peak memory);
+- readers: the ways smplus could read the source (json.load, orjson, each
+  with the garbage collector on or paused), --rounds rounds, medians;
+- render: runs of the first 1k and 10k images (2 workers: per-image cost,
+  parent peak RSS, assembly time);
+- resume: the start of a `--resume` with a 100k-entry journal (synthesized from the
   dry run's entries: SQLite store and, for comparison, one JSON file per image).
 
-Everything is written under --tmp and deleted at the end (~600 MB of JSON, 118k hard links).
+Everything is written under --tmp and deleted at the end (~600 MB of JSON, 118k hard
+links): check its room first (`df -h`). --source/--images-dir reuse a source built earlier.
 """
 
 import argparse
@@ -31,7 +35,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SHARED = os.path.join(ROOT, "..", "shared", "data")
+# ../shared/data beside the checkout (or beside the folder of worktrees holding it)
+SHARED = next((d for d in (os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "..", "..", "shared", "data"))
+               if os.path.isdir(d)), os.path.join(ROOT, "..", "shared", "data"))
 COCO_TRAIN_IMAGES = 118287
 
 
@@ -260,6 +266,7 @@ def main():
     ap.add_argument("--journal-entries", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="12k images, renders of 200 and 2000, 10k journal entries")
     ap.add_argument("--tmp", default=tempfile.gettempdir(), help="where the source and outputs go (deleted at the end)")
+    ap.add_argument("--keep", action="store_true", help="keep the source built (its paths are printed), for --source")
     ap.add_argument("--source", help="reuse a source built earlier (with --images-dir)")
     ap.add_argument("--images-dir")
     ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
@@ -326,7 +333,12 @@ def main():
             print(f"| the same with one JSON file per image (smplus <= 0.1 journal) | {j['scan_files']:.1f} s "
                   f"(writing: {j['write_files']:.1f} s) | |")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep and not args.source:
+            for kind in ("dry", "resume", "resume_out"):
+                shutil.rmtree(os.path.join(tmp, kind), ignore_errors=True)
+            print(f"\nkept: --source {source} --images-dir {images}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
