@@ -1,28 +1,34 @@
 """Scale benchmark: smplus on a COCO-train-sized source, against json.load of it.
 
-    python scripts/bench_scale.py [--images-count N] [--quick] [--keep DIR]
+    python scripts/bench_scale.py [--quick] [--sections dry,readers,render,resume] [--rounds 3] [--tmp DIR]
 
-Builds the source the way issue 10 describes: the records of
-../shared/data/coco_tiny/annotations/instances_train2017.json repeated with new
-ids and file names (hard links to the images) up to 118,287 images, written as
-JSON (~1M instances, ~570 MB). Then prints, each measured in its own
-process (time and peak RSS of that process):
+Builds the source from ../shared/data/coco_tiny/annotations/instances_train2017.json:
+its records repeated with new ids and file names (hard links to the images) up
+to 118,287 images, written as JSON (1.03M instances, ~571 MB). Then prints,
+each measured in its own process (time and peak RSS of that process):
 
-- json.load of the source, and the `--dry-run` of smplus on it (whole run and
-  its phases: load, index, plan, assembly + report);
-- render runs of the first 1k and 10k images (2 workers: per-image cost, parent
-  peak RSS, assembly time);
-- the start of a `--resume` with a 100k-entry journal (synthesized from the
+- dry: json.load of the source and the `--dry-run` of smplus on it, in
+  alternating order for --rounds rounds: each round's ratios (and the dry
+  run's phases: read JSON, index, digest, plan, assembly + report), then
+  their medians against the goals (<= 2x in time, <= 1.5x in peak memory);
+- readers: the ways smplus could read the source (json.load, orjson, each
+  with the garbage collector on or paused), --rounds rounds, medians;
+- render: runs of the first 1k and 10k images (2 workers: per-image cost,
+  parent peak RSS, assembly time);
+- resume: the start of a `--resume` with a 100k-entry journal (synthesized from the
   dry run's entries: SQLite store and, for comparison, one JSON file per image).
 
-Everything is written under --tmp and deleted at the end (~600 MB of JSON, 118k hard links).
+Everything is written under --tmp and deleted at the end (~600 MB of JSON, 118k hard
+links): check its room first (`df -h`). --source/--images-dir reuse a source built earlier.
 """
 
 import argparse
 import itertools
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +36,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SHARED = os.path.join(ROOT, "..", "shared", "data")
+# ../shared/data beside the checkout (or beside the folder of worktrees holding it)
+SHARED = next((d for d in (os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "..", "..", "shared", "data"))
+               if os.path.isdir(d)), os.path.join(ROOT, "..", "shared", "data"))
 COCO_TRAIN_IMAGES = 118287
 
 
@@ -40,17 +48,71 @@ def peak_rss_mb():
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
 
+def cpu_seconds():
+    """This process's CPU time (user + system): on a machine others load, what the work itself costs."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def coco_train_sized(source, images, n, tmp):
+    """`source` repeated with new ids and hard-linked files up to exactly n images.
+
+    Copy k's ids are k * 10**7 + image id and k * 10**12 + annotation id: COCO's crowd
+    annotations have ids up to ~9.1e11, so a smaller stride (10**8) gave duplicate ids."""
+    with open(source) as f:
+        raw = json.load(f)
+    folder = os.path.join(tmp, f"images_{n}")
+    os.makedirs(folder)
+    out_images, out_anns = [], []
+    k = 0
+    while len(out_images) < n:
+        block = raw["images"][:n - len(out_images)]
+        for im in block:
+            name = f"{k}_{os.path.basename(im['file_name'])}"
+            os.link(os.path.abspath(os.path.join(images, im["file_name"])), os.path.join(folder, name))
+            out_images.append({**im, "id": k * 10**7 + im["id"], "file_name": name})
+        ids = {im["id"] for im in block}
+        out_anns += [{**a, "id": k * 10**12 + a["id"], "image_id": k * 10**7 + a["image_id"]}
+                     for a in raw["annotations"] if a["image_id"] in ids]
+        k += 1
+    path = os.path.join(tmp, f"ann_{n}.json")
+    with open(path, "w") as f:
+        json.dump({**raw, "images": out_images, "annotations": out_anns}, f)
+    return path, folder, len(out_images)
+
+
 # ---------------------------------------------------------------- children (each measured in its own process)
 
 def child_json_load(source):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_seconds()
     with open(source) as f:  # text mode, as users do (binary holds the bytes and the text at once)
         json.load(f)
+    return {"seconds": time.perf_counter() - t, "cpu": cpu_seconds() - c, "rss_mb": peak_rss_mb()}
+
+
+READERS = ("json.load", "json.load, GC paused", "orjson", "orjson, GC paused")
+
+
+def child_reader(source, reader):
+    """One way of reading the source into Python objects: its time and this process's peak RSS."""
+    import gc
+
+    import orjson
+
+    t = time.perf_counter()
+    if reader.endswith("GC paused"):
+        gc.disable()
+    if reader.startswith("orjson"):
+        with open(source, "rb") as f:
+            orjson.loads(f.read())
+    else:
+        with open(source) as f:
+            json.load(f)
     return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb()}
 
 
@@ -83,14 +145,14 @@ def child_transform(source, images, target, out, workers, dry_run, level="instan
         return record(self, position, entry)
 
     smplus.journal.Journal.record = timed_record
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_seconds()
     report = transform(source, images, out, target, options=TransformOptions(level=level),
                        run=RunOptions(workers=workers, dry_run=dry_run, progress=False, overwrite=True)).report
     if done_at:  # ms per image over the 2nd and the 4th fifth of the images: does the cost grow as the run goes?
         n = len(done_at)
         fifth = [(done_at[(k + 1) * n // 5 - 1] - done_at[k * n // 5]) * 1000 / (n // 5 - 1) for k in (1, 3)]
         log["ms_per_img_fifths"] = fifth
-    return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "phases": log,
+    return {"seconds": time.perf_counter() - t, "cpu": cpu_seconds() - c, "rss_mb": peak_rss_mb(), "phases": log,
             "images": report["counts"]["images"], "instances": report["counts"]["instances_in"]}
 
 
@@ -139,7 +201,7 @@ def child_resume_start(source, images_root, target, n, tmp):
             "scan_files": scan_files, "db_mb": os.path.getsize(os.path.join(state, "journal.sqlite")) / 2**20}
 
 
-CHILDREN = {"json_load": child_json_load, "transform": child_transform, "resume_start": child_resume_start}
+CHILDREN = {"json_load": child_json_load, "reader": child_reader, "transform": child_transform, "resume_start": child_resume_start}
 
 
 def run_child(name, *args):
@@ -148,6 +210,54 @@ def run_child(name, *args):
     if r.returncode:
         sys.exit(f"{name} failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def dry_section(source, images, target, tmp, rounds):
+    """json.load and the dry run, each in its own process, in alternating order, `rounds` times:
+    the ratios of each round (measured side by side), then their medians."""
+    loads, drys = [], []
+    for k in range(rounds):
+        order = ("load", "dry") if k % 2 == 0 else ("dry", "load")
+        for what in order:
+            if what == "load":
+                loads.append(run_child("json_load", source))
+            else:
+                drys.append(run_child("transform", source, images, target, os.path.join(tmp, "dry"), 1, True))
+    print(f"| json.load of the source ({drys[0]['instances']} instances), median of {rounds} | "
+          f"{median(x['seconds'] for x in loads):.1f} s | {median(x['rss_mb'] for x in loads):.0f} MB |")
+    print(f"| smplus --dry-run, median of {rounds} | {median(x['seconds'] for x in drys):.1f} s | "
+          f"{median(x['rss_mb'] for x in drys):.0f} MB |")
+    for k, (load, dry) in enumerate(zip(loads, drys)):
+        ph = dry["phases"]
+        other = dry["seconds"] - sum(ph.values())
+        print(f"| round {k + 1}: dry run / json.load | {dry['seconds']:.1f} / {load['seconds']:.1f} s = "
+              f"{dry['seconds'] / load['seconds']:.2f}x; CPU {dry['cpu']:.1f} / {load['cpu']:.1f} s = "
+              f"{dry['cpu'] / load['cpu']:.2f}x (read JSON {ph['read_json']:.1f} s, index "
+              f"{ph['index_coco']:.1f} s, digest {ph['_file_digest']:.1f} s, plan {ph['plan_dataset']:.1f} s, "
+              f"assembly + report {ph['assemble']:.1f} s, other {other:.1f} s) | "
+              f"{dry['rss_mb']:.0f} / {load['rss_mb']:.0f} MB = {dry['rss_mb'] / load['rss_mb']:.2f}x |")
+    t = median(d["seconds"] / x["seconds"] for d, x in zip(drys, loads))
+    m = median(d["rss_mb"] / x["rss_mb"] for d, x in zip(drys, loads))
+    c = median(d["cpu"] / x["cpu"] for d, x in zip(drys, loads))
+    print(f"| **dry run / json.load, median of {rounds} rounds** | **{t:.2f}x** (goal <= 2x); CPU time "
+          f"{c:.2f}x | **{m:.2f}x** (goal <= 1.5x) |")
+
+
+def readers_section(source, rounds):
+    """The ways of reading the source smplus could take, each in its own process, in alternating order."""
+    results = {r: [] for r in READERS}
+    for k in range(rounds):
+        for r in READERS if k % 2 == 0 else READERS[::-1]:
+            results[r].append(run_child("reader", source, r))
+    base = median(x["seconds"] for x in results["json.load"])
+    for r in READERS:
+        t = median(x["seconds"] for x in results[r])
+        print(f"| read with {r}, median of {rounds} | {t:.1f} s = {t / base:.2f}x json.load | "
+              f"{median(x['rss_mb'] for x in results[r]):.0f} MB |")
 
 
 def main():
@@ -159,10 +269,13 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--level", default="instance", choices=["instance", "image"],
                     help="render runs: SM+ (instance) or Scale Match (image: ~5x cheaper, the driver's share shows more)")
-    ap.add_argument("--sections", default="dry,render,resume", help="which of dry,render,resume to run")
+    ap.add_argument("--sections", default="dry,render,resume",
+                    help="which of dry,readers,render,resume to run (readers: json.load vs orjson, GC paused or not)")
+    ap.add_argument("--rounds", type=int, default=3, help="dry and readers: rounds, in alternating order (median)")
     ap.add_argument("--journal-entries", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="12k images, renders of 200 and 2000, 10k journal entries")
     ap.add_argument("--tmp", default=tempfile.gettempdir(), help="where the source and outputs go (deleted at the end)")
+    ap.add_argument("--keep", action="store_true", help="keep the source built (its paths are printed), for --source")
     ap.add_argument("--source", help="reuse a source built earlier (with --images-dir)")
     ap.add_argument("--images-dir")
     ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
@@ -174,8 +287,8 @@ def main():
         args.images_count, args.renders, args.journal_entries = 12_000, "200,2000", 10_000
     renders = [int(v) for v in args.renders.split(",")]
     os.makedirs(args.tmp, exist_ok=True)
-    # bench's helpers, imported here: the children measure their own memory, without cv2 loaded
-    from bench import first_images, repeated_set
+    # bench's helper, imported here: the children measure their own memory, without cv2 loaded
+    from bench import first_images
 
     tmp = os.path.join(args.tmp, f"bench-{os.getpid()}")
     os.makedirs(tmp)
@@ -184,25 +297,17 @@ def main():
             source, images, n_images = args.source, args.images_dir, args.images_count
         else:
             base = os.path.join(SHARED, "coco_tiny")
-            source, images, n_images = repeated_set(
+            source, images, n_images = coco_train_sized(
                 os.path.join(base, "annotations", "instances_train2017.json"), os.path.join(base, "train2017"),
-                args.images_count, tmp, link=os.link, exact=True)
+                args.images_count, tmp)
         sections = args.sections.split(",")
         print(f"source: {n_images} images, {os.path.getsize(source) / 2**20:.0f} MB of JSON; {os.cpu_count()} cores\n")
         print("| measure | time | peak RSS |")
         print("|---|---|---|")
         if "dry" in sections:
-            load = run_child("json_load", source)
-            dry = run_child("transform", source, images, args.target, os.path.join(tmp, "dry"), 1, True)
-            ph = dry["phases"]
-            print(f"| json.load of the source ({dry['instances']} instances) | {load['seconds']:.1f} s | "
-                  f"{load['rss_mb']:.0f} MB |")
-            print(f"| smplus --dry-run | {dry['seconds']:.1f} s = {dry['seconds'] / load['seconds']:.2f}x | "
-                  f"{dry['rss_mb']:.0f} MB = {dry['rss_mb'] / load['rss_mb']:.2f}x |")
-            other = dry["seconds"] - sum(ph.values())
-            print(f"| dry run phases | read JSON (orjson) {ph['read_json']:.1f} s, index {ph['index_coco']:.1f} s, "
-                  f"digest {ph['_file_digest']:.1f} s, plan {ph['plan_dataset']:.1f} s, "
-                  f"assembly + report {ph['assemble']:.1f} s, other {other:.1f} s | |")
+            dry_section(source, images, args.target, tmp, args.rounds)
+        if "readers" in sections:
+            readers_section(source, args.rounds)
         if "render" in sections:
             rows = []
             for n in renders:
@@ -237,7 +342,12 @@ def main():
             print(f"| the same with one JSON file per image (smplus <= 0.1 journal) | {j['scan_files']:.1f} s "
                   f"(writing: {j['write_files']:.1f} s) | |")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep and not args.source:
+            for kind in ("dry", "resume", "resume_out"):
+                shutil.rmtree(os.path.join(tmp, kind), ignore_errors=True)
+            print(f"\nkept: --source {source} --images-dir {images}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

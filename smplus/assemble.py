@@ -26,7 +26,7 @@ from .coco import TMP_PREFIX, CocoDataset, instance_size, publish, usable_segmen
 from .errors import OutputError, SmplusError
 from .histogram import SizeHistogram, sampling_noise, size_jsd
 from .outdir import tmp_dir
-from .plan import DatasetPlan, ImagePlan, clipped_box, degenerate_reason, unscaled_labels
+from .plan import DatasetPlan, ImagePlan, clipped_box, unscaled_labels
 from .task import plan_entry, provenance
 
 COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, summed into report.json
@@ -143,7 +143,7 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
     backgrounds: Counter = Counter()
     counted = {k: Counter() for k in COUNTED_KEYS}
     crowd_erased = crowd_kept = instances_out = background_labels = background_erased = 0
-    tally = _ProvenanceTally(ds, parameters["categories"])
+    tally = _ProvenanceTally(ds, parameters["categories"], dplan.invalid)
     # ids and file names apart from the source's (naming.OutputNames); provenance keeps the source's ids
     offset, prefix = parameters.get("id_offset", 0), parameters.get("file_prefix", "")
     next_id = 1 + offset
@@ -249,8 +249,8 @@ class _ProvenanceTally:
     """report.json's summary of the images' provenance: kinds, fallbacks by reason, hole
     fractions, and the new backgrounds' own scale-matched instances left visible unlabelled."""
 
-    def __init__(self, ds: CocoDataset, category_names: Optional[Sequence[str]]):
-        self.ds = ds
+    def __init__(self, ds: CocoDataset, category_names: Optional[Sequence[str]], invalid: Dict[int, str]):
+        self.ds, self.invalid = ds, invalid  # invalid: the plan's degenerate_reason of each annotation
         self.matched = {cid for cid, c in ds.categories.items() if category_names is None or c["name"] in category_names}
         self.kinds: Counter = Counter()
         self.fallbacks: Counter = Counter()
@@ -282,8 +282,7 @@ class _ProvenanceTally:
             self._visible[bg_id] = [
                 (a["id"], instance_size(*clipped_box(a, bg["width"], bg["height"])[2:]) > 32)
                 for a in self.ds.anns_by_image[bg_id]
-                if not (a.get("iscrowd") or a["category_id"] not in self.matched
-                        or degenerate_reason(a, bg["width"], bg["height"]) is not None)]
+                if not (a.get("iscrowd") or a["category_id"] not in self.matched or a["id"] in self.invalid)]
         return self._visible[bg_id]
 
     def summary(self, pool: Optional[str], pool_size: int) -> dict:

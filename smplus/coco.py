@@ -54,7 +54,10 @@ def read_json(path: str, what: str) -> Any:
         raise SmplusError(f"{what} is a directory, not a JSON file: {path}")
     try:
         with open(path, "rb") as f:
-            return loads(f.read())
+            if os.fstat(f.fileno()).st_size <= ORJSON_MAX_BYTES:
+                return loads(f.read())
+            text = _decode(f.read())  # the bytes are freed here, before the parse
+        return loads(text)
     except PermissionError:
         raise SmplusError(f"{what} is not readable: {path} (check its permissions)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -66,16 +69,33 @@ def read_json(path: str, what: str) -> Any:
         raise SmplusError(f"{what} is nested too deeply to be a COCO file: {path}") from None
 
 
-def loads(data: bytes) -> Any:
-    """JSON -> Python objects: orjson (2-3x faster than json on a COCO-train-sized file), falling back
-    to json for what orjson refuses (NaN and Infinity literals, integers beyond 64 bits, UTF-16),
-    which also gives json's line and column on a real syntax error.
+# Files up to this size are parsed by orjson, larger ones by json. Both give the same objects, and
+# with the collector paused orjson is 2.5x faster (COCO-train size: 6.7 s against 16.7 s), but it
+# first builds a tree of the whole document (yyjson's) beside the bytes and the objects: peak
+# memory 5.05 GB against json's 3.38 GB (scripts/bench_scale.py --sections readers). Above a
+# few hundred MB, memory is what runs out.
+ORJSON_MAX_BYTES = 64 * 2 ** 20
+
+
+def _decode(data: bytes) -> str:
+    """JSON bytes -> text, in the encoding json.loads detects (UTF-8, -16 or -32)."""
+    return data.decode(json.detect_encoding(data), "surrogatepass")
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON -> Python objects: orjson, falling back to json for what orjson refuses (NaN and
+    Infinity literals, integers beyond a double, UTF-16), which also gives json's line and
+    column on a real syntax error. Text (a large file, see ORJSON_MAX_BYTES) goes to json:
+    the same objects, but for integers between 2**64 and 1e308, which orjson reads as floats
+    (check_id refuses such an id either way).
 
     The cyclic garbage collector is off meanwhile: a parse builds millions of containers, none
     in a cycle, and every few hundred of them started a collection that walked the growing
     tree (2-3x the parse itself on the 12 MB TinyPerson target).
     """
     with paused_gc():
+        if isinstance(data, str):
+            return json.loads(data)
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -278,13 +298,14 @@ def usable_polygons(segm: list, height: int, width: int) -> list:
     coordinate of 1e12 makes it crash, not fail). Plain Python on purpose:
     planning checks every annotation, and numpy's per-call cost was 7x this.
     """
-    margin = POLYGON_MARGIN * max(height, width)
+    side = max(height, width)
+    lo, hi = -POLYGON_MARGIN * side, side + POLYGON_MARGIN * side
     out = []
     for p in segm:
         if not (isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0):
             continue
         try:  # one margin for both axes: it only has to keep pycocotools' work near the image's
-            if -margin <= min(p) and max(p) <= max(height, width) + margin and math.isfinite(sum(p)):
+            if lo <= min(p) and max(p) <= hi and math.isfinite(sum(p)):
                 out.append(p)  # (the sum is NaN or inf if any number is)
         except TypeError:  # not all numbers
             continue

@@ -43,7 +43,7 @@ from .rules import (
     fixed_point,
     least_size,
 )
-from .sizes import Candidate, DealtSizes, MsmSizes, OwnSizes, RsmSizes, msm_reachable_sizes, reachable_size
+from .sizes import SLOTS, Candidate, DealtSizes, MsmSizes, OwnSizes, RsmSizes, msm_reachable_sizes, reachable_size
 
 # Re-exported: the names other modules, tests and scripts import from smplus.plan.
 __all__ = [
@@ -61,7 +61,7 @@ MAX_IMAGE_GROWTH = 16.0          # image level: an output image has at most 16x 
 DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class InstancePlan:
     ann_id: int
     scale: float                  # r = planned size / source size
@@ -79,7 +79,7 @@ class InstancePlan:
         return (self.box[0] + self.box[2] / 2, self.box[1] + self.box[3] / 2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class ImagePlan:
     image_id: int
     background: str                     # "inpaint" (holes of this image) | "new" (another image)
@@ -137,16 +137,15 @@ def image_candidates(image: dict, anns: Sequence[dict], selected: Optional[set])
     candidates: the annotations of the scale-matched categories (`selected`; None: all) that can."""
     W, H = image["width"], image["height"]
     bad: Dict[int, str] = {}
+    candidates = []
     for a in anns:
         reason = degenerate_reason(a, W, H)
         if reason is not None:
             bad[a["id"]] = reason
-    candidates = []
-    for a in anns:
-        if not a.get("iscrowd") and a["id"] not in bad and (selected is None or a["category_id"] in selected):
+        elif not a.get("iscrowd") and (selected is None or a["category_id"] in selected):
             box = clipped_box(a, W, H)
-            candidates.append(Candidate(image["id"], a, instance_size(*box[2:]), least_size(*box[2:]),
-                                        fixed_point(box, W, H) is None))
+            candidates.append(Candidate(image["id"], a, box, instance_size(*box[2:]), least_size(*box[2:]),
+                                        fixed_point(box, W, H)))
     return bad, candidates
 
 
@@ -156,6 +155,7 @@ class DatasetPlan:
     source_sizes: List[float] = field(default_factory=list)   # matched instances, before
     planned_sizes: List[float] = field(default_factory=list)  # matched instances kept, after
     pool_size: int = 0                                        # images a new background is drawn from
+    invalid: Dict[int, str] = field(default_factory=dict)     # degenerate_reason of each annotation that has one
 
 
 def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions) -> DatasetPlan:
@@ -175,16 +175,16 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
     for image_id, im in ds.images.items():
+        matched = candidates.pop(image_id)  # done with: the plans grow as the candidates go
         if options.level == "image":
-            plan = plan_image_level(im, ds.anns_by_image[image_id], candidates[image_id], hist, options,
-                                    source_sorted, bad)
+            plan = plan_image_level(im, ds.anns_by_image[image_id], matched, hist, options, source_sorted, bad)
         else:
             plan = plan_image(im, ds.anns_by_image[image_id], sizes, image_rng(options.seed, image_id), pool, options,
-                              candidates[image_id], bad)
+                              matched, bad)
         plans.append(plan)
-        before.extend(c.size for c in candidates[image_id])
+        before.extend(c.size for c in matched)
         after.extend(i.size for i in plan.instances if i.matched)
-    return DatasetPlan(plans, before, after, len(pool.ids))
+    return DatasetPlan(plans, before, after, len(pool.ids), bad)
 
 
 def plan_image(image: dict, anns: Sequence[dict], sizes, rng: np.random.Generator, backgrounds,
@@ -210,7 +210,7 @@ def plan_image(image: dict, anns: Sequence[dict], sizes, rng: np.random.Generato
     new_background = new_background or options.mode in COPY_PASTE
     to_scale = [c for c in matched if not c.cut_both]
     new_sizes = dict(zip((c.ann["id"] for c in to_scale), sizes.sizes(rng, to_scale)))
-    cut_both = {c.ann["id"] for c in matched if c.cut_both}
+    candidate = {c.ann["id"]: c for c in matched}
 
     scaled, unusable, dropped = [], [], []  # dropped here: erased with the holes (ImagePlan.removed)
     others = []  # categories not scale-matched: left in place on the image's own background
@@ -221,22 +221,22 @@ def plan_image(image: dict, anns: Sequence[dict], sizes, rng: np.random.Generato
         if reason is not None:
             unusable.append((a, reason))
             continue
-        x, y, w, h = box = clipped_box(a, W, H)
-        if a["id"] in cut_both:
+        c = candidate.get(a["id"])
+        if c is None:
+            others.append(a["id"])
+        elif c.cut_both:
             # Cut by two opposite edges: a smaller copy would show a cut inside the frame.
             dropped.append((a["id"], "cut_both_edges"))
-            continue
-        if a["id"] in new_sizes:
+        else:
             # r is bounded so the instance fits the image: an outlier target size
             # must not ask for a paste larger than any background.
-            size = reachable_size(new_sizes[a["id"]], least_size(w, h), sizes.hist)
-            scale = min(size / instance_size(w, h), W / w, H / h)
+            w, h = c.box[2], c.box[3]
+            size = reachable_size(new_sizes[a["id"]], c.least, sizes.hist)
+            scale = min(size / c.size, W / w, H / h)
             if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
                 dropped.append((a["id"], "too_small"))
                 continue
-            scaled.append((a, box, scale, True, fixed_point(box, W, H)))
-        else:
-            others.append(a["id"])
+            scaled.append((a, c.box, scale, True, c.point))
     need = (max((b[2] * r for _, b, r, _, _ in scaled), default=0.0),
             max((b[3] * r for _, b, r, _, _ in scaled), default=0.0))
     drawn = backgrounds.draw(rng, image_id, need) if new_background and matched else None
