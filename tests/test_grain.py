@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from smplus.coco import decode_rle, mask_to_rle
-from smplus.grain import MAD_TO_SIGMA, Grain, luminance, residual
+from smplus.grain import MAD_TO_SIGMA, SHARPEN, Grain, luminance, residual, sharpened
 from smplus.plan import ImagePlan, InstancePlan
 from smplus.render import render_image
 from smplus.separate import place, separate
@@ -101,6 +101,29 @@ def test_grain_is_deterministic_by_plan_and_differs_between_instances():
     assert np.array_equal(a.alpha, p.alpha)  # grain never moves the alpha, so neither the box nor the mask
     # unshrunk (scale 1) an instance keeps its own grain: nothing is added
     assert np.array_equal(grain.match(p, background, 1.0, 7).color, p.color)
+
+
+def test_the_edge_of_a_shrunk_instance_is_sharpened_in_luminance_only_and_its_alpha_stays():
+    """The dark square shrunk 4x onto a flat photo: its edge against the photo is steeper than
+    the anti-aliased warp left it (as a photographed edge of that size), the chroma of every pixel
+    is unchanged, and so are the alpha (box and mask) and the canvas beyond the alpha."""
+    image, ann = square_source()
+    background = np.full((SIDE, SIDE, 3), (150, 128, 110), np.uint8)
+    m = separate(image, ann["segmentation"], (60, 60, 120, 120), 0.25)
+    p = place(m, 0.25, (120.0, 120.0), (120.4, 119.7))
+    grain = Grain(background, 1, 2)
+    q = grain.match(p, background, 0.25, 7)  # a flat photo: no grain, the sharpening alone
+    assert np.array_equal(q.alpha, p.alpha)
+    h, w = p.alpha.shape
+    below = background[p.y0:p.y0 + h, p.x0:p.x0 + w].astype(np.float32)
+    before, after = (below * (1 - p.alpha[..., None]) + c for c in (p.color, q.color))
+    lap = [np.abs(cv2.Laplacian(luminance(x), cv2.CV_32F, ksize=1)).sum() for x in (before, after)]
+    assert lap[1] > 1.1 * lap[0]  # 1.18 at SHARPEN 0.7
+    assert np.allclose(after[..., 0] - after[..., 1], before[..., 0] - before[..., 1], atol=1e-3)
+    assert np.allclose(after[..., 2] - after[..., 1], before[..., 2] - before[..., 1], atol=1e-3)
+    assert np.array_equal(after[p.alpha == 0], before[p.alpha == 0])
+    # the amount follows what the shrink took: none at scale 1
+    assert np.array_equal(sharpened(p, background, 0.0).color, p.color) and SHARPEN > 0
 
 
 # ---------------------------------------------------------------- scripts/realism.py on the fixtures
