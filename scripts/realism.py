@@ -1,6 +1,6 @@
 """Can a classifier tell smplus's pasted small objects from photographed ones?
 
-    python scripts/realism.py [--dataset ANN IMAGES ...] [--target T] [--work DIR] [--fast] [--grid PNG]
+    python scripts/realism.py [--dataset ANN IMAGES ...] [--target T] [--work DIR] [--fast] [--grid PNG] [--fill F]
 
 Default data: both splits of coco_tiny (../shared/data/coco_tiny), target
 tiny_set_train_like.json. smplus transform runs with default settings (MSM+,
@@ -25,8 +25,12 @@ out; object ones from the box itself, and again from its central half only (core
 mostly the object, little of what is around it). Logistic regression and gradient boosting,
 5-fold cross-validation grouped by connected images (source and background
 images joined; GroupKFold over the components); each cell is the larger of the
-two classifiers' AUCs (0.5: cannot tell). Then the single-feature AUCs per row
-(below 0.5: the feature is lower for the row's objects than for natural ones).
+two classifiers' AUCs (0.5: cannot tell). Then issue 23's goals on the mean
+AUCs, each 'met' or 'NOT met' with its margin: object AUC of both pasted rows at
+most the downscaled photos' + 0.05; context AUC on inpainted backgrounds at most
+the placement control's + 0.05; the null control within 0.5 +- 0.07 (and the
+moonshot, object AUC <= 0.6). Then the single-feature AUCs per row (below 0.5:
+the feature is lower for the row's objects than for natural ones).
 """
 
 import argparse
