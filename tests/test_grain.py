@@ -161,7 +161,8 @@ def test_realism_script_runs_on_the_fixtures_and_prints_its_table(realism_run):
 @pytest.mark.slow
 def test_pasted_instances_are_as_sharp_as_photographed_ones_of_their_size(realism_run):
     """Laplacian relative to contrast, in the box: pasted 6-32 px instances against the natural
-    ones of the fixtures (0.72x; with the colour prefiltered like the alpha, at 0.5, it was 0.54x)."""
+    ones of the fixtures (0.92x; without the composite's sharpening 0.72x; with the colour
+    prefiltered like the alpha, at 0.5, 0.54x)."""
     r, work, _ = realism_run
     assert r.returncode == 0, r.stderr
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -173,4 +174,4 @@ def test_pasted_instances_are_as_sharp_as_photographed_ones_of_their_size(realis
     natural = np.median([i["f"]["o_lap_rel"] for i in col.items["natural"]])
     pasted = [i["f"]["o_lap_rel"] for kind in ("new", "inpainted") for i in col.items[kind]]
     assert len(pasted) >= 20
-    assert 0.65 <= np.median(pasted) / natural <= 1.35  # 0.72 here
+    assert 0.8 <= np.median(pasted) / natural <= 1.35  # 0.92 here
