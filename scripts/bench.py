@@ -332,7 +332,7 @@ def profile_rows(ann, folder, target, out):
 
 def grain_costs(ann, folder, target, out, clock=time.perf_counter):
     """Per pasted instance, in one one-worker run: ms of grain matching (Grain.match, which measures
-    the photo's grain range on an image's first paste); and ms of the placement's resampling (the
+    the photo's grain range on an image's first paste), and of its sharpening (grain.sharpened); and ms of the placement's resampling (the
     alpha of each closed-loop round, then the colour, sharp, of the round kept) against the warp
     before colour sharpening (one prefilter and one warp of all four channels each round), timed
     on the same rounds, interleaved."""
@@ -341,9 +341,9 @@ def grain_costs(ann, folder, target, out, clock=time.perf_counter):
     import smplus.render as render
     from smplus import grain, separate
 
-    spent = {"match": 0.0, "now": 0.0, "before": 0.0}
+    spent = {"match": 0.0, "now": 0.0, "before": 0.0, "sharpen": 0.0}
     calls = {"match": 0, "rounds": 0}
-    match, warp, warp_alpha = grain.Grain.match, render.warp, render.warp_alpha
+    match, warp, warp_alpha, sharpened = grain.Grain.match, render.warp, render.warp_alpha, grain.sharpened
 
     def timed(f, key):
         def call(*a, **k):
@@ -356,10 +356,11 @@ def grain_costs(ann, folder, target, out, clock=time.perf_counter):
 
     def timed_round(m, scale, src_point, out_point):
         result = timed(warp_alpha, "now")(m, scale, src_point, out_point)
-        ax, ay, _, _, pw, ph, M = separate._geometry(m, scale, src_point, out_point)
+        g = separate._geometry(m, scale, src_point, out_point)  # (a dataclass since the frame's cut)
         t = clock()
-        premult = m.premult if ax >= 1.0 and ay >= 1.0 else separate._prefiltered(m.premult, ax, ay, separate.ALPHA_PREFILTER)
-        cv2.warpAffine(premult, M, (pw, ph), flags=cv2.INTER_LINEAR)
+        premult = g.premult if g.ax >= 1.0 and g.ay >= 1.0 else separate._prefiltered(g.premult, g.ax, g.ay,
+                                                                                        separate.ALPHA_PREFILTER)
+        cv2.warpAffine(premult, g.M, (g.pw, g.ph), flags=cv2.INTER_LINEAR)
         spent["before"] += clock() - t
         calls["rounds"] += 1
         return result
@@ -369,12 +370,14 @@ def grain_costs(ann, folder, target, out, clock=time.perf_counter):
         return timed(match, "match")(*a, **k)
 
     grain.Grain.match, render.warp, render.warp_alpha = timed_match, timed(warp, "now"), timed_round
+    grain.sharpened = timed(sharpened, "sharpen")  # (within Grain.match's time)
     try:
         smplus_run(ann, folder, target, out, clock=clock)
     finally:
-        grain.Grain.match, render.warp, render.warp_alpha = match, warp, warp_alpha
+        grain.Grain.match, render.warp, render.warp_alpha, grain.sharpened = match, warp, warp_alpha, sharpened
     n = max(calls["match"], 1)
-    return {"match_ms": spent["match"] * 1000 / n, "instances": calls["match"], "rounds": calls["rounds"],
+    return {"match_ms": spent["match"] * 1000 / n, "sharpen_ms": spent["sharpen"] * 1000 / n,
+            "instances": calls["match"], "rounds": calls["rounds"],
             "now_ms": spent["now"] * 1000 / n, "before_ms": spent["before"] * 1000 / n}
 
 
@@ -749,8 +752,8 @@ def main():
               f"ms/img) | MAD {mad_in:.1f} inside instances, {mad_all:.1f} whole image; {moved} of {boxes} boxes "
               f"differ by > 0.5 px | |")
         g = grain_costs(args.source, args.images, args.target, os.path.join(tmp, "grain"), CLOCK)
-        print(f"| grain matching per pasted instance ({g['instances']} instances) | {g['match_ms']:.3f} ms | "
-              f"well under 1 ms |")
+        print(f"| grain and sharpness matching per pasted instance ({g['instances']} instances) | {g['match_ms']:.3f} ms "
+              f"(sharpening {g['sharpen_ms']:.3f} ms) | well under 1 ms |")
         print(f"| placement resampling per pasted instance ({g['rounds'] / max(g['instances'], 1):.1f} rounds each): "
               f"alpha per round + sharp colour once vs one 4-channel warp per round (before) | {g['now_ms']:.3f} vs "
               f"{g['before_ms']:.3f} ms = {g['now_ms'] / max(g['before_ms'], 1e-9):.2f}x | |")

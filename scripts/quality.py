@@ -244,15 +244,18 @@ def _edges(ds, result, kinds, tolerance=8.0):
     return {"checked": checked, "misses": misses}
 
 
-def _others_left_alone(ds, result, kinds, images_dir, out_dir, categories):
+def _others_left_alone(ds, result, kinds, images_dir, out_dir, categories, fill=None):
     """`--categories` runs: instances of the other categories on inpainted images, mean |diff|
-    (written JPEG vs source) inside their source mask, away (8 px) from the holes and pastes."""
+    (written JPEG vs source) inside their source mask, away (8 px) from the holes and pastes.
+    The holes are those of the run's `fill` (default: smplus's default fill), by its own rule."""
     import cv2
     import numpy as np
 
     from smplus.background import hole_mask
     from smplus.coco import ann_to_rle, decode_rle, read_image
+    from smplus.plan import TransformOptions
 
+    fill = fill or TransformOptions().fill
     out_images = {im["id"]: im for im in result["images"]}
     diffs = []
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (17, 17))
@@ -267,7 +270,7 @@ def _others_left_alone(ds, result, kinds, images_dir, out_dir, categories):
         others = [a for a in anns if not a.get("iscrowd") and a["category_id"] not in categories]
         if not others:
             continue
-        near = cv2.dilate(hole_mask(holes, (H, W)), kernel) > 0
+        near = cv2.dilate(hole_mask(holes, (H, W), fill), kernel) > 0
         pasted = np.zeros((H, W), bool)
         for a in result["annotations"]:
             if a["image_id"] == image_id and a["category_id"] in categories:

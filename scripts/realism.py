@@ -1,6 +1,6 @@
 """Can a classifier tell smplus's pasted small objects from photographed ones?
 
-    python scripts/realism.py [--dataset ANN IMAGES ...] [--target T] [--work DIR] [--fast] [--grid PNG]
+    python scripts/realism.py [--dataset ANN IMAGES ...] [--target T] [--work DIR] [--fast] [--grid PNG] [--fill F]
 
 Default data: both splits of coco_tiny (../shared/data/coco_tiny), target
 tiny_set_train_like.json. smplus transform runs with default settings (MSM+,
@@ -25,8 +25,12 @@ out; object ones from the box itself, and again from its central half only (core
 mostly the object, little of what is around it). Logistic regression and gradient boosting,
 5-fold cross-validation grouped by connected images (source and background
 images joined; GroupKFold over the components); each cell is the larger of the
-two classifiers' AUCs (0.5: cannot tell). Then the single-feature AUCs per row
-(below 0.5: the feature is lower for the row's objects than for natural ones).
+two classifiers' AUCs (0.5: cannot tell). Then issue 23's goals on the mean
+AUCs, each 'met' or 'NOT met' with its margin: object AUC of both pasted rows at
+most the downscaled photos' + 0.05; context AUC on inpainted backgrounds at most
+the placement control's + 0.05; the null control within 0.5 +- 0.07 (and the
+moonshot, object AUC <= 0.6). Then the single-feature AUCs per row (below 0.5:
+the feature is lower for the row's objects than for natural ones).
 """
 
 import argparse
@@ -213,7 +217,7 @@ class Collector:
         self.items[kind].append({"cat": ann["category_id"], "size": size, "node": node, "f": f, "patch": patch})
 
 
-def collect(datasets, target, work, seed, workers):
+def collect(datasets, target, work, seed, workers, extra=()):
     col = Collector()
     for ann_path, images in datasets:
         src = json.load(open(ann_path))
@@ -229,7 +233,7 @@ def collect(datasets, target, work, seed, workers):
             im = col.image(os.path.join(images, src_images[iid]["file_name"]), encode=True)
             for a, s in todo:
                 col.add("natural", im, a, s, (tag, iid))
-        out = transform(ann_path, images, target, work, "instance", seed, workers)
+        out = transform(ann_path, images, target, work, "instance", seed, workers, extra)
         res, out_anns = _read_output(out)
         for oim in res["images"]:
             prov = oim.get("smplus") or {}
@@ -321,11 +325,11 @@ def evaluate(col, fast, seed):
     half = dict(zip(nodes, rng.random(len(nodes)) < 0.5))
     null_a = [n for n in natural if half[n["node"]]]
     null_b = [n for n in natural if not half[n["node"]]]
-    spec = [("pasted on inpainted backgrounds", natural, col.items["inpainted"], True),
-            ("pasted on new backgrounds", natural, col.items["new"], True),
-            ("same spots in the unpasted background photo (placement control)", natural, col.items["placement"], False),
-            ("whole photos downscaled, no pasting (--level image)", natural, col.items["downscaled"], True),
-            ("natural vs natural (null control)", null_a, null_b, True)]
+    spec = [(INPAINTED, natural, col.items["inpainted"], True),
+            (NEW, natural, col.items["new"], True),
+            (PLACEMENT, natural, col.items["placement"], False),
+            (DOWNSCALED, natural, col.items["downscaled"], True),
+            (NULL, null_a, null_b, True)]
     singles = {}
     for name, nat, other, with_object in spec:
         pairs = pair(nat, other, np.random.default_rng(seed))
@@ -396,6 +400,44 @@ def fmt(v):
     return "–" if v is None else f"{v:.2f}"
 
 
+INPAINTED, NEW, PLACEMENT, DOWNSCALED, NULL = (
+    "pasted on inpainted backgrounds", "pasted on new backgrounds",
+    "same spots in the unpasted background photo (placement control)",
+    "whole photos downscaled, no pasting (--level image)", "natural vs natural (null control)")
+MARGIN = 0.05     # a pasted row may exceed its reference row by this much
+NULL_BAND = 0.07  # the null control stays within 0.5 +- this
+MOONSHOT = 0.6    # object AUC of the pasted rows
+
+
+def goal_checks(rows):
+    """Issue 23's goals on the table's mean AUCs, one line each: 'met' or 'NOT met', with the margin."""
+    by = {r["row"]: r for r in rows}
+
+    def check(what, value, limit):
+        if value is None or limit is None:
+            return f"- {what}: n/a (too few pairs)"
+        ok = value <= limit + 1e-9
+        return f"- {what}: {value:.2f} <= {limit:.2f}: {'met' if ok else 'NOT met'} (margin {limit - value:+.2f})"
+
+    down = by[DOWNSCALED]["object"]
+    lines = ["goals (mean AUCs):"]
+    for row in (INPAINTED, NEW):
+        lines.append(check(f"object AUC, {row}, at most downscaled photos' + {MARGIN}", by[row]["object"],
+                           None if down is None else down + MARGIN))
+    place = by[PLACEMENT]["context"]
+    lines.append(check(f"context AUC, {INPAINTED}, at most the placement control's + {MARGIN}",
+                       by[INPAINTED]["context"], None if place is None else place + MARGIN))
+    for key in ("context", "object"):
+        v = by[NULL][key]
+        lines.append(f"- null control, {key} AUC within 0.5 +- {NULL_BAND}: " + ("n/a" if v is None else
+                     f"{v:.2f}: {'met' if abs(v - 0.5) <= NULL_BAND + 1e-9 else 'NOT met'}"))
+    worst = max((by[r]["object"] for r in (INPAINTED, NEW) if by[r]["object"] is not None), default=None)
+    if worst is not None:
+        lines.append(f"- moonshot, object AUC of both pasted rows at most {MOONSHOT}: {worst:.2f}: "
+                     f"{'met' if worst <= MOONSHOT + 1e-9 else 'not yet'}")
+    return lines
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", nargs=2, action="append", metavar=("ANN", "IMAGES"),
@@ -411,6 +453,8 @@ def main(argv=None):
     ap.add_argument("--fast", action="store_true", help="fewer boosting rounds (for a smoke test)")
     ap.add_argument("--grid", help="write a PNG of zoomed pasted instances next to natural ones")
     ap.add_argument("--json", help="write the table and single-feature AUCs as JSON")
+    ap.add_argument("--fill", help="smplus transform's --fill (default: smplus's default fill); the object "
+                                   "features do not depend on it, the inpainted row's context does")
     args = ap.parse_args(argv)
     datasets = args.dataset or [(os.path.join(SHARED, "coco_tiny", "annotations", f"instances_{s}.json"),
                                  os.path.join(SHARED, "coco_tiny", s)) for s in ("train2017", "val2017")]
@@ -429,7 +473,7 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for seed in range(args.seed, args.seed + max(1, args.seeds)):
-            col = collect(datasets, target, work, seed, args.workers)
+            col = collect(datasets, target, work, seed, args.workers, ("--fill", args.fill) if args.fill else ())
             runs.append(evaluate(col, args.fast, seed))
             if seed == args.seed:
                 sharpness = sharpness_by_size(col)
@@ -449,11 +493,11 @@ def main(argv=None):
                                           if len(runs) > 1 and r[k] is not None else "")
                            for k in ("context", "object", "core"))
         print(f"| {r['row']} | {r['pairs']:.0f} | {cells} |")
+    print()
+    for line in goal_checks(rows):
+        print(line)
     names = CONTEXT + OBJECT + ["size"]
-    short = {"pasted on inpainted backgrounds": "inpainted", "pasted on new backgrounds": "new",
-             "same spots in the unpasted background photo (placement control)": "placement",
-             "whole photos downscaled, no pasting (--level image)": "downscaled",
-             "natural vs natural (null control)": "null"}
+    short = {INPAINTED: "inpainted", NEW: "new", PLACEMENT: "placement", DOWNSCALED: "downscaled", NULL: "null"}
     print("\nsingle-feature AUCs (below 0.5: lower than natural)")
     print("| feature | " + " | ".join(short[r] for r in singles) + " |")
     print("|---|" + "---|" * len(singles))

@@ -45,6 +45,13 @@ FLOOR_PERCENTILE = 10   # the ring's level is at least this one's...
 CAP_PERCENTILE = 75     # ...and at most this one's
 MAD_TO_SIGMA = 1.4826   # median |x| -> standard deviation of Gaussian noise
 MEAN_TO_SIGMA = math.sqrt(math.pi / 2)  # mean |x| -> standard deviation
+# Sharpness matching: an unsharp mask of the pasted composite's luminance, amount SHARPEN (times
+# sqrt(1 - r^2)) at sigma SHARPEN_SIGMA px. A photographed small object is sharper than a large
+# one shrunk by area averaging (median Laplacian over contrast, 6-12 px: 1.51 natural, 1.41
+# downscaled photos, 1.32 pasted), and the alpha edge is softer still (separate.ALPHA_PREFILTER,
+# kept for the box's precision): scripts/realism.py, docs/realism-classifier.md.
+SHARPEN = 0.7
+SHARPEN_SIGMA = 0.8
 
 
 def _residual_gain(sigma: float) -> float:
@@ -145,12 +152,16 @@ class Grain:
         return min(max(_median(r[ring]) * MAD_TO_SIGMA, lo), hi)
 
     def match(self, p: PastedInstance, canvas: np.ndarray, scale: float, *key: float) -> PastedInstance:
-        """`p`, shrunk by `scale`, with the grain of where it lands on `canvas` (before it is pasted),
-        in proportion to its alpha. `key`: plan numbers that name the instance (its id, its place)."""
+        """`p`, shrunk by `scale`, with the sharpness of a photographed object of its size and the
+        grain of where it lands on `canvas` (before it is pasted), in proportion to its alpha.
+        `key`: plan numbers that name the instance (its id, its place)."""
         # Shrinking by r averages 1/r^2 source pixels: the source's own grain keeps r of its level
-        # (its high-pass content is the object's structure, not a grain to subtract).
+        # (its high-pass content is the object's structure, not a grain to subtract); what the
+        # shrink took, sqrt(1 - r^2) of it, is given back (the sharpening too: none at r = 1).
         keep = min(max(scale, 0.0), 1.0)
-        add = self.level(canvas, p) * math.sqrt(1.0 - keep * keep)
+        lost = math.sqrt(1.0 - keep * keep)
+        p = sharpened(p, canvas, SHARPEN * lost)
+        add = self.level(canvas, p) * lost
         if add <= 0.0:
             return p
         alpha = p.alpha
@@ -159,3 +170,25 @@ class Grain:
         noise = cv2.GaussianBlur(noise, (0, 0), SPECTRUM_SIGMA, borderType=cv2.BORDER_REFLECT)
         noise *= np.float32(add / GAIN)
         return PastedInstance(p.x0, p.y0, p.color + (alpha * noise)[..., None], alpha)
+
+
+def sharpened(p: PastedInstance, canvas: np.ndarray, amount: float) -> PastedInstance:
+    """`p` as it would look over `canvas` after an unsharp mask of its luminance (amount, sigma
+    SHARPEN_SIGMA), in proportion to its alpha: its edge against what it lands on, and its inside.
+
+    The colour stays premultiplied over the same alpha (the box and the mask do not move): it is
+    the sharpened composite less what of the canvas shows through. Luminance only, the same in the
+    three channels: a photo's chroma is softer than its luminance (sharpening the three channels
+    raised the chroma high-pass above natural objects'; scripts/realism.py).
+    """
+    if amount <= 0.0:
+        return p
+    alpha = p.alpha
+    h, w = alpha.shape
+    below = canvas[p.y0:p.y0 + h, p.x0:p.x0 + w].astype(np.float32)  # (render clips pastes to the canvas)
+    if p.x0 < 0 or p.y0 < 0 or below.shape[:2] != (h, w):
+        return p
+    composite = below * (1.0 - alpha)[..., None] + p.color
+    lum = luminance(composite)
+    detail = lum - cv2.GaussianBlur(lum, (0, 0), SHARPEN_SIGMA, borderType=cv2.BORDER_REFLECT)
+    return PastedInstance(p.x0, p.y0, p.color + (np.float32(amount) * alpha * detail)[..., None], alpha)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from smplus.coco import decode_rle, mask_to_rle
-from smplus.grain import MAD_TO_SIGMA, Grain, luminance, residual
+from smplus.grain import MAD_TO_SIGMA, SHARPEN, Grain, luminance, residual, sharpened
 from smplus.plan import ImagePlan, InstancePlan
 from smplus.render import render_image
 from smplus.separate import place, separate
@@ -103,6 +103,29 @@ def test_grain_is_deterministic_by_plan_and_differs_between_instances():
     assert np.array_equal(grain.match(p, background, 1.0, 7).color, p.color)
 
 
+def test_the_edge_of_a_shrunk_instance_is_sharpened_in_luminance_only_and_its_alpha_stays():
+    """The dark square shrunk 4x onto a flat photo: its edge against the photo is steeper than
+    the anti-aliased warp left it (as a photographed edge of that size), the chroma of every pixel
+    is unchanged, and so are the alpha (box and mask) and the canvas beyond the alpha."""
+    image, ann = square_source()
+    background = np.full((SIDE, SIDE, 3), (150, 128, 110), np.uint8)
+    m = separate(image, ann["segmentation"], (60, 60, 120, 120), 0.25)
+    p = place(m, 0.25, (120.0, 120.0), (120.4, 119.7))
+    grain = Grain(background, 1, 2)
+    q = grain.match(p, background, 0.25, 7)  # a flat photo: no grain, the sharpening alone
+    assert np.array_equal(q.alpha, p.alpha)
+    h, w = p.alpha.shape
+    below = background[p.y0:p.y0 + h, p.x0:p.x0 + w].astype(np.float32)
+    before, after = (below * (1 - p.alpha[..., None]) + c for c in (p.color, q.color))
+    lap = [np.abs(cv2.Laplacian(luminance(x), cv2.CV_32F, ksize=1)).sum() for x in (before, after)]
+    assert lap[1] > 1.1 * lap[0]  # 1.18 at SHARPEN 0.7
+    assert np.allclose(after[..., 0] - after[..., 1], before[..., 0] - before[..., 1], atol=1e-3)
+    assert np.allclose(after[..., 2] - after[..., 1], before[..., 2] - before[..., 1], atol=1e-3)
+    assert np.array_equal(after[p.alpha == 0], before[p.alpha == 0])
+    # the amount follows what the shrink took: none at scale 1
+    assert np.array_equal(sharpened(p, background, 0.0).color, p.color) and SHARPEN > 0
+
+
 # ---------------------------------------------------------------- scripts/realism.py on the fixtures
 
 @pytest.fixture(scope="module")
@@ -138,7 +161,8 @@ def test_realism_script_runs_on_the_fixtures_and_prints_its_table(realism_run):
 @pytest.mark.slow
 def test_pasted_instances_are_as_sharp_as_photographed_ones_of_their_size(realism_run):
     """Laplacian relative to contrast, in the box: pasted 6-32 px instances against the natural
-    ones of the fixtures (0.72x; with the colour prefiltered like the alpha, at 0.5, it was 0.54x)."""
+    ones of the fixtures (0.92x; without the composite's sharpening 0.72x; with the colour
+    prefiltered like the alpha, at 0.5, 0.54x)."""
     r, work, _ = realism_run
     assert r.returncode == 0, r.stderr
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -150,4 +174,4 @@ def test_pasted_instances_are_as_sharp_as_photographed_ones_of_their_size(realis
     natural = np.median([i["f"]["o_lap_rel"] for i in col.items["natural"]])
     pasted = [i["f"]["o_lap_rel"] for kind in ("new", "inpainted") for i in col.items[kind]]
     assert len(pasted) >= 20
-    assert 0.65 <= np.median(pasted) / natural <= 1.35  # 0.72 here
+    assert 0.8 <= np.median(pasted) / natural <= 1.35  # 0.92 here

@@ -53,6 +53,23 @@ def test_object_cut_short_of_the_frame_stays_on_its_edge(tmp_path, tinyperson_ta
     assert a["bbox"][0] == pytest.approx(r * gap, abs=1.5)
 
 
+@pytest.mark.parametrize("psi_p", [1.0, 0.0])
+def test_thin_tip_cut_short_of_the_frame_stays_on_its_edge(tmp_path, tinyperson_target, psi_p):
+    """A body reaching the left edge with a thin wedge only (0-20 px across over its last 55 px,
+    4 px short of the frame, like a cut boat's bow): shrunk ~7x, the tip falls under the
+    support and the measured box started further in, off its edge. Moved towards the edge,
+    its box side ends at the planned gap (r x 4 px) to a quarter pixel."""
+    gap = 4
+    wedge = [gap, 130, 60, 120, 60, 60, 160, 60, 160, 200, 60, 200, 60, 140]
+    body = {"bbox": [gap, 60, 160 - gap, 140], "area": 100 * 140 + 56 * 10, "segmentation": [wedge]}
+    source, images = crafted(tmp_path, [body], [rect(300, 200, 340, 300)])
+    _, data = run(source, images, tmp_path / "out", tinyperson_target[0], psi_p=psi_p, fill="telea")
+    (a,) = [a for a in data["annotations"] if a["image_id"] == 1]
+    assert a["bbox"][2] < 30
+    r = instance_size(*a["bbox"][2:]) / instance_size(160 - gap, 140)
+    assert r * gap < a["bbox"][0] + 0.05 < r * gap + 0.3
+
+
 def test_other_categories_are_left_alone_on_an_inpainted_image(tmp_path, tinyperson_target, monkeypatch):
     """--categories person: a car is neither cut out nor part of the holes; its pixels stay
     (byte-identical before JPEG away from the holes) and its label is what is left of it."""
