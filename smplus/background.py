@@ -147,17 +147,18 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     return out
 
 
-def patchmatch_holes(image: np.ndarray, hole: np.ndarray) -> Optional[np.ndarray]:
+def patchmatch_holes(image: np.ndarray, hole: np.ndarray, complete=None) -> Optional[np.ndarray]:
     """Fill `hole` (uint8, 1 = missing) by PatchMatch, each group of nearby holes in its own box grown
     by PATCH_CONTEXT; None when a box has no known pixel.
 
     PatchMatch copies and blends patches of known pixels, so the fill keeps
     the texture of its surroundings (texture ratio ~1 where Telea's is ~0.1).
-    Its random search is seeded (PATCH_SEED) before every call: the output
-    depends on the input only, in any process.
+    `complete(box, box_hole)` fills one box: smplus.patchmatch.complete (coarse
+    to fine, full-resolution pixels, deterministic) unless given, e.g.
+    `pypatchmatch_box`, the reference it replaced.
     """
-    import patchmatch  # loaded only when this fill is used
-
+    if complete is None:
+        from .patchmatch import complete  # numba: loaded only when this fill is used
     out = image.copy()
     if not hole.any():
         return out
@@ -168,15 +169,26 @@ def patchmatch_holes(image: np.ndarray, hole: np.ndarray) -> Optional[np.ndarray
         known = part_hole.size - int(np.count_nonzero(part_hole))
         if known == 0:
             return None
-        if known < (2 * PATCH_RADIUS + 1) ** 2:  # too few known pixels for one whole patch: Telea's fill
-            out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-            continue
-        patchmatch.set_random_seed(PATCH_SEED)
-        try:
-            out[roi] = patchmatch.inpaint(np.ascontiguousarray(image[roi]), part_hole, patch_size=PATCH_RADIUS)
-        except RuntimeError:  # the native code refused this box: Telea's fill rather than a failed image
-            out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        filled = None
+        if known >= (2 * PATCH_RADIUS + 1) ** 2:
+            filled = complete(np.ascontiguousarray(image[roi]), part_hole)
+        if filled is None:  # no whole patch of known pixels: Telea's fill
+            filled = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        out[roi] = filled
     return out
+
+
+def pypatchmatch_box(box: np.ndarray, box_hole: np.ndarray) -> Optional[np.ndarray]:
+    """One box filled by pypatchmatch (seeded with PATCH_SEED before the call: same input, same bytes);
+    None if its native code refuses the box. The fill this package's PatchMatch replaced, kept as a
+    reference for scripts/quality.py (needs `pip install pypatchmatch`)."""
+    import patchmatch
+
+    patchmatch.set_random_seed(PATCH_SEED)
+    try:
+        return patchmatch.inpaint(box, box_hole, patch_size=PATCH_RADIUS)
+    except RuntimeError:
+        return None
 
 
 def _fill(out: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, scale: float) -> bool:
