@@ -37,9 +37,12 @@ COARSEST_SIDE = 40       # the pyramid stops when the box's longer side would fa
 ITERATIONS_COARSEST = 6  # EM iterations at the coarsest level...
 ITERATIONS = 2           # ...at the levels between it and full resolution (1 at full resolution)
 SEARCH_MAX_PX = 20000    # no random search at a level with more target pixels than this (propagation only)
-FINE_PASSES = 1          # propagation scans at full resolution before the vote
+PASSES = 2               # propagation (+ search) scans per EM iteration below full resolution...
+FINE_PASSES = 1          # ...and at full resolution, before the vote
+FINE_ITERATIONS = 1      # EM iterations at full resolution
 VOTE_PERCENTILE = 3      # the vote's weights: exp(-d / 2 s), s this percentile of the targets' distances
 SEED = 0
+TEXTURE_BIAS = 0.0
 _NO_COARSER = np.full((1, 1), -2, np.int64)  # _upsample's coarse target map when there is no coarser level
 
 _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
@@ -76,13 +79,13 @@ def _dist(img, ty, tx, sy, sx, r, best):
 
 
 @_kernel
-def _search(img, valid, ty, tx, tmap, ny, nx, dist, r, passes, search, key):
+def _search(img, valid, bias, ty, tx, tmap, ny, nx, dist, r, passes, search, key):
     """Improve the NNF (ny, nx at the targets ty, tx; tmap: target index or -1) by `passes` alternating
     scans of propagation, each followed by random search when `search`; dist gets each target's SSD."""
     h, w = img.shape[0], img.shape[1]
     n = ty.shape[0]
     for i in range(n):
-        dist[i] = _dist(img, ty[i], tx[i], ny[i], nx[i], r, np.inf)
+        dist[i] = _dist(img, ty[i], tx[i], ny[i], nx[i], r, np.inf) - bias[ny[i], nx[i]]
     for p in range(passes):
         step = 1 if p % 2 == 0 else -1
         for k in range(n):
@@ -99,7 +102,7 @@ def _search(img, valid, ty, tx, tmap, ny, nx, dist, r, passes, search, key):
                 cy, cx = ny[j] + (y - yy), nx[j] + (x - xx)
                 if cy < 0 or cy >= h or cx < 0 or cx >= w or not valid[cy, cx] or (cy == by and cx == bx):
                     continue
-                d = _dist(img, y, x, cy, cx, r, best)
+                d = _dist(img, y, x, cy, cx, r, best + bias[cy, cx]) - bias[cy, cx]
                 if d < best:
                     best, by, bx = d, cy, cx
             if search:
@@ -113,7 +116,7 @@ def _search(img, valid, ty, tx, tmap, ny, nx, dist, r, passes, search, key):
                     radius //= 2
                     if cy < 0 or cy >= h or cx < 0 or cx >= w or not valid[cy, cx]:
                         continue
-                    d = _dist(img, y, x, cy, cx, r, best)
+                    d = _dist(img, y, x, cy, cx, r, best + bias[cy, cx]) - bias[cy, cx]
                     if d < best:
                         best, by, bx = d, cy, cx
             dist[i], ny[i], nx[i] = best, by, bx
@@ -246,10 +249,20 @@ def _level(img, hole, r):
     return ty.astype(np.int64), tx.astype(np.int64), tmap, valid, vy.astype(np.int64), vx.astype(np.int64)
 
 
+def _texture_bias(img, r):
+    """TEXTURE_BIAS x each patch's own variation (sum of squared deviations from its mean, per channel):
+    subtracted from the SSD to a source patch, so a smooth source no longer wins only for being smooth."""
+    k = (2 * r + 1, 2 * r + 1)
+    s1 = cv2.boxFilter(img, cv2.CV_64F, k, normalize=False, borderType=cv2.BORDER_REPLICATE)
+    s2 = cv2.boxFilter(img.astype(np.float64) ** 2, cv2.CV_64F, k, normalize=False, borderType=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(TEXTURE_BIAS * np.maximum(s2 - s1 ** 2 / (k[0] * k[1]), 0).sum(axis=2))
+
+
 def _weights(dist, pct):
     """Voting weights: exp(-d / 2 s), s the `pct` percentile of the targets' SSDs (Wexler et al. use the 75th)."""
     if dist.size == 0:
         return dist
+    dist = dist - dist.min()
     s2 = max(float(np.percentile(dist, pct)), 1.0)
     return np.exp(-dist / (2.0 * s2))
 
@@ -289,13 +302,14 @@ def complete(image: np.ndarray, hole: np.ndarray, seed: int = SEED) -> Optional[
         else:
             ny, nx = _upsample(ty, tx, *prev, valid, vy, vx, key)
             _copy_centres(img, hl, tmap, ny, nx)
-            iterations = ITERATIONS if lv else 1
+            iterations = ITERATIONS if lv else FINE_ITERATIONS
+        bias = _texture_bias(img, r) if TEXTURE_BIAS else np.zeros(hl.shape)
         dist = np.empty(ty.size, np.float64)
         search = ty.size <= SEARCH_MAX_PX or prev is None
         for it in range(iterations):
-            _search(img, valid, ty, tx, tmap, ny, nx, dist, r, 2 if lv else FINE_PASSES, search,
+            _search(img, valid, bias, ty, tx, tmap, ny, nx, dist, r, PASSES if lv else FINE_PASSES, search,
                     key + np.uint64(1 + it) * np.uint64(7919))
-            if lv:
+            if lv or it < iterations - 1:
                 # Each hole pixel copies its own match's centre: the estimate keeps real texture. A
                 # blended (voted) estimate is smoother than any source, and matched against it the smooth
                 # sources win level after level (texture ratio 0.6 against 0.8-0.9 so).
@@ -320,7 +334,7 @@ def _warm_up():
     ty, tx, tmap, valid, vy, vx = _level(img, hole, RADIUS)
     ny, nx = vy[:1].repeat(ty.size), vx[:1].repeat(ty.size)
     dist = np.empty(ty.size, np.float64)
-    _search(img, valid, ty, tx, tmap, ny, nx, dist, RADIUS, 1, True, np.uint64(1))
+    _search(img, valid, np.zeros(hole.shape), ty, tx, tmap, ny, nx, dist, RADIUS, 1, True, np.uint64(1))
     _vote(img, hole, ty, tx, ny, nx, np.ones(ty.size), RADIUS)
     _upsample(ty, tx, tmap, ny, nx, valid, vy, vx, np.uint64(2))
     _down(img, hole)
