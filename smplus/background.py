@@ -9,9 +9,10 @@ then gets some grain back: the fine detail of a same-shaped known region
 beside each hole (a smear of uniform colour is a cue a detector can learn).
 
 That is the `telea` fill, the paper's. The `patchmatch` fill (the default)
-copies real texture into the hole instead: PatchMatch (pypatchmatch) at full
-resolution, in the box of each group of nearby holes grown by a band of
-known context it copies from, so its cost also follows the holes.
+copies real texture into the hole instead: PatchMatch (smplus/patchmatch.py,
+coarse to fine, full-resolution pixels), in the box of each group of nearby
+holes grown by a band of known context it copies from, so its cost also
+follows the holes.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ PATCH_RADIUS = 2
 # gave the best PSNR on punched holes (val2017, 12 images: 13.5 / 13.8 / 13.2 dB).
 # Full resolution only: at half resolution the texture ratio fell to 0.24 (0.16 at 0.3).
 PATCH_CONTEXT = 32
-PATCH_SEED = 0         # PatchMatch's random search starts from this seed at every call: same input, same bytes
+PATCH_SEED = 0         # pypatchmatch's random search starts from this seed at every call: same input, same bytes
 GRAY = np.float32([[0.114, 0.587, 0.299]])  # BGR -> gray levels, as cv2.COLOR_BGR2GRAY
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
 FEATHER_REACH = (round(8 * FEATHER + 1) | 1) // 2  # px: cv2.GaussianBlur's kernel radius at FEATHER (float32)
@@ -181,7 +182,7 @@ def patchmatch_holes(image: np.ndarray, hole: np.ndarray, complete=None) -> Opti
 def pypatchmatch_box(box: np.ndarray, box_hole: np.ndarray) -> Optional[np.ndarray]:
     """One box filled by pypatchmatch (seeded with PATCH_SEED before the call: same input, same bytes);
     None if its native code refuses the box. The fill this package's PatchMatch replaced, kept as a
-    reference for scripts/quality.py (needs `pip install pypatchmatch`)."""
+    reference for scripts/quality.py and scripts/fill_cost.py (`pip install smplus[reference]`)."""
     import patchmatch
 
     patchmatch.set_random_seed(PATCH_SEED)
