@@ -549,7 +549,7 @@ def smear_cue(image, anns, limit=32.0):
     return out
 
 
-def fill_tables(data, target):
+def fill_tables(data, target, reference=True):
     """One table per fill: known truth, smear cue, ms per inpainted image, both splits; then the same for
     pypatchmatch (the box filler the patchmatch fill used before its own), if it is installed."""
     import contextlib
@@ -569,7 +569,7 @@ def fill_tables(data, target):
 
     try:
         import patchmatch  # noqa: F401  (pypatchmatch)
-        rows = [*FILLS[::-1], REFERENCE]
+        rows = [*FILLS[::-1], REFERENCE] if reference else list(FILLS[::-1])
     except ImportError:
         rows = list(FILLS[::-1])
     for row in rows:
@@ -663,13 +663,14 @@ def main():
     ap.add_argument("--target", default=None, help="default: DATA/tinyperson_like/tiny_set_train_like.json")
     ap.add_argument("--base", default=BASE, help="commit whose code gives the 'before' column")
     ap.add_argument("--fills", action="store_true", help="one table per fill (known truth, smear cue, ms) instead")
+    ap.add_argument("--no-reference", action="store_true", help="with --fills: skip the pypatchmatch table (minutes)")
     ap.add_argument("--collect", default=None, help=argparse.SUPPRESS)  # internal: write one tree's numbers
     ap.add_argument("--code", default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     target = args.target or os.path.join(args.data, "tinyperson_like", "tiny_set_train_like.json")
     if args.fills:
         _import_smplus(ROOT)
-        fill_tables(args.data, target)
+        fill_tables(args.data, target, reference=not args.no_reference)
         return
     if args.collect:
         _import_smplus(args.code)

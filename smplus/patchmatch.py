@@ -42,7 +42,7 @@ FINE_PASSES = 1          # ...and at full resolution, before the vote
 FINE_ITERATIONS = 1      # EM iterations at full resolution
 VOTE_PERCENTILE = 3      # the vote's weights: exp(-d / 2 s), s this percentile of the targets' distances
 SEED = 0
-TEXTURE_BIAS = 0.0
+TEXTURE_BIAS = 0.15       # below full resolution: share of a source patch's own variation taken off its distance
 _NO_COARSER = np.full((1, 1), -2, np.int64)  # _upsample's coarse target map when there is no coarser level
 
 _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
@@ -303,7 +303,8 @@ def complete(image: np.ndarray, hole: np.ndarray, seed: int = SEED) -> Optional[
             ny, nx = _upsample(ty, tx, *prev, valid, vy, vx, key)
             _copy_centres(img, hl, tmap, ny, nx)
             iterations = ITERATIONS if lv else FINE_ITERATIONS
-        bias = _texture_bias(img, r) if TEXTURE_BIAS else np.zeros(hl.shape)
+        # Below full resolution only: where the sources are chosen (at full resolution it cost PSNR, no texture).
+        bias = _texture_bias(img, r) if TEXTURE_BIAS and lv else np.zeros(hl.shape)
         dist = np.empty(ty.size, np.float64)
         search = ty.size <= SEARCH_MAX_PX or prev is None
         for it in range(iterations):
