@@ -33,7 +33,8 @@ one table:
   the rendered pixels and the written JPEG;
 - JSD after rendering (report.json).
 
-With --fills it prints instead one table per fill (--fill telea, patchmatch),
+With --fills it prints instead one table per fill (--fill telea, patchmatch,
+and patchmatch with pypatchmatch's PatchMatch, the reference, if installed),
 on both splits (issue 18):
 - known-truth PSNR in the hole and texture ratio (hole / 6 px ring) of the
   punched holes (<= 0.5 of the image), the hole made by each fill's own rule
@@ -551,77 +552,112 @@ def smear_cue(image, anns, limit=32.0):
     return out
 
 
-def fill_tables(data, target):
-    """One table per fill: known truth, smear cue, ms per inpainted image, both splits."""
+def fill_tables(data, target, reference=True):
+    """One table per fill: known truth, smear cue, ms per inpainted image, both splits; then the same for
+    pypatchmatch (the box filler the patchmatch fill used before its own), if it is installed."""
+    import contextlib
+
+    import smplus.patchmatch as own
+    from smplus.background import FILLS, pypatchmatch_box
+
+    @contextlib.contextmanager
+    def engine(row):
+        """The patchmatch fill's box filler for this row: smplus's own, or pypatchmatch (in-process runs)."""
+        saved = own.complete
+        own.complete = pypatchmatch_box if row == REFERENCE else saved
+        try:
+            yield
+        finally:
+            own.complete = saved
+
+    try:
+        import patchmatch  # noqa: F401  (pypatchmatch)
+        rows = [*FILLS[::-1], REFERENCE] if reference else list(FILLS[::-1])
+    except ImportError:
+        rows = list(FILLS[::-1])
+    for row in rows:
+        with engine(row):
+            _fill_table(row, "patchmatch" if row == REFERENCE else row, data, target)
+
+
+REFERENCE = "patchmatch with pypatchmatch 2.2 (the reference it replaced)"
+
+
+def _known_truth(ds, images_dir, method, rule):
+    """(PSNR in the hole, texture ratio, ms) per punched hole <= 0.5 of its image, made by `rule`, filled by `method`."""
     import cv2
     import numpy as np
 
+    from smplus.background import inpaint_holes
+
+    rows = []
+    for image, hole in _punched_holes(ds, images_dir, keep=lambda hole: hole.mean() <= 0.5, rule=rule):
+        t = time.perf_counter()
+        filled = inpaint_holes(image, hole, fill=method)
+        ms = (time.perf_counter() - t) * 1000
+        if filled is None:
+            continue
+        h = hole.astype(bool)
+        mse = float(np.mean((filled[h].astype(np.float64) - image[h]) ** 2))
+        lap = np.abs(cv2.Laplacian(cv2.cvtColor(filled, cv2.COLOR_BGR2GRAY).astype(np.float32), cv2.CV_32F))
+        ring = (cv2.dilate(hole, np.ones((13, 13), np.uint8)) > 0) & ~h
+        rows.append((10 * np.log10(255.0 ** 2 / max(mse, 1e-9)), float(lap[h].mean() / max(lap[ring].mean(), 1e-6)), ms))
+    return np.array(rows)
+
+
+def _fill_table(title, method, data, target):
+    """Print one fill's table (see fill_tables)."""
+    import numpy as np
+
     from smplus import pipeline
-    from smplus.background import FILLS, inpaint_holes
     from smplus.coco import ann_to_rle, load_coco, read_image
     from smplus.plan import TransformOptions
     from smplus.render import fill
 
-    def known_truth(ds, images_dir, method, rule):
-        rows = []
-        for image, hole in _punched_holes(ds, images_dir, keep=lambda hole: hole.mean() <= 0.5, rule=rule):
-            t = time.perf_counter()
-            filled = inpaint_holes(image, hole, fill=method)
-            ms = (time.perf_counter() - t) * 1000
-            if filled is None:
-                continue
-            h = hole.astype(bool)
-            mse = float(np.mean((filled[h].astype(np.float64) - image[h]) ** 2))
-            lap = np.abs(cv2.Laplacian(cv2.cvtColor(filled, cv2.COLOR_BGR2GRAY).astype(np.float32), cv2.CV_32F))
-            ring = (cv2.dilate(hole, np.ones((13, 13), np.uint8)) > 0) & ~h
-            rows.append((10 * np.log10(255.0 ** 2 / max(mse, 1e-9)), float(lap[h].mean() / max(lap[ring].mean(), 1e-6)), ms))
-        return np.array(rows)
-
-    for method in FILLS[::-1]:
-        table = {}
-        for split in SPLITS:
-            source = os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json")
-            images = os.path.join(data, "coco_tiny", split)
-            ds = load_coco(source)
-            col = {}
-            kt = known_truth(ds, images, method, method)
-            col["punched holes: PSNR in hole, dB (median)"] = f"{np.median(kt[:, 0]):.2f}"
-            col["punched holes: texture ratio hole / ring (median)"] = f"{np.median(kt[:, 1]):.3f}"
-            col["punched holes: ms per fill (mean)"] = f"{kt[:, 2].mean():.0f}"
-            if method != "telea":
-                kt = known_truth(ds, images, method, "telea")
-                col["same, Telea's hole rule: PSNR / texture"] = f"{np.median(kt[:, 0]):.2f} / {np.median(kt[:, 1]):.3f}"
-            with tempfile.TemporaryDirectory() as tmp:
-                pipeline.transform(source, images, tmp, target=target, options=TransformOptions(mode="msm", seed=0, fill=method),
-                                   run=pipeline.RunOptions(progress=False, overwrite=True))
-                with open(os.path.join(tmp, "annotations.json")) as f:
-                    result = json.load(f)
-                by_image = {}
-                for a in result["annotations"]:
-                    by_image.setdefault(a["image_id"], []).append(a)
-                cues, ms = [], []
-                for im in result["images"]:
-                    if im["smplus"]["background"] != "inpaint":
-                        continue
-                    cues += smear_cue(read_image(os.path.join(tmp, "images", im["file_name"])), by_image.get(im["id"], []))
-                    src = ds.images[im["id"]]
-                    rles = [r for r in (ann_to_rle(a["segmentation"], src["height"], src["width"])
-                                        for a in ds.anns_by_image[im["id"]]) if r]
-                    pixels = read_image(os.path.join(images, src["file_name"]))
-                    t = time.perf_counter()
-                    fill(pixels, rles, method=method)
-                    ms.append((time.perf_counter() - t) * 1000)
-            col["smear cue, pasted instances <= 32 px on inpainted images (median)"] = \
-                f"{np.median(cues):.2f} ({len(cues)} instances)"
-            col["ms per inpainted image (render.fill, mean)"] = f"{np.mean(ms):.0f} ({len(ms)} images)"
-            table[split] = col
-        print(f"--fill {method}")
-        print()
-        print("| quantity | " + " | ".join(s[:-4] for s in SPLITS) + " |")
-        print("|---|" + "---|" * len(SPLITS))
-        for key in table[SPLITS[0]]:
-            print(f"| {key} | " + " | ".join(table[s].get(key, "") for s in SPLITS) + " |")
-        print()
+    table = {}
+    for split in SPLITS:
+        source = os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json")
+        images = os.path.join(data, "coco_tiny", split)
+        ds = load_coco(source)
+        col = {}
+        kt = _known_truth(ds, images, method, method)
+        col["punched holes: PSNR in hole, dB (median)"] = f"{np.median(kt[:, 0]):.2f}"
+        col["punched holes: texture ratio hole / ring (median)"] = f"{np.median(kt[:, 1]):.3f}"
+        col["punched holes: ms per fill (mean)"] = f"{kt[:, 2].mean():.0f}"
+        if method != "telea":
+            kt = _known_truth(ds, images, method, "telea")
+            col["same, Telea's hole rule: PSNR / texture"] = f"{np.median(kt[:, 0]):.2f} / {np.median(kt[:, 1]):.3f}"
+        with tempfile.TemporaryDirectory() as tmp:
+            pipeline.transform(source, images, tmp, target=target, options=TransformOptions(mode="msm", seed=0, fill=method),
+                               run=pipeline.RunOptions(progress=False, overwrite=True))  # one worker: in this process
+            with open(os.path.join(tmp, "annotations.json")) as f:
+                result = json.load(f)
+            by_image = {}
+            for a in result["annotations"]:
+                by_image.setdefault(a["image_id"], []).append(a)
+            cues, ms = [], []
+            for im in result["images"]:
+                if im["smplus"]["background"] != "inpaint":
+                    continue
+                cues += smear_cue(read_image(os.path.join(tmp, "images", im["file_name"])), by_image.get(im["id"], []))
+                src = ds.images[im["id"]]
+                rles = [r for r in (ann_to_rle(a["segmentation"], src["height"], src["width"])
+                                    for a in ds.anns_by_image[im["id"]]) if r]
+                pixels = read_image(os.path.join(images, src["file_name"]))
+                t = time.perf_counter()
+                fill(pixels, rles, method=method)
+                ms.append((time.perf_counter() - t) * 1000)
+        col["smear cue, pasted instances <= 32 px on inpainted images (median)"] = \
+            f"{np.median(cues):.2f} ({len(cues)} instances)"
+        col["ms per inpainted image (render.fill, mean)"] = f"{np.mean(ms):.0f} ({len(ms)} images)"
+        table[split] = col
+    print(f"--fill {title}")
+    print()
+    print("| quantity | " + " | ".join(s[:-4] for s in SPLITS) + " |")
+    print("|---|" + "---|" * len(SPLITS))
+    for key in table[SPLITS[0]]:
+        print(f"| {key} | " + " | ".join(table[s].get(key, "") for s in SPLITS) + " |")
+    print()
 
 
 def main():
@@ -630,13 +666,14 @@ def main():
     ap.add_argument("--target", default=None, help="default: DATA/tinyperson_like/tiny_set_train_like.json")
     ap.add_argument("--base", default=BASE, help="commit whose code gives the 'before' column")
     ap.add_argument("--fills", action="store_true", help="one table per fill (known truth, smear cue, ms) instead")
+    ap.add_argument("--no-reference", action="store_true", help="with --fills: skip the pypatchmatch table (minutes)")
     ap.add_argument("--collect", default=None, help=argparse.SUPPRESS)  # internal: write one tree's numbers
     ap.add_argument("--code", default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     target = args.target or os.path.join(args.data, "tinyperson_like", "tiny_set_train_like.json")
     if args.fills:
         _import_smplus(ROOT)
-        fill_tables(args.data, target)
+        fill_tables(args.data, target, reference=not args.no_reference)
         return
     if args.collect:
         _import_smplus(args.code)

@@ -9,9 +9,10 @@ then gets some grain back: the fine detail of a same-shaped known region
 beside each hole (a smear of uniform colour is a cue a detector can learn).
 
 That is the `telea` fill, the paper's. The `patchmatch` fill (the default)
-copies real texture into the hole instead: PatchMatch (pypatchmatch) at full
-resolution, in the box of each group of nearby holes grown by a band of
-known context it copies from, so its cost also follows the holes.
+copies real texture into the hole instead: PatchMatch (smplus/patchmatch.py,
+coarse to fine, full-resolution pixels), in the box of each group of nearby
+holes grown by a band of known context it copies from, so its cost also
+follows the holes.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ PATCH_RADIUS = 2
 # gave the best PSNR on punched holes (val2017, 12 images: 13.5 / 13.8 / 13.2 dB).
 # Full resolution only: at half resolution the texture ratio fell to 0.24 (0.16 at 0.3).
 PATCH_CONTEXT = 32
-PATCH_SEED = 0         # PatchMatch's random search starts from this seed at every call: same input, same bytes
+PATCH_SEED = 0         # pypatchmatch's random search starts from this seed at every call: same input, same bytes
 GRAY = np.float32([[0.114, 0.587, 0.299]])  # BGR -> gray levels, as cv2.COLOR_BGR2GRAY
 FEATHER = 1.5          # sigma of the fade from fill to image outside the hole, px
 FEATHER_REACH = (round(8 * FEATHER + 1) | 1) // 2  # px: cv2.GaussianBlur's kernel radius at FEATHER (float32)
@@ -147,17 +148,18 @@ def inpaint_holes(image: np.ndarray, hole: np.ndarray, scale: Optional[float] = 
     return out
 
 
-def patchmatch_holes(image: np.ndarray, hole: np.ndarray) -> Optional[np.ndarray]:
+def patchmatch_holes(image: np.ndarray, hole: np.ndarray, complete=None) -> Optional[np.ndarray]:
     """Fill `hole` (uint8, 1 = missing) by PatchMatch, each group of nearby holes in its own box grown
     by PATCH_CONTEXT; None when a box has no known pixel.
 
     PatchMatch copies and blends patches of known pixels, so the fill keeps
     the texture of its surroundings (texture ratio ~1 where Telea's is ~0.1).
-    Its random search is seeded (PATCH_SEED) before every call: the output
-    depends on the input only, in any process.
+    `complete(box, box_hole)` fills one box: smplus.patchmatch.complete (coarse
+    to fine, full-resolution pixels, deterministic) unless given, e.g.
+    `pypatchmatch_box`, the reference it replaced.
     """
-    import patchmatch  # loaded only when this fill is used
-
+    if complete is None:
+        from .patchmatch import complete  # numba: loaded only when this fill is used
     out = image.copy()
     if not hole.any():
         return out
@@ -168,15 +170,26 @@ def patchmatch_holes(image: np.ndarray, hole: np.ndarray) -> Optional[np.ndarray
         known = part_hole.size - int(np.count_nonzero(part_hole))
         if known == 0:
             return None
-        if known < (2 * PATCH_RADIUS + 1) ** 2:  # too few known pixels for one whole patch: Telea's fill
-            out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-            continue
-        patchmatch.set_random_seed(PATCH_SEED)
-        try:
-            out[roi] = patchmatch.inpaint(np.ascontiguousarray(image[roi]), part_hole, patch_size=PATCH_RADIUS)
-        except RuntimeError:  # the native code refused this box: Telea's fill rather than a failed image
-            out[roi] = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        filled = None
+        if known >= (2 * PATCH_RADIUS + 1) ** 2:
+            filled = complete(np.ascontiguousarray(image[roi]), part_hole)
+        if filled is None:  # no whole patch of known pixels: Telea's fill
+            filled = cv2.inpaint(image[roi], part_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        out[roi] = filled
     return out
+
+
+def pypatchmatch_box(box: np.ndarray, box_hole: np.ndarray) -> Optional[np.ndarray]:
+    """One box filled by pypatchmatch (seeded with PATCH_SEED before the call: same input, same bytes);
+    None if its native code refuses the box. The fill this package's PatchMatch replaced, kept as a
+    reference for scripts/quality.py and scripts/fill_cost.py (`pip install smplus[reference]`)."""
+    import patchmatch
+
+    patchmatch.set_random_seed(PATCH_SEED)
+    try:
+        return patchmatch.inpaint(box, box_hole, patch_size=PATCH_RADIUS)
+    except RuntimeError:
+        return None
 
 
 def _fill(out: np.ndarray, image: np.ndarray, hole: np.ndarray, roi, scale: float) -> bool:

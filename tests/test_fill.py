@@ -149,3 +149,82 @@ def test_the_paper_rows_pin_the_paper_fill():
     options = {p.name: p for p in transform.params}  # the CLI's own options, as --config reads them
     for name in names:
         assert read_config(name, options)["fill"] == "telea", name
+
+
+def test_texture_fill_keeps_full_resolution_texture_on_a_fine_random_texture():
+    """A hole in a texture of 1-px detail (a random 13 x 11 tile, repeated): the fill copies full-resolution
+    pixels, so its detail is that of the surroundings (a fill at reduced resolution, or Telea, smooths it away)."""
+    rng = np.random.default_rng(3)
+    tile = rng.integers(0, 256, (11, 13, 3), dtype=np.uint8)
+    image = np.ascontiguousarray(np.tile(tile, (20, 20, 1)))  # 220 x 260
+    hole = np.zeros(image.shape[:2], np.uint8)
+    cv2.ellipse(hole, (130, 110), (45, 30), 20, 0, 360, 1, -1)
+    filled = inpaint_holes(image, hole, fill="patchmatch")
+    assert np.array_equal(filled[hole == 0], image[hole == 0])
+    assert 0.8 < _scores(image, hole, filled)[1] < 1.25
+    assert _scores(image, hole, inpaint_holes(image, hole, fill="telea"))[1] < 0.3
+
+
+def test_texture_fill_of_a_box_depends_on_its_pixels_only():
+    """Each group of holes is filled in its own box: another hole far away leaves this box's fill as it was."""
+    image = _fixture()[0][1]
+    one = np.zeros(image.shape[:2], np.uint8)
+    one[60:100, 40:90] = 1
+    two = one.copy()
+    two[-90:-50, -100:-40] = 1
+    a, b = inpaint_holes(image, one, fill="patchmatch"), inpaint_holes(image, two, fill="patchmatch")
+    assert np.array_equal(a[:200, :200], b[:200, :200])
+    assert not np.array_equal(b[-90:-50, -100:-40], image[-90:-50, -100:-40])
+
+
+def test_texture_fill_falls_back_to_telea_where_no_whole_patch_is_known():
+    """A box whose known pixels hold no whole 5x5 patch (a grid of holes 2 px apart), and one with fewer
+    known pixels than a patch: Telea's fill for that box, no failure."""
+    from smplus.patchmatch import complete
+
+    image = _fixture()[0][1][:120, :120].copy()
+    grid = np.ones((120, 120), np.uint8)
+    grid[::3, ::3] = 0  # known pixels 3 px apart: none has a known 5x5 neighbourhood
+    assert complete(image, grid) is None
+    telea = cv2.inpaint(image, grid, bg.INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    assert np.array_equal(inpaint_holes(image, grid, fill="patchmatch"), telea)
+    few = np.ones((120, 120), np.uint8)
+    few[50:53, 50:54] = 0  # 12 known pixels
+    assert np.array_equal(inpaint_holes(image, few, fill="patchmatch"),
+                          cv2.inpaint(image, few, bg.INPAINT_RADIUS, cv2.INPAINT_TELEA))
+
+
+def test_texture_fill_at_the_image_edge_changes_only_the_hole():
+    """Holes touching the frame (patches cut by it) are filled, and only they change."""
+    image = _fixture()[1][1].copy()
+    hole = np.zeros(image.shape[:2], np.uint8)
+    hole[:30, :50] = 1
+    hole[-25:, 100:180] = 1
+    image[hole > 0] = (20, 230, 20)  # objects of a colour found nowhere else, cut by the frame
+    out = inpaint_holes(image, hole, fill="patchmatch")
+    assert np.array_equal(out[hole == 0], image[hole == 0])
+    assert not ((np.abs(out.astype(int) - (20, 230, 20)).sum(axis=2) < 60) & (hole > 0)).any()
+
+
+def test_texture_fill_searches_only_where_the_level_is_small(monkeypatch):
+    """Cost bound for large holes (a 300 x 400 px person): random search runs only at levels with at most
+    SEARCH_MAX_PX target pixels; above that, propagation alone, so the cost per hole pixel is bounded."""
+    import smplus.patchmatch as pm
+
+    calls = []
+    search = pm._search
+
+    def recorded(img, valid, bias, ty, *rest):
+        calls.append((ty.size, rest[-2], img.shape[:2]))
+        return search(img, valid, bias, ty, *rest)
+
+    monkeypatch.setattr(pm, "_search", recorded)
+    image = cv2.resize(_fixture()[0][1], (640, 560))
+    hole = np.zeros(image.shape[:2], np.uint8)
+    cv2.ellipse(hole, (320, 280), (150, 200), 0, 0, 360, 1, -1)
+    out = inpaint_holes(image, hole, fill="patchmatch")
+    assert out is not None and np.array_equal(out[hole == 0], image[hole == 0])
+    assert calls and all(n <= pm.SEARCH_MAX_PX for n, searched, _ in calls if searched)
+    full = max(shape for _, _, shape in calls)  # the box at full resolution: propagation only
+    assert all(not searched for _, searched, shape in calls if shape == full)
+    assert len({shape for _, _, shape in calls}) >= 3  # coarse to fine
