@@ -2,19 +2,24 @@
 
 The `patchmatch` fill. For one box (a group of holes and the known context
 around it) it finds, for every 5x5 target patch that touches the hole, a
-similar patch of known pixels (the nearest-neighbour field, NNF), and sets
-each hole pixel to the weighted mean of what the overlapping patches' matches
-hold there (voting). It works coarse to fine:
+similar patch of known pixels (the nearest-neighbour field, NNF), and fills
+each hole pixel from its match. It works coarse to fine:
 
-- a pyramid of 2x2 means: a coarse pixel is missing if any of its pixels is, so
-  the removed object's pixels never reach a coarse level;
+- a pyramid of 2x2 means of the known pixels: a coarse pixel is missing only if
+  all its pixels are, so the hole shrinks down the pyramid (the removed object's
+  pixels never reach a coarse level: they are the hole);
+- below full resolution a hole pixel copies its match's centre pixel (a mean
+  of patches drifts to smooth sources), and a share of each source patch's own
+  variation (TEXTURE_BIAS) is taken off its distance, so smooth sources do not
+  win for being smooth;
 - at the coarsest level the NNF starts random and the hole from Telea's fill,
   then EM: propagation + random search, voting, a few times; at finer levels
   the NNF is the coarser one upsampled (2x its offsets), refined by fewer
   passes, and search stops above SEARCH_MAX_PX target pixels (the large holes'
   cost is bounded by that level);
-- at full resolution the upsampled NNF is refined by propagation only and the
-  vote copies full-resolution known pixels: the texture stays full resolution.
+- at full resolution the upsampled NNF is refined by propagation only and a
+  sharply weighted vote of the overlapping patches' matches copies
+  full-resolution known pixels: the texture stays full resolution.
 
 Only target patches that touch the hole are matched and only hole pixels
 change, so the cost follows the hole, not the box. Random numbers come
