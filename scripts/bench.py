@@ -264,7 +264,8 @@ def smplus_run(ann, folder, target, out, workers=1, level="instance", clock=None
     clock = clock or time.perf_counter
     t = clock()
     rep = transform(ann, folder, out, target, options=TransformOptions(mode="msm", psi_p=0.4, level=level, fill=fill),
-                    run=RunOptions(workers=workers, progress=False, overwrite=True, executor=executor)).report
+                    run=RunOptions(workers=workers, progress=False, overwrite=True, executor=executor,
+                                   allow_skips=True)).report
     return clock() - t, rep["counts"]["images"]
 
 
@@ -415,7 +416,7 @@ def speed_round(ann, folder, count, half_ann, half_folder, half, target, out):
 
 def peak_rss_mb(ann, folder, target, out):
     code = ("import resource, sys; sys.path.insert(0, %r); from smplus.pipeline import transform, RunOptions; "
-            "transform(%r, %r, %r, %r, run=RunOptions(progress=False, overwrite=True)); "
+            "transform(%r, %r, %r, %r, run=RunOptions(progress=False, overwrite=True, allow_skips=True)); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)") % (ROOT, ann, folder, out, target)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(r.stdout.split()[-1]) / 1024
@@ -578,9 +579,15 @@ from smplus.matting import warm_up
 from smplus.pipeline import RunOptions, transform
 from smplus.plan import TransformOptions
 warm_up()
+try:  # the fill's kernels too, where the checkout has them (loaded at the first fill otherwise)
+    from smplus.patchmatch import _warm_up
+    _warm_up()
+except ImportError:
+    pass
 clock = time.process_time if sys.argv[7] == "cpu" else time.perf_counter
 t = clock()
-rep = transform(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], run=RunOptions(workers=1, progress=False, overwrite=True),
+rep = transform(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5],
+                run=RunOptions(workers=1, progress=False, overwrite=True, allow_skips=True),
                 options=TransformOptions(mode="msm", psi_p=0.4, fill=sys.argv[6])).report
 print((clock() - t) * 1000 / rep["counts"]["images"])
 """
@@ -602,7 +609,9 @@ def fill_rows(source, images, target, n, rounds, baseline=None):
             floors.append(floor_ms(ann, folder))
             for r in runs:
                 out = subprocess.run([sys.executable, "-c", FILL_RUN, r[1], ann, folder, os.path.join(tmp, "out"), target,
-                                      r[2], clock], capture_output=True, text=True, check=True)
+                                      r[2], clock], capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"--fill {r[2]} ({r[1]}) failed:\n{out.stderr.strip()}")
                 ms[r].append(float(out.stdout.split()[-1]))
                 ratios[r].append(ms[r][-1] / floors[-1])
         print(f"\n{count} images, one worker, MSM+, PSI p=0.4; {clock} time; median of {rounds} rounds (range); "

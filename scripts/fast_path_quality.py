@@ -25,7 +25,8 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-DATA = os.path.join(ROOT, "..", "..", "shared", "data")  # /work/shared/data beside /work/wt/<name>
+DATA = next((d for d in (os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "..", "..", "shared", "data"))
+             if os.path.isdir(d)), os.path.join(ROOT, "..", "shared", "data"))  # beside the checkout, or a worktree's
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

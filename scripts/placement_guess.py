@@ -16,7 +16,8 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-DATA = os.path.join(ROOT, "..", "..", "shared", "data")  # /work/shared/data beside /work/wt/<name>
+DATA = next((d for d in (os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "..", "..", "shared", "data"))
+             if os.path.isdir(d)), os.path.join(ROOT, "..", "shared", "data"))  # beside the checkout, or a worktree's
 
 import numpy as np  # noqa: E402
 
@@ -26,9 +27,10 @@ def replay(m, scale, size, src_point, out_point, guess):
     import smplus.render as render
     from smplus.separate import warp_alpha
 
+    limit = max(scale, 1.0)
     own = render.placed_size(m.premult[..., 3])
     if guess == "own" and own is not None:
-        scale = min(size / (own / math.sqrt(m.sx * m.sy)), max(scale, 1.0))
+        scale = min(size / (own / math.sqrt(m.sx * m.sy)), limit)
     tried, best = [], math.inf
     while True:
         measured = render.placed_size(warp_alpha(m, scale, src_point, out_point)[2])
@@ -37,7 +39,7 @@ def replay(m, scale, size, src_point, out_point, guess):
         if error <= render.SIZE_AIM or len(tried) + 1 == render.PLACE_ROUNDS or (measured is None and scale >= 1.0):
             return len(tried) + 1, best
         tried.append((scale, measured or 0.0))
-        scale = render._corrected_scale(tried, size)
+        scale = render._corrected_scale(tried, size, limit)
 
 
 def main():

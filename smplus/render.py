@@ -161,10 +161,11 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
     not `scale`: the matted edge is not the polygon's (coco_tiny: 2.11 placements per instance
     against 2.30 from `scale`, 99.9 % within SIZE_AIM against 99.6 %; scripts/placement_guess.py).
     """
+    limit = max(scale, 1.0)  # no larger than the source unless planned so
     own = placed_size(m.premult[..., 3])
     if own is not None:
         own *= 1.0 / math.sqrt(m.sx * m.sy)
-        scale = min(size / own, max(scale, 1.0))  # no larger than the source unless planned so
+        scale = min(size / own, limit)
     best, best_error, tried = None, math.inf, []
     while True:
         ox, oy, alpha = warp_alpha(m, scale, src_point, out_point)  # colour only for the round kept
@@ -177,7 +178,7 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
             return Placement(pasted(ox, oy, warp(m, scale, src_point, out_point, alpha)[2], alpha), measured, scale,
                              len(tried) + 1, best_error <= SIZE_TOLERANCE)
         tried.append((scale, measured or 0.0))
-        scale = _corrected_scale(tried, size)
+        scale = _corrected_scale(tried, size, limit)
 
 
 def on_edge(m: Matte, placed: Placement, box: Tuple[float, float, float, float], size: float,
@@ -230,17 +231,21 @@ def _edge_offset(p: PastedInstance, box: Tuple[float, float, float, float], scal
     return off[0], off[1]
 
 
-def _corrected_scale(tried: List[Tuple[float, float]], size: float) -> float:
+def _corrected_scale(tried: List[Tuple[float, float]], size: float, limit: float = 1.0) -> float:
     """The next scale from the (scale, measured size) pairs so far (0: faint): interpolated
     between the nearest tries on either side of `size` once there are both, else
-    proportional, or FAINT_GROWTH larger while nothing reaches SUPPORT."""
+    proportional, or FAINT_GROWTH larger while nothing reaches SUPPORT; at most `limit`.
+
+    The limit matters for a nearly faint matte: a box measured a few thousandths of a
+    pixel wide asked for 6,000x its scale, a warp of 210 GB (coco_tiny repeated, a 1.6 px target).
+    """
     below = max((t for t in tried if t[1] < size), default=None)
     above = min((t for t in tried if t[1] > size), default=None)
     if below is not None and above is not None and below[0] < above[0]:
         (s0, m0), (s1, m1) = below, above
-        return s0 + (size - m0) * (s1 - s0) / (m1 - m0)
+        return min(s0 + (size - m0) * (s1 - s0) / (m1 - m0), limit)
     scale, measured = tried[-1]
-    return min(scale * FAINT_GROWTH, 1.0) if measured == 0.0 else scale * size / measured
+    return min(scale * FAINT_GROWTH, 1.0) if measured == 0.0 else min(scale * size / measured, limit)
 
 
 def decode_step(plan: ImagePlan, anns: Dict[int, dict], width: int, height: int) -> int:

@@ -233,3 +233,30 @@ def test_box_edges_are_within_half_a_pixel_of_the_support(h, w, seed, sparsity):
     x, y, bw, bh = box
     assert abs(x - xs.min()) <= 0.5 and abs(x + bw - xs.max() - 1) <= 0.5
     assert abs(y - ys.min()) <= 0.5 and abs(y + bh - ys.max() - 1) <= 0.5
+
+
+def test_a_nearly_faint_measurement_does_not_blow_up_the_scale(monkeypatch):
+    """A matte whose box measures a few thousandths of a pixel at its first placement (a 1.6 px
+    target on coco_tiny repeated: 7e-5 px) asked for 6,000x its scale, a 210 GB warp. The
+    loop's scale stays within the planned scale or the source's resolution, whichever is larger."""
+    import smplus.render as render
+
+    premult = np.zeros((16, 23, 4), np.float32)
+    premult[4:12, 5:18, 3], premult[4:12, 5:18, :3] = 1.0, 90.0
+    m = Matte(60, 260, 1.0, 1.0, premult)
+    calls, scales = [], []
+    real_size, real_warp = render.placed_size, render.warp_alpha
+
+    def first_nearly_faint(alpha):  # the matte's own size, then the first placement's: 7e-5 px
+        calls.append(alpha.shape)
+        return 7e-5 if len(calls) == 2 else real_size(alpha)
+
+    def recorded(m, scale, *args):
+        scales.append(scale)
+        return real_warp(m, scale, *args)
+
+    monkeypatch.setattr(render, "placed_size", first_nearly_faint)
+    monkeypatch.setattr(render, "warp_alpha", recorded)
+    placed = render.place_at_size(m, 0.216, 1.617, (66.6, 274.3), (66.6, 244.0))
+    assert scales[1] == 1.0 and max(scales) <= 1.0  # 5,982x the first scale before the limit
+    assert placed.size is not None and placed.instance.alpha.size <= premult[..., 3].size * 4
