@@ -27,10 +27,10 @@ def replay(m, scale, size, src_point, out_point, guess):
     import smplus.render as render
     from smplus.separate import warp_alpha
 
-    limit = max(scale, 1.0)
+    limit = render.PLACE_GROWTH * max(scale, 1.0)
     own = render.placed_size(m.premult[..., 3])
     if guess == "own" and own is not None:
-        scale = min(size / (own / math.sqrt(m.sx * m.sy)), limit)
+        scale = min(size / (own / math.sqrt(m.sx * m.sy)), max(scale, 1.0))
     tried, best = [], math.inf
     while True:
         measured = render.placed_size(warp_alpha(m, scale, src_point, out_point)[2])

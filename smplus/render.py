@@ -47,6 +47,9 @@ PLACE_ROUNDS = 8
 # It grows up to the source's resolution: a matte faint there (a 1-px wire)
 # has nothing to show, and a larger paste would only cost memory.
 FAINT_GROWTH = 1.5
+# A measured box far smaller than planned (a matte nearly faint at that scale) corrects the scale
+# by at most this factor per placement, and to at most this factor over max(planned scale, 1).
+PLACE_GROWTH = 4.0
 # Decode only what is used: libjpeg's DCT scaling decodes a JPEG at 1/2, 1/4 or 1/8 of its size.
 DECODE_STEPS = (8, 4, 2)
 # An instance scaled about a frame edge whose measured box side ends further from that edge than
@@ -161,11 +164,11 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
     not `scale`: the matted edge is not the polygon's (coco_tiny: 2.11 placements per instance
     against 2.30 from `scale`, 99.9 % within SIZE_AIM against 99.6 %; scripts/placement_guess.py).
     """
-    limit = max(scale, 1.0)  # no larger than the source unless planned so
     own = placed_size(m.premult[..., 3])
+    limit = PLACE_GROWTH * max(scale, 1.0)
     if own is not None:
         own *= 1.0 / math.sqrt(m.sx * m.sy)
-        scale = min(size / own, limit)
+        scale = min(size / own, max(scale, 1.0))  # no larger than the source unless planned so
     best, best_error, tried = None, math.inf, []
     while True:
         ox, oy, alpha = warp_alpha(m, scale, src_point, out_point)  # colour only for the round kept
@@ -231,13 +234,14 @@ def _edge_offset(p: PastedInstance, box: Tuple[float, float, float, float], scal
     return off[0], off[1]
 
 
-def _corrected_scale(tried: List[Tuple[float, float]], size: float, limit: float = 1.0) -> float:
+def _corrected_scale(tried: List[Tuple[float, float]], size: float, limit: float = math.inf) -> float:
     """The next scale from the (scale, measured size) pairs so far (0: faint): interpolated
     between the nearest tries on either side of `size` once there are both, else
-    proportional, or FAINT_GROWTH larger while nothing reaches SUPPORT; at most `limit`.
+    proportional (at most PLACE_GROWTH x the last), or FAINT_GROWTH larger while nothing
+    reaches SUPPORT; at most `limit`.
 
-    The limit matters for a nearly faint matte: a box measured a few thousandths of a
-    pixel wide asked for 6,000x its scale, a warp of 210 GB (coco_tiny repeated, a 1.6 px target).
+    The bounds matter for a nearly faint matte: a box measured a few thousandths of a pixel
+    wide asked for 5,982x its scale, a 210 GB warp (coco_tiny repeated, a 1.6 px target).
     """
     below = max((t for t in tried if t[1] < size), default=None)
     above = min((t for t in tried if t[1] > size), default=None)
@@ -245,7 +249,9 @@ def _corrected_scale(tried: List[Tuple[float, float]], size: float, limit: float
         (s0, m0), (s1, m1) = below, above
         return min(s0 + (size - m0) * (s1 - s0) / (m1 - m0), limit)
     scale, measured = tried[-1]
-    return min(scale * FAINT_GROWTH, 1.0) if measured == 0.0 else min(scale * size / measured, limit)
+    if measured == 0.0:
+        return min(scale * FAINT_GROWTH, 1.0)
+    return min(scale * min(size / measured, PLACE_GROWTH), limit)
 
 
 def decode_step(plan: ImagePlan, anns: Dict[int, dict], width: int, height: int) -> int:

@@ -238,7 +238,7 @@ def test_box_edges_are_within_half_a_pixel_of_the_support(h, w, seed, sparsity):
 def test_a_nearly_faint_measurement_does_not_blow_up_the_scale(monkeypatch):
     """A matte whose box measures a few thousandths of a pixel at its first placement (a 1.6 px
     target on coco_tiny repeated: 7e-5 px) asked for 6,000x its scale, a 210 GB warp. The
-    loop's scale stays within the planned scale or the source's resolution, whichever is larger."""
+    loop's scale grows at most 4x per placement and to 4x the planned scale or the source's resolution."""
     import smplus.render as render
 
     premult = np.zeros((16, 23, 4), np.float32)
@@ -258,5 +258,5 @@ def test_a_nearly_faint_measurement_does_not_blow_up_the_scale(monkeypatch):
     monkeypatch.setattr(render, "placed_size", first_nearly_faint)
     monkeypatch.setattr(render, "warp_alpha", recorded)
     placed = render.place_at_size(m, 0.216, 1.617, (66.6, 274.3), (66.6, 244.0))
-    assert scales[1] == 1.0 and max(scales) <= 1.0  # 5,982x the first scale before the limit
+    assert scales[1] <= 4.0 * scales[0] and max(scales) <= 4.0  # 5,982x the first scale before the bounds
     assert placed.size is not None and placed.instance.alpha.size <= premult[..., 3].size * 4
