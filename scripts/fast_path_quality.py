@@ -10,7 +10,7 @@ JPEG q95 encoding makes to the reference image. Rows by the instance's planned o
 s = scale x sqrt(w*h) of its source box (what the renderer knows before it mattes).
 
 --what matting: reference matted (closed-form alpha + foreground colours) at every size; shortcut:
-the mask feathered at the working resolution (separate.feathered).
+the mask feathered at the working resolution (`feathered`).
 --what matting-colour: the same, the shortcut keeping the matte's alpha and taking the crop's own
 colours (what skipping only the foreground-colour estimation would change).
 --what decode: reference from the fully decoded source; shortcut: from the source decoded at reduced
@@ -32,6 +32,15 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 BINS = [0, 8, 12, 16, 24, 32, 64, float("inf")]
+
+
+def feathered(crop_bgr, soft_mask, band):
+    """separate.matte's cheap stand-in measured here: alpha the mask feathered at the working
+    resolution (its area-averaged soft mask), colours the crop's, premultiplied as matte's."""
+    out = np.empty(crop_bgr.shape[:2] + (4,), np.float32)
+    np.multiply(crop_bgr, soft_mask[..., None], out=out[..., :3], dtype=np.float32)
+    out[..., 3] = soft_mask
+    return out
 
 
 def looser_step(factor):
@@ -82,12 +91,11 @@ def measure(source, images, target, what, looser=None):
             finally:
                 separate.matte = real_matte
         if what == "matting":
-            saved = separate.MATTE_MIN_SIZE
-            separate.MATTE_MIN_SIZE = float("inf")
+            separate.matte = feathered
             try:
                 return real_separate(image, seg, box, scale)
             finally:
-                separate.MATTE_MIN_SIZE = saved
+                separate.matte = real_matte
         reduced = state.get("reduced")
         if reduced is None:
             return None
@@ -150,8 +158,6 @@ def measure(source, images, target, what, looser=None):
         state["reduced"] = (real_decode(images_dir, image, k), k) if k > 1 else None
         return real_decode(images_dir, image, 1)
 
-    if what.startswith("matting"):
-        separate.MATTE_MIN_SIZE = 0.0  # the reference: every instance matted
     render.separate, render.place_at_size, Grain.match, task.encode_image = (wrapped_separate, wrapped_place,
                                                                             wrapped_match, wrapped_encode)
     real_render_step = render.decode_step

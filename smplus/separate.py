@@ -34,13 +34,6 @@ BAND = 0.015        # trimap band, relative to the longer side: COCO polygons ar
 ALPHA_PREFILTER = 0.5
 PREFILTER = 0.25
 SHARP_ALPHA = 0.05  # where the sharp alpha is below this, the colour is its neighbours' (see warp)
-# Matting where it shows: an instance planned under this output size (s = sqrt(w*h), px) would take
-# the mask feathered at the working resolution (separate.feathered) instead of the closed-form solve.
-# 0: every instance is matted. Measured (scripts/fast_path_quality.py --what matting, coco_tiny): the
-# feathered edge differs from the matte by 1.3-1.6x JPEG q95's own noise on the same pixels at every
-# size, 0-8 px included (the solved alpha moves the polygon's edge by 0.24 on average over the band),
-# so there is no size below which skipping the solve hides under JPEG noise.
-MATTE_MIN_SIZE = 0.0
 
 
 @dataclass
@@ -112,15 +105,6 @@ class Matte:
     end: Optional[Tuple[float, float]] = None
 
 
-def feathered(crop_bgr: np.ndarray, soft_mask: np.ndarray) -> np.ndarray:
-    """matte()'s cheap stand-in for tiny instances: alpha the soft mask, colours the crop's
-    (h x w x 4 float32, premultiplied as matte's)."""
-    out = np.empty(crop_bgr.shape[:2] + (4,), np.float32)
-    np.multiply(crop_bgr, soft_mask[..., None], out=out[..., :3], dtype=np.float32)
-    out[..., 3] = soft_mask
-    return out
-
-
 def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, float],
              scale: float, step: int = 1, size: Optional[Tuple[int, int]] = None) -> Matte | None:
     """Cut the instance (a COCO `segmentation`, source `box`) out of `image` and matte it.
@@ -163,10 +147,7 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
     else:
         work, soft = crop, mask
     sx, sy = work.shape[1] / span_x, work.shape[0] / span_y  # exact per-axis scales
-    if scale * math.sqrt(w * h) >= MATTE_MIN_SIZE:
-        premult = matte(work, soft, band)
-    else:
-        premult = feathered(work, soft)
+    premult = matte(work, soft, band)  # at every size: a feathered mask differs by more than JPEG noise (docs/performance.md)
     if scale >= sw * 0.999 and sw < 1.0 and step == 1:
         # Upsampling from the working size would blur: go back to source
         # resolution, with source colours where the instance is opaque and the
