@@ -198,8 +198,8 @@ def on_edge(m: Matte, placed: Placement, box: Tuple[float, float, float, float],
     the cut would float with it), and the size is corrected again there. A sub-pixel move
     changes the anti-aliasing: up to EDGE_ROUNDS moves, each kept while it comes nearer.
     """
-    if placed.size is None:
-        return placed
+    if placed.size is None or all(box[k] < src_point[k] < box[k] + box[k + 2] for k in (0, 1)):
+        return placed  # scaled about its box centre on both axes: no edge to keep
     best, off = placed, _edge_offset(placed.instance, box, placed.scale, src_point, out_point)
     point = tuple(out_point)
     for _ in range(EDGE_ROUNDS):
