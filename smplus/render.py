@@ -17,6 +17,7 @@ from pycocotools import mask as mask_utils
 from .background import DEFAULT_FILL, hole_mask, inpaint_holes
 from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
 from .grain import Grain
+from .kernels import alpha_crossings
 from .plan import MIN_SIDE, ImagePlan, clipped_box
 from .separate import Matte, PastedInstance, pasted, separate, warp, warp_alpha, working_scale
 
@@ -125,8 +126,12 @@ def edge_crossings(profile: np.ndarray) -> Optional[Tuple[float, float]]:
 
 
 def alpha_box(alpha: np.ndarray) -> Optional[List[float]]:
-    """The [x, y, w, h] box of an alpha map, to sub-pixel precision."""
-    xs, ys = edge_crossings(alpha.max(axis=0)), edge_crossings(alpha.max(axis=1))
+    """The [x, y, w, h] box of an alpha map, to sub-pixel precision: the edge_crossings of its column
+    and row maxima (one numba call, kernels.alpha_crossings: it runs ~3 times an instance)."""
+    if alpha.size:
+        found, x0, x1, y0, y1 = alpha_crossings(alpha, SUPPORT)
+        return [x0, y0, x1 - x0, y1 - y0] if found else None
+    xs, ys = edge_crossings(alpha.max(axis=0)), edge_crossings(alpha.max(axis=1))  # (raises, as numpy does)
     if xs is None or ys is None:
         return None
     return [xs[0], ys[0], xs[1] - xs[0], ys[1] - ys[0]]
