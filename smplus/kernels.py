@@ -57,3 +57,64 @@ def alpha_crossings(alpha, support):
     if not fy:
         return False, 0.0, 0.0, 0.0, 0.0
     return True, x0, x1, y0, y1
+
+
+@_kernel
+def shrunk_colour(sharp, alpha, sharp_alpha_min):
+    """separate.warp's colour when shrinking: the sharp patch's own colour (premultiplied / its alpha,
+    at least `sharp_alpha_min`) times the smooth `alpha`, h x w x 3 float32; and whether some pixel is
+    a fringe (sharp alpha under the minimum, smooth alpha above 0: its colour comes from fringe_colour)."""
+    h, w, _ = sharp.shape
+    out = np.empty((h, w, 3), np.float32)
+    fringe = False
+    for y in range(h):
+        for x in range(w):
+            sa = sharp[y, x, 3]
+            a = alpha[y, x]
+            k = a / max(sa, sharp_alpha_min)  # (numpy's maximum: a NaN wins)
+            if sa != sa:
+                k = a / sa
+            for c in range(3):
+                out[y, x, c] = sharp[y, x, c] * k
+            if sa < sharp_alpha_min and a > 0.0:
+                fringe = True
+    return out, fringe
+
+
+@_kernel
+def fringe_colour(out, near, alpha, sharp, sharp_alpha_min, tiny):
+    """In place: the colour of the fringe pixels of `out` (shrunk_colour) from `near`, the sharp patch
+    blurred: its colour (premultiplied / its alpha, at least `tiny`) times alpha."""
+    h, w, _ = out.shape
+    for y in range(h):
+        for x in range(w):
+            a = alpha[y, x]
+            if sharp[y, x, 3] < sharp_alpha_min and a > 0.0:
+                na = near[y, x, 3]
+                k = a / max(na, tiny)
+                if na != na:
+                    k = a / na
+                for c in range(3):
+                    out[y, x, c] = near[y, x, c] * k
+
+
+@_kernel
+def ring_median(gray, blurred, y0, y1, x0, x1):
+    """grain.Grain.level's ring statistic: the (upper) median of |gray - blurred| (the residual) outside
+    rows [y0, y1) x columns [x0, x1) (a slice, clipped as numpy clips it); (found, value)."""
+    h, w = gray.shape
+    y0, y1, x0, x1 = min(max(y0, 0), h), min(max(y1, 0), h), min(max(x0, 0), w), min(max(x1, 0), w)
+    n = h * w - max(0, y1 - y0) * max(0, x1 - x0)
+    if n == 0:
+        return False, np.float32(0.0)
+    values = np.empty(n, gray.dtype)
+    t = 0
+    for y in range(h):
+        skip = y0 <= y < y1
+        for x in range(w):
+            if skip and x0 <= x < x1:
+                continue
+            values[t] = abs(gray[y, x] - blurred[y, x])
+            t += 1
+    k = n // 2
+    return True, np.partition(values, k)[k]

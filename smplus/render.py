@@ -19,7 +19,7 @@ from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_r
 from .grain import Grain
 from .kernels import alpha_crossings
 from .plan import MIN_SIDE, ImagePlan, clipped_box
-from .separate import Matte, PastedInstance, pasted, separate, warp, warp_alpha, working_scale
+from .separate import Matte, PastedInstance, separate, warp_alpha, warp_pasted, working_scale
 
 # One support for the mask and the box of every output annotation: pixels at
 # least this covered. `segmentation` is that set of pixels; `bbox` is where the
@@ -182,8 +182,8 @@ def place_at_size(m: Matte, scale: float, size: float, src_point: Tuple[float, f
         if best is None or error < best_error:
             best, best_error = (ox, oy, alpha, measured, scale), error
         if error <= SIZE_AIM or len(tried) + 1 == PLACE_ROUNDS or (measured is None and scale >= 1.0):
-            ox, oy, alpha, measured, scale = best
-            return Placement(pasted(ox, oy, warp(m, scale, src_point, out_point, alpha)[2], alpha), measured, scale,
+            _, _, alpha, measured, scale = best
+            return Placement(warp_pasted(m, scale, src_point, out_point, alpha), measured, scale,
                              len(tried) + 1, best_error <= SIZE_TOLERANCE)
         tried.append((scale, measured or 0.0))
         scale = _corrected_scale(tried, size, limit)

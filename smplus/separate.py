@@ -214,23 +214,45 @@ def warp(m: Matte, scale: float, src_point: Tuple[float, float],
     g = _geometry(m, scale, src_point, out_point)
     if g.ax >= 1.0 and g.ay >= 1.0:
         return g.ox, g.oy, _cut_at_frame(_warped(g.premult, g.M, g.pw, g.ph), m, g, scale, src_point, out_point)
-    # Shrinking: anti-alias first. The alpha takes the smooth filter; the colour is the object's
-    # own colour (premultiplied / alpha) of the sharp one, times that alpha: a sharper interior,
-    # and no halo from two alphas that disagree on the edge. Where the sharp alpha fades out
-    # before the smooth one, the colour is its neighbours' (normalized blur of the sharp patch).
-    # The cut at the frame is the alpha's, so the colour, scaled by it, is cut with it.
+    colour, alpha = _shrunk(m, g, scale, src_point, out_point, alpha)
+    placed = np.empty(alpha.shape + (4,), np.float32)
+    placed[..., :3] = colour
+    placed[..., 3] = alpha
+    return g.ox, g.oy, placed
+
+
+def warp_pasted(m: Matte, scale: float, src_point: Tuple[float, float], out_point: Tuple[float, float],
+                alpha: np.ndarray) -> PastedInstance:
+    """pasted(*warp(m, scale, src_point, out_point, alpha), alpha), without the four-channel patch between."""
+    g = _geometry(m, scale, src_point, out_point)
+    if g.ax >= 1.0 and g.ay >= 1.0:
+        return pasted(*warp(m, scale, src_point, out_point, alpha)[:3], alpha)
+    colour, alpha = _shrunk(m, g, scale, src_point, out_point, alpha)
+    return PastedInstance(g.ox, g.oy, colour, alpha)
+
+
+_SHARP_ALPHA32, _TINY32 = np.float32(SHARP_ALPHA), np.float32(1e-6)  # as numpy compares float32 with a float
+
+
+def _shrunk(m: Matte, g: "_Geometry", scale: float, src_point: Tuple[float, float], out_point: Tuple[float, float],
+            alpha: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """warp's colour (h x w x 3 float32, premultiplied) and alpha when shrinking (kernels.shrunk_colour).
+
+    Anti-alias first. The alpha takes the smooth filter; the colour is the object's
+    own colour (premultiplied / alpha) of the sharp one, times that alpha: a sharper interior,
+    and no halo from two alphas that disagree on the edge. Where the sharp alpha fades out
+    before the smooth one, the colour is its neighbours' (normalized blur of the sharp patch).
+    The cut at the frame is the alpha's, so the colour, scaled by it, is cut with it."""
+    from .kernels import fringe_colour, shrunk_colour
+
     sharp = _warped(_prefiltered(g.premult, g.ax, g.ay, PREFILTER), g.M, g.pw, g.ph)
     if alpha is None:
         alpha = _cut_at_frame(_smooth_alpha(g), m, g, scale, src_point, out_point)
-    sharp_alpha = sharp[..., 3]
-    placed = np.empty_like(sharp)
-    placed[..., :3] = sharp[..., :3] * (alpha / np.maximum(sharp_alpha, SHARP_ALPHA))[..., None]
-    placed[..., 3] = alpha
-    fringe = (sharp_alpha < SHARP_ALPHA) & (alpha > 0.0)
-    if fringe.any():
-        near = cv2.GaussianBlur(sharp, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)[fringe]
-        placed[..., :3][fringe] = near[:, :3] * (alpha[fringe] / np.maximum(near[:, 3], 1e-6))[:, None]
-    return g.ox, g.oy, placed
+    colour, fringe = shrunk_colour(sharp, alpha, _SHARP_ALPHA32)
+    if fringe:
+        near = cv2.GaussianBlur(sharp, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)
+        fringe_colour(colour, near, alpha, sharp, _SHARP_ALPHA32, _TINY32)
+    return colour, alpha
 
 
 def warp_alpha(m: Matte, scale: float, src_point: Tuple[float, float],
