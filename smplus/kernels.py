@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .matting import _kernel
+from .jit import _kernel
 
 
 @_kernel

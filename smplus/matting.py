@@ -25,14 +25,12 @@ compiling first if needed and saying so in one line on stderr.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
 from typing import Callable, Optional
 
 import numpy as np
-from numba import njit
+
+from .jit import _compile_lock, _kernel, cache_dir  # noqa: F401  (cache_dir, _compile_lock: also this module's API)
 
 EPSILON = 1e-7          # regularizes each window's colour covariance (pymatting's default)
 KNOWN_BG, KNOWN_FG = 0.1, 0.9  # trimap values at or below / above: known (pymatting's thresholds)
@@ -70,47 +68,6 @@ def _ic0_products():
 
 _IC_START, _IC_ROW, _IC_COL = _ic0_products()
 
-
-
-def cache_dir() -> str:
-    """Where numba caches the compiled kernels: NUMBA_CACHE_DIR when set, else the user's cache folder.
-
-    Never the package's own __pycache__ (numba's default): files pip does not know
-    outlive `pip uninstall`, and the leftover smplus/ folder (no __init__.py) then
-    imports as a namespace package that shadows a later editable install.
-    """
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.environ["NUMBA_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "smplus", "numba")
-
-
-def _usable_cache_dir() -> str:
-    """cache_dir(), or a folder in the temp dir if it cannot be created (numba would fall back to the package)."""
-    path = cache_dir()
-    try:
-        os.makedirs(path, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    return os.path.join(tempfile.gettempdir(), f"smplus-numba-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
-
-
-_CACHE_DIR = _usable_cache_dir()
-
-
-def _kernel(fn):
-    """njit with the on-disk cache in _CACHE_DIR: numba picks a function's cache folder when it is
-    decorated, so numba's global setting is changed only for that moment (other numba users keep theirs)."""
-    from numba.core import config
-
-    saved = config.CACHE_DIR
-    config.CACHE_DIR = _CACHE_DIR
-    try:
-        return njit(cache=True, nogil=True, error_model="numpy")(fn)
-    finally:
-        config.CACHE_DIR = saved
 
 
 COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per installation "
@@ -584,24 +541,3 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
         fringe_colour(colour, sharp, sharp[..., 3].copy(), sharp, np.float32(0.05), np.float32(1e-6))
         ring_median(sharp[..., 3].copy(), sharp[..., 2].copy(), 1, 3, 2, 9)
     _warm = True
-
-
-@contextlib.contextmanager
-def _compile_lock():
-    """An exclusive lock across processes of this user (where the platform has one)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: processes may compile side by side
-        yield
-        return
-    try:
-        f = open(os.path.join(tempfile.gettempdir(), f"smplus-numba-{os.getuid()}.lock"), "a")
-    except OSError:  # no writable temp dir: compile side by side rather than fail
-        yield
-        return
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,142 @@
+"""The numba kernels of render's hot path (smplus/kernels.py) give, bit for bit, what the numpy
+code they replaced gave: that code is written out here as the reference, run on the same inputs
+(random patches, the shapes and values placement makes, NaN, nothing at SUPPORT, strided views)."""
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smplus import grain
+from smplus.kernels import fringe_colour, ring_median, shrunk_colour
+from smplus.render import SUPPORT, alpha_box, edge_crossings
+from smplus.separate import SHARP_ALPHA, PastedInstance
+
+
+def numpy_alpha_box(alpha):
+    """render.alpha_box before the kernel."""
+    xs, ys = edge_crossings(alpha.max(axis=0)), edge_crossings(alpha.max(axis=1))
+    if xs is None or ys is None:
+        return None
+    return [xs[0], ys[0], xs[1] - xs[0], ys[1] - ys[0]]
+
+
+def numpy_shrunk(sharp, alpha):
+    """separate.warp's shrinking colour before the kernels."""
+    sharp_alpha = sharp[..., 3]
+    placed = np.empty_like(sharp)
+    placed[..., :3] = sharp[..., :3] * (alpha / np.maximum(sharp_alpha, SHARP_ALPHA))[..., None]
+    placed[..., 3] = alpha
+    fringe = (sharp_alpha < SHARP_ALPHA) & (alpha > 0.0)
+    if fringe.any():
+        near = cv2.GaussianBlur(sharp, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)[fringe]
+        placed[..., :3][fringe] = near[:, :3] * (alpha[fringe] / np.maximum(near[:, 3], 1e-6))[:, None]
+    return placed[..., :3]
+
+
+def kernel_shrunk(sharp, alpha):
+    colour, fringe = shrunk_colour(sharp, alpha, np.float32(SHARP_ALPHA))
+    if fringe:
+        near = cv2.GaussianBlur(sharp, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)
+        fringe_colour(colour, near, alpha, sharp, np.float32(SHARP_ALPHA), np.float32(1e-6))
+    return colour
+
+
+def patch(seed, h, w, faint=0.0):
+    """A soft blob of alpha (float32) with some pixels near and under SUPPORT and SHARP_ALPHA."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    blob = np.exp(-(((yy - h / 2) / (0.3 * h + 1)) ** 2 + ((xx - w / 2) / (0.3 * w + 1)) ** 2))
+    alpha = np.clip(blob * rng.uniform(0.2, 1.3) + rng.normal(0, 0.05, (h, w)) - faint, 0, 1).astype(np.float32)
+    return rng, alpha
+
+
+def same(a, b):
+    return a is None and b is None or a == b  # floats compared exactly
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 40), st.integers(1, 40), st.floats(0, 1.2))
+def test_alpha_box_is_the_numpy_rule_bit_for_bit(seed, h, w, faint):
+    _, alpha = patch(seed, h, w, faint)
+    assert same(alpha_box(alpha), numpy_alpha_box(alpha))
+    four = np.dstack([alpha * 0.5] * 3 + [alpha])  # a matte's alpha: a strided view
+    assert same(alpha_box(four[..., 3]), numpy_alpha_box(four[..., 3]))
+    wide = alpha.astype(np.float64)  # tests and scripts hand it float64 maps too
+    assert same(alpha_box(wide), numpy_alpha_box(wide))
+
+
+def test_alpha_box_edge_cases_as_numpy():
+    assert alpha_box(np.zeros((5, 7), np.float32)) is None  # nothing reaches SUPPORT
+    one = np.zeros((5, 7), np.float32)
+    one[2, 3] = SUPPORT  # exactly at SUPPORT counts (float32 0.4 against the float 0.4)
+    assert alpha_box(one) == numpy_alpha_box(one) and alpha_box(one) is not None
+    just_under = np.nextafter(np.float32(SUPPORT), np.float32(0))
+    one[2, 3] = just_under
+    assert alpha_box(one) is None and numpy_alpha_box(one) is None
+    nan = np.full((4, 6), 0.9, np.float32)
+    nan[1, 2] = np.nan  # numpy's max lets a NaN win: its column and row are not at SUPPORT
+    assert alpha_box(nan) == numpy_alpha_box(nan)
+    with pytest.raises(ValueError):
+        alpha_box(np.zeros((0, 3), np.float32))  # as numpy's max raises
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 30), st.floats(0, 0.6))
+def test_shrunk_colour_is_the_numpy_warp_bit_for_bit(seed, h, w, faint):
+    rng, alpha = patch(seed, h, w, faint)
+    sharp_alpha = np.clip(alpha * rng.uniform(0.5, 1.5) - rng.uniform(0, 0.1), 0, 1.2).astype(np.float32)
+    colour = rng.uniform(0, 255, (h, w, 3)).astype(np.float32) * sharp_alpha[..., None]
+    sharp = np.ascontiguousarray(np.dstack([colour, sharp_alpha]))
+    assert np.array_equal(kernel_shrunk(sharp, alpha), numpy_shrunk(sharp, alpha))
+
+
+def test_shrunk_colour_fringe_and_nan_as_numpy():
+    sharp = np.zeros((6, 6, 4), np.float32)
+    sharp[1:5, 1:5] = [40.0, 80.0, 120.0, 0.8]
+    sharp[2, 2, 3] = 0.01  # a fringe pixel inside: its colour comes from the blur
+    sharp[3, 3, 3] = np.nan
+    alpha = np.full((6, 6), 0.5, np.float32)
+    assert np.array_equal(kernel_shrunk(sharp, alpha), numpy_shrunk(sharp, alpha), equal_nan=True)
+    _, fringe = shrunk_colour(sharp, alpha, np.float32(SHARP_ALPHA))
+    assert fringe
+
+
+def numpy_level(self, canvas, p):
+    """grain.Grain.level before the kernel."""
+    H, W = canvas.shape[:2]
+    h, w = p.alpha.shape
+    m = max(3, int(round(grain.RING * max(h, w))))
+    x0, y0, x1, y1 = max(0, p.x0 - m), max(0, p.y0 - m), min(W, p.x0 + w + m), min(H, p.y0 + h + m)
+    lo, hi = self.range
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return lo
+    r = np.abs(grain.residual(grain.luminance(canvas[y0:y1, x0:x1])))
+    ring = np.ones(r.shape, bool)
+    ring[max(0, p.y0 - y0):p.y0 + h - y0, max(0, p.x0 - x0):p.x0 + w - x0] = False
+    if not ring.any():
+        return lo
+    values = r[ring]
+    k = values.size // 2
+    return min(max(float(np.partition(values, k)[k]) * grain.MAD_TO_SIGMA, lo), hi)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 50), st.integers(1, 50), st.integers(-10, 90), st.integers(-10, 70))
+def test_grain_level_is_the_numpy_ring_median_bit_for_bit(seed, h, w, x0, y0):
+    rng = np.random.default_rng(seed)
+    canvas = cv2.GaussianBlur(rng.integers(0, 256, (80, 100, 3), dtype=np.uint8), (0, 0), rng.uniform(0.3, 2))
+    x0, y0 = max(0, min(x0, 100 - 1)), max(0, min(y0, 80 - 1))  # render clips pastes to the canvas
+    h, w = min(h, 80 - y0), min(w, 100 - x0)
+    p = PastedInstance(x0, y0, np.zeros((h, w, 3), np.float32), np.ones((h, w), np.float32))
+    g = grain.Grain(canvas, 1)
+    assert g.level(canvas, p) == numpy_level(g, canvas, p)
+
+
+def test_ring_median_with_no_ring_and_clipped_slices():
+    gray = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert ring_median(gray, gray * 0, 0, 3, 0, 4)[0] is False  # all inside: no ring
+    found, value = ring_median(gray, gray * 0, 1, 9, 1, 9)  # clipped as a slice: rows 1-2, columns 1-3
+    values = np.abs(gray)[np.ones((3, 4), bool) & ~np.pad(np.ones((2, 3), bool), ((1, 0), (1, 0)))]
+    assert found and value == np.partition(values, values.size // 2)[values.size // 2]
