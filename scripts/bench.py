@@ -344,7 +344,7 @@ def grain_costs(ann, folder, target, out, clock=time.perf_counter):
 
     spent = {"match": 0.0, "now": 0.0, "before": 0.0, "sharpen": 0.0}
     calls = {"match": 0, "rounds": 0}
-    match, warp, warp_alpha, sharpened = grain.Grain.match, render.warp, render.warp_alpha, grain.sharpened
+    match, warp, warp_alpha, sharpened = grain.Grain.match, render.warp_pasted, render.warp_alpha, grain.sharpened
 
     def timed(f, key):
         def call(*a, **k):
@@ -370,12 +370,12 @@ def grain_costs(ann, folder, target, out, clock=time.perf_counter):
         calls["match"] += 1
         return timed(match, "match")(*a, **k)
 
-    grain.Grain.match, render.warp, render.warp_alpha = timed_match, timed(warp, "now"), timed_round
+    grain.Grain.match, render.warp_pasted, render.warp_alpha = timed_match, timed(warp, "now"), timed_round
     grain.sharpened = timed(sharpened, "sharpen")  # (within Grain.match's time)
     try:
         smplus_run(ann, folder, target, out, clock=clock)
     finally:
-        grain.Grain.match, render.warp, render.warp_alpha, grain.sharpened = match, warp, warp_alpha, sharpened
+        grain.Grain.match, render.warp_pasted, render.warp_alpha, grain.sharpened = match, warp, warp_alpha, sharpened
     n = max(calls["match"], 1)
     return {"match_ms": spent["match"] * 1000 / n, "sharpen_ms": spent["sharpen"] * 1000 / n,
             "instances": calls["match"], "rounds": calls["rounds"],

@@ -375,12 +375,17 @@ def patch_to_rle(patch: np.ndarray, x0: int, y0: int, height: int, width: int) -
     runs of zeros. (Encoding the whole image per instance cost ~0.2 ms.)
     """
     h, w = patch.shape
-    strip = np.zeros((height, w), np.uint8)
-    strip[y0:y0 + h] = patch
-    flat = strip.ravel(order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    runs = np.diff(np.concatenate(([0], change, [flat.size])))
-    counts = ([0] if flat[0] else []) + runs.tolist()  # runs start with zeros
+    if 0 <= y0 and y0 + h <= height and h and w:  # one numba call (the runs as below; ~3x faster)
+        from .kernels import strip_runs
+
+        counts = strip_runs(patch, y0, height).tolist()
+    else:
+        strip = np.zeros((height, w), np.uint8)
+        strip[y0:y0 + h] = patch
+        flat = strip.ravel(order="F")
+        change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        runs = np.diff(np.concatenate(([0], change, [flat.size])))
+        counts = ([0] if flat[0] else []) + runs.tolist()  # runs start with zeros
     counts[0] += x0 * height
     right = (width - x0 - w) * height
     if len(counts) % 2:  # ends with zeros

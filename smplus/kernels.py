@@ -118,3 +118,25 @@ def ring_median(gray, blurred, y0, y1, x0, x1):
             t += 1
     k = n // 2
     return True, np.partition(values, k)[k]
+
+
+@_kernel
+def strip_runs(patch, y0, height):
+    """coco.patch_to_rle's runs: the column-major run lengths of a `height` x w strip holding `patch`
+    (h x w, 0 or not) at row y0 (0 <= y0, y0 + h <= height) and zeros elsewhere, from a run of zeros
+    (0 long if the strip starts with a set pixel)."""
+    h, w = patch.shape
+    runs = np.empty(w * (h + 2) + 2, np.int64)
+    n, current, length = 0, 0, 0
+    for x in range(w):
+        for part in range(3):  # zeros above the patch, its column, zeros below
+            rows = y0 if part == 0 else (h if part == 1 else height - y0 - h)
+            for r in range(rows):
+                v = 1 if part == 1 and patch[r, x] != 0 else 0
+                if v != current:
+                    runs[n] = length
+                    n += 1
+                    current, length = v, 0
+                length += 1
+    runs[n] = length
+    return runs[:n + 1]

@@ -530,7 +530,7 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
     yy, xx = np.mgrid[0:8, 0:8]
     crop = (np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0]) * 255).astype(np.uint8)
     trimap = np.where(xx < 3, 1.0, np.where(xx > 4, 0.0, 0.5))
-    from .kernels import alpha_crossings, fringe_colour, ring_median, shrunk_colour  # render's, in the same cache
+    from .kernels import alpha_crossings, fringe_colour, ring_median, shrunk_colour, strip_runs  # render's
 
     with _compile_lock(), event.install_listener("numba:compile", Notice()):
         premultiplied_matte(crop, trimap, (xx < 4).astype(np.float32))
@@ -540,4 +540,5 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
         colour, _ = shrunk_colour(sharp, sharp[..., 3].copy(), np.float32(0.05))
         fringe_colour(colour, sharp, sharp[..., 3].copy(), sharp, np.float32(0.05), np.float32(1e-6))
         ring_median(sharp[..., 3].copy(), sharp[..., 2].copy(), 1, 3, 2, 9)
+        strip_runs((trimap > 0.5).astype(np.uint8), 2, 12)
     _warm = True
