@@ -6,6 +6,9 @@
     python scripts/bench.py --fills [--rounds R] [--baseline CHECKOUT] [--cpu-time]
         (only the fast path, --fill telea, and the default fill side by side, each as a ratio to the floor;
         with --baseline, the same runs of another checkout's smplus interleaved with this one's)
+    python scripts/bench.py --steps [--rounds R] [--baseline CHECKOUT] [--cpu-time]
+        (only where a one-worker --fill telea run spends its time, per step, ms/img; with --baseline, beside it
+        the same for another checkout, each run in a fresh process, interleaved)
 
 Rows: decode+encode of every image (the floor); SM+'s own I/O floor (decode the
 source, decode the new background where PSI draws one, encode); per-instance
@@ -629,6 +632,54 @@ def fill_rows(source, images, target, n, rounds, baseline=None):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+STEPS_RUN = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import bench  # (puts this checkout first on the path: its smplus is dropped, the measured checkout's loaded)
+for name in [m for m in sys.modules if m == "smplus" or m.startswith("smplus.")]:
+    del sys.modules[name]
+sys.path.insert(0, sys.argv[2])
+import cv2
+cv2.setNumThreads(1)  # as a worker process runs
+from smplus.matting import warm_up
+warm_up()
+bench.CLOCK = time.process_time if sys.argv[7] == "cpu" else time.perf_counter
+rows, total = bench.profile_rows(sys.argv[3], sys.argv[4], sys.argv[6], sys.argv[5])
+print(json.dumps({"rows": rows, "total": total}))
+"""
+
+
+def step_rows(source, images, target, n, rounds, baseline=None):
+    """Where a one-worker --fill telea run spends its time (profile_rows), for this checkout and, with
+    `baseline`, another one, each run in a fresh process, interleaved in `rounds` rounds; ms/img, median."""
+    tmp = tempfile.mkdtemp(prefix="smplus-bench-")
+    try:
+        ann, folder, count = repeated_set(source, images, n, tmp)
+        checkouts = [("this checkout", ROOT)] + ([("baseline", os.path.abspath(baseline))] if baseline else [])
+        clock = "cpu" if CLOCK is time.process_time else "wall"
+        got = {name: [] for name, _ in checkouts}
+        for _ in range(rounds):
+            for name, root in checkouts:
+                out = subprocess.run([sys.executable, "-c", STEPS_RUN, os.path.dirname(os.path.abspath(__file__)), root,
+                                      ann, folder, os.path.join(tmp, "out"), target, clock], capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"steps ({root}) failed:\n{out.stderr.strip()}")
+                got[name].append(json.loads(out.stdout.splitlines()[-1]))
+        print(f"\n{count} images, one worker, MSM+, PSI p=0.4, --fill telea; {clock} time; ms/img, median of {rounds} "
+              f"rounds (range)" + (f"; baseline {baseline}" if baseline else "") + "\n")
+        print("| step | " + " | ".join(name for name, _ in checkouts) + " |")
+        print("|---|" + "---|" * len(checkouts))
+        labels = [label for label, _ in got["this checkout"][0]["rows"]] + ["total"]
+
+        def cell(runs, k):
+            v = [r["total"] if k == len(labels) - 1 else r["rows"][k][1] for r in runs]
+            return f"{np.median(v):.2f} ({min(v):.2f}-{max(v):.2f})"
+        for k, label in enumerate(labels):
+            print(f"| {label} | " + " | ".join(cell(got[name], k) for name, _ in checkouts) + " |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default=os.path.join(SHARED, "coco_tiny", "annotations", "instances_val2017.json"))
@@ -644,7 +695,11 @@ def main():
                     help="only the SMPlusDataset row: cost per sample against the offline per-image render")
     ap.add_argument("--fills", action="store_true",
                     help="only the fast path (--fill telea) and the default fill side by side, as ratios to the floor")
-    ap.add_argument("--baseline", metavar="CHECKOUT", help="with --fills: also another checkout's smplus, interleaved")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="with --fills or --steps: also another checkout's smplus, interleaved")
+    ap.add_argument("--steps", action="store_true",
+                    help="only where a one-worker --fill telea run spends its time, per step (with --baseline: "
+                         "another checkout's beside it)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray section")
     ap.add_argument("--repeat", type=int, default=3, help="runs per executor in the Ray section")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the speed rows (each row: their median)")
@@ -660,6 +715,8 @@ def main():
     n = 100 if args.quick else args.min_images
     if args.fills:
         return fill_rows(args.source, args.images, args.target, n, args.rounds, args.baseline)
+    if args.steps:
+        return step_rows(args.source, args.images, args.target, n, args.rounds, args.baseline)
     if args.work:
         import smplus.separate as separate
 
