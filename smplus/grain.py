@@ -34,6 +34,7 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
+from .kernels import add_luma, composite, ring_median
 from .separate import PastedInstance
 
 RESIDUAL_SIGMA = 1.0    # the high-pass that measures grain: luminance minus its blur at this sigma
@@ -153,8 +154,6 @@ class Grain:
         lo, hi = self.range
         if x1 - x0 < 3 or y1 - y0 < 3:
             return lo
-        from .kernels import ring_median
-
         gray = luminance(canvas[y0:y1, x0:x1])  # its residual's |values| in the ring, their median: one call
         found, median = ring_median(gray, cv2.GaussianBlur(gray, (0, 0), RESIDUAL_SIGMA, borderType=cv2.BORDER_REFLECT),
                                     max(0, p.y0 - y0), p.y0 + h - y0, max(0, p.x0 - x0), p.x0 + w - x0)
@@ -177,8 +176,8 @@ class Grain:
         rng = generator(*self.key, scale, *key)
         noise = rng.standard_normal(alpha.shape, dtype=np.float32)
         noise = cv2.GaussianBlur(noise, (0, 0), SPECTRUM_SIGMA, borderType=cv2.BORDER_REFLECT)
-        noise *= np.float32(add / GAIN)
-        return PastedInstance(p.x0, p.y0, p.color + (alpha * noise)[..., None], alpha)
+        # colour + alpha * (noise * level / GAIN), one kernel call
+        return PastedInstance(p.x0, p.y0, add_luma(p.color, alpha, noise, noise, np.float32(add / GAIN), False), alpha)
 
 
 def sharpened(p: PastedInstance, canvas: np.ndarray, amount: float) -> PastedInstance:
@@ -194,10 +193,10 @@ def sharpened(p: PastedInstance, canvas: np.ndarray, amount: float) -> PastedIns
         return p
     alpha = p.alpha
     h, w = alpha.shape
-    below = canvas[p.y0:p.y0 + h, p.x0:p.x0 + w].astype(np.float32)  # (render clips pastes to the canvas)
+    below = canvas[p.y0:p.y0 + h, p.x0:p.x0 + w]  # (render clips pastes to the canvas)
     if p.x0 < 0 or p.y0 < 0 or below.shape[:2] != (h, w):
         return p
-    composite = below * (1.0 - alpha)[..., None] + p.color
-    lum = luminance(composite)
-    detail = lum - cv2.GaussianBlur(lum, (0, 0), SHARPEN_SIGMA, borderType=cv2.BORDER_REFLECT)
-    return PastedInstance(p.x0, p.y0, p.color + (np.float32(amount) * alpha * detail)[..., None], alpha)
+    lum = luminance(composite(below, alpha, p.color))  # below * (1 - alpha) + colour, one kernel call
+    blurred = cv2.GaussianBlur(lum, (0, 0), SHARPEN_SIGMA, borderType=cv2.BORDER_REFLECT)
+    # colour + (amount * alpha) * (lum - blurred), one kernel call
+    return PastedInstance(p.x0, p.y0, add_luma(p.color, alpha, lum, blurred, np.float32(amount), True), alpha)

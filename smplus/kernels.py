@@ -140,3 +140,34 @@ def strip_runs(patch, y0, height):
                 length += 1
     runs[n] = length
     return runs[:n + 1]
+
+
+@_kernel
+def composite(below, alpha, colour):
+    """grain.sharpened's composite, below * (1 - alpha) + colour (8-bit `below`; float32)."""
+    h, w, _ = colour.shape
+    out = np.empty((h, w, 3), np.float32)
+    one = np.float32(1.0)
+    for y in range(h):
+        for x in range(w):
+            k = one - alpha[y, x]
+            for c in range(3):
+                out[y, x, c] = np.float32(below[y, x, c]) * k + colour[y, x, c]
+    return out
+
+
+@_kernel
+def add_luma(colour, alpha, field, blurred, k, k_first):
+    """colour + t in the three channels (float32), t = (k * alpha) * (field - blurred) if `k_first`
+    (grain.sharpened's detail) else alpha * (field * k) (grain's noise; `blurred` unused)."""
+    h, w, _ = colour.shape
+    out = np.empty((h, w, 3), np.float32)
+    for y in range(h):
+        for x in range(w):
+            if k_first:
+                t = (k * alpha[y, x]) * (field[y, x] - blurred[y, x])
+            else:
+                t = alpha[y, x] * (field[y, x] * k)
+            for c in range(3):
+                out[y, x, c] = colour[y, x, c] + t
+    return out

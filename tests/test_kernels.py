@@ -140,3 +140,28 @@ def test_ring_median_with_no_ring_and_clipped_slices():
     found, value = ring_median(gray, gray * 0, 1, 9, 1, 9)  # clipped as a slice: rows 1-2, columns 1-3
     values = np.abs(gray)[np.ones((3, 4), bool) & ~np.pad(np.ones((2, 3), bool), ((1, 0), (1, 0)))]
     assert found and value == np.partition(values, values.size // 2)[values.size // 2]
+
+
+def numpy_sharpened(p, canvas, amount):
+    """grain.sharpened before the kernels."""
+    alpha = p.alpha
+    h, w = alpha.shape
+    below = canvas[p.y0:p.y0 + h, p.x0:p.x0 + w].astype(np.float32)
+    composite = below * (1.0 - alpha)[..., None] + p.color
+    lum = grain.luminance(composite)
+    detail = lum - cv2.GaussianBlur(lum, (0, 0), grain.SHARPEN_SIGMA, borderType=cv2.BORDER_REFLECT)
+    return p.color + (np.float32(amount) * alpha * detail)[..., None]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 30), st.floats(0.01, 1.0))
+def test_sharpened_and_grain_noise_are_the_numpy_arithmetic_bit_for_bit(seed, h, w, amount):
+    rng, alpha = patch(seed, h, w)
+    canvas = rng.integers(0, 256, (h + 7, w + 5, 3), dtype=np.uint8)
+    big = rng.uniform(0, 255, (h + 2, w + 2, 3)).astype(np.float32) * np.pad(alpha, 1)[..., None]
+    p = PastedInstance(3, 4, big[1:-1, 1:-1], alpha)  # a view, as render's clipped pastes
+    assert np.array_equal(grain.sharpened(p, canvas, amount).color, numpy_sharpened(p, canvas, amount))
+    noise = rng.standard_normal((h, w)).astype(np.float32)
+    scale = np.float32(amount * 3.7)
+    expected = p.color + (alpha * (noise * scale))[..., None]  # Grain.match's noise: noise *= s; colour + alpha * noise
+    assert np.array_equal(grain.add_luma(p.color, alpha, noise, noise, scale, False), expected)
