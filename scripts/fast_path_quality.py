@@ -13,6 +13,8 @@ s = scale x sqrt(w*h) of its source box (what the renderer knows before it matte
 the mask feathered at the working resolution (`feathered`).
 --what matting-colour: the same, the shortcut keeping the matte's alpha and taking the crop's own
 colours (what skipping only the foreground-colour estimation would change).
+--what rtol: the closed-form alpha solved to matting.RTOL (conjugate gradients' relative residual,
+1e-4) against RTOL here (1e-6, the tolerance before): either side may be called the shortcut.
 --what decode: reference from the fully decoded source; shortcut: from the source decoded at reduced
 size (libjpeg DCT scaling) as the renderer picks it for an image whose background is another image
 (render.decode_factor); only instances of such images. Matting as in the fast path itself.
@@ -32,6 +34,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 BINS = [0, 8, 12, 16, 24, 32, 64, float("inf")]
+RTOL = 1e-6  # --what rtol: the tolerance the fast path had before (matting.RTOL: now 1e-4)
 
 
 def feathered(crop_bgr, soft_mask, band):
@@ -90,6 +93,14 @@ def measure(source, images, target, what, looser=None):
                 return real_separate(image, seg, box, scale)
             finally:
                 separate.matte = real_matte
+        if what == "rtol":
+            import smplus.matting as matting
+
+            saved, matting.RTOL = matting.RTOL, RTOL
+            try:
+                return real_separate(image, seg, box, scale)
+            finally:
+                matting.RTOL = saved
         if what == "matting":
             separate.matte = feathered
             try:
@@ -179,7 +190,7 @@ def main():
     ap.add_argument("--source", default=os.path.join(DATA, "coco_tiny", "annotations", "instances_val2017.json"))
     ap.add_argument("--images", default=os.path.join(DATA, "coco_tiny", "val2017"))
     ap.add_argument("--target", default=os.path.join(DATA, "tinyperson_like", "tiny_set_train_like.json"))
-    ap.add_argument("--what", choices=("matting", "matting-colour", "decode"), default="matting")
+    ap.add_argument("--what", choices=("matting", "matting-colour", "rtol", "decode"), default="matting")
     ap.add_argument("--looser", type=float, metavar="F", help="with --what decode: the matte sees F x the final size")
     args = ap.parse_args()
     rows = np.array(measure(args.source, args.images, args.target, args.what, args.looser))
