@@ -608,9 +608,9 @@ def fill_rows(source, images, target, n, rounds, baseline=None):
         runs = [(name, root, fill) for name, root in checkouts for fill in ("telea", DEFAULT_FILL)]
         ratios, ms, floors = {r: [] for r in runs}, {r: [] for r in runs}, []
         clock = "cpu" if CLOCK is time.process_time else "wall"
-        for _ in range(rounds):
+        for k in range(rounds):
             floors.append(floor_ms(ann, folder))
-            for r in runs:
+            for r in (runs if k % 2 == 0 else runs[::-1]):  # checkouts in turn first: no order bias
                 out = subprocess.run([sys.executable, "-c", FILL_RUN, r[1], ann, folder, os.path.join(tmp, "out"), target,
                                       r[2], clock], capture_output=True, text=True)
                 if out.returncode:
@@ -658,8 +658,8 @@ def step_rows(source, images, target, n, rounds, baseline=None):
         checkouts = [("this checkout", ROOT)] + ([("baseline", os.path.abspath(baseline))] if baseline else [])
         clock = "cpu" if CLOCK is time.process_time else "wall"
         got = {name: [] for name, _ in checkouts}
-        for _ in range(rounds):
-            for name, root in checkouts:
+        for k in range(rounds):
+            for name, root in (checkouts if k % 2 == 0 else checkouts[::-1]):  # in turn first: no order bias
                 out = subprocess.run([sys.executable, "-c", STEPS_RUN, os.path.dirname(os.path.abspath(__file__)), root,
                                       ann, folder, os.path.join(tmp, "out"), target, clock], capture_output=True, text=True)
                 if out.returncode:
