@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .jit import _compile_lock, _kernel, cache_dir  # noqa: F401  (cache_dir, _compile_lock: also this module's API)
+from .jit import _CACHE_DIR, _compile_lock, _kernel, _usable_cache_dir, cache_dir  # noqa: F401  (also this module's API, as before)
 
 EPSILON = 1e-7          # regularizes each window's colour covariance (pymatting's default)
 KNOWN_BG, KNOWN_FG = 0.1, 0.9  # trimap values at or below / above: known (pymatting's thresholds)
