@@ -50,6 +50,17 @@ class ImageTask:
     fill: str = "patchmatch"                  # how holes are filled (TransformOptions.fill)
 
 
+def together_by_background(plans: Sequence[ImagePlan], positions: Sequence[int]) -> List[int]:
+    """`positions` in render order: each image followed by the later ones drawing the same new
+    background, so a worker's erased backgrounds (render.ERASED) are reused while still kept.
+    The order changes no output: every image is rendered from its own plan."""
+    groups: Dict[object, List[int]] = {}
+    for k in positions:
+        plan = plans[k]
+        groups.setdefault(plan.background_image_id if plan.background == "new" else ("own", k), []).append(k)
+    return [k for group in groups.values() for k in group]
+
+
 def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence[int],
                 images_dir: str, out_dir: str, options: TransformOptions = TransformOptions(),
                 file_prefix: str = "") -> Iterator[ImageTask]:
