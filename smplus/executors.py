@@ -148,7 +148,7 @@ class LocalProcesses:
             conn.close()
 
     def imap_unordered(self, tasks: Iterable[ImageTask]) -> Iterator[dict]:
-        tasks = iter(tasks)
+        tasks = _Dealer(tasks, self.workers)
         on = [collections.deque() for _ in range(self.workers)]  # each worker's tasks not yet replied, in order
         rendered = [0] * self.workers  # how many of them it has rendered (their writes pending)
         exhausted = False
@@ -157,7 +157,7 @@ class LocalProcesses:
                 for k in range(self.workers):
                     if exhausted or len(on[k]) >= PREFETCH:
                         continue
-                    task = next(tasks, None)
+                    task = tasks.next_for(k)
                     if task is None:
                         exhausted = True
                         break
@@ -196,6 +196,43 @@ class LocalProcesses:
         writing = rendered >= min(len(tasks), 2)
         return SmplusError(_death_message(self._procs[k].exitcode, tasks[0] if writing else tasks[rendered],
                                           "writing" if writing else "rendering"))
+
+
+class _Dealer:
+    """The tasks, dealt so that a worker gets the images drawing the background it was last given
+    (it keeps that background erased: render.ERASED) while a few tasks ahead hold one; otherwise
+    the first task no other worker is on the background of. Only the order changes, never an output."""
+
+    AHEAD = 4  # tasks looked ahead per worker
+
+    def __init__(self, tasks: Iterable[ImageTask], workers: int):
+        self._tasks = iter(tasks)
+        self._ahead: collections.deque = collections.deque()
+        self._size = self.AHEAD * workers
+        self._last: list = [None] * workers
+
+    def next_for(self, k: int) -> Optional[ImageTask]:
+        while len(self._ahead) < self._size:
+            task = next(self._tasks, None)
+            if task is None:
+                break
+            self._ahead.append(task)
+        if not self._ahead:
+            return None
+        backgrounds = [_background_of(t) for t in self._ahead]
+        mine = self._last[k]
+        others = {b for j, b in enumerate(self._last) if j != k and b is not None}
+        i = next((i for i, b in enumerate(backgrounds) if b is not None and b == mine), None)
+        if i is None:
+            i = next((i for i, b in enumerate(backgrounds) if b is None or b not in others), 0)
+        pick = self._ahead[i]
+        del self._ahead[i]
+        self._last[k] = backgrounds[i]
+        return pick
+
+
+def _background_of(task: ImageTask) -> Optional[int]:
+    return task.plan.background_image_id if task.plan.background == "new" else None
 
 
 def _drain(conn, inbox: queue.Queue) -> None:

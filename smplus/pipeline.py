@@ -31,7 +31,7 @@ from .outdir import STATE_DIR, _inside, check_out_dir, prepare_out, remove_parti
 from .plan import DatasetPlan, TransformOptions, plan_dataset
 from .progress import PROGRESS_MODES, make_progress
 from .shards import assign_shards, differences, shard_positions
-from .task import image_tasks, output_image_path
+from .task import image_tasks, output_image_path, together_by_background
 
 RUN_FILE = "run.json"  # the run's fingerprint: inputs, options, version, shard
 
@@ -250,7 +250,7 @@ def _render(p: _Planned, positions: Sequence[int], images_dir: str, out_dir: str
     if run.resume:
         remove_partial_writes(out_dir)
         done = journal.scan(p.dplan.images, p.ds, out_dir, p.names.file_prefix)[0]
-    todo = [k for k in positions if k not in done]
+    todo = together_by_background(p.dplan.images, [k for k in positions if k not in done])
     if hasattr(executor, "cap"):  # never more worker processes than images to render
         executor.cap(len(todo))
     position = {p.dplan.images[k].image_id: k for k in todo}

@@ -7,7 +7,9 @@ instances pasted later -- not copied from the plan.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -58,6 +60,12 @@ DECODE_STEPS = (8, 4, 2)
 # in at most EDGE_ROUNDS placements.
 EDGE_AIM = 0.05
 EDGE_ROUNDS = 3
+# A new background erased (its objects and crowds filled) depends only on its pixels, the masks
+# erased and the fill, so the renders that draw the same background share one fill: each process
+# keeps the last few (byte-identical output; pipeline renders the images drawing one background
+# together). The fill is most of a new background's cost (docs/performance.md).
+ERASED_KEPT = 8
+ERASED_KEPT_BYTES = 128 << 20
 
 
 @dataclass
@@ -93,6 +101,38 @@ def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
     if filled is None:
         raise UnfillableHoles("no_known_pixel", fraction)
     return filled, fraction
+
+
+class ErasedBackgrounds:
+    """The last ERASED_KEPT erased backgrounds (at most ERASED_KEPT_BYTES), keyed by the background's
+    image id, a digest of its pixels, the masks erased and the fill: a key names one result."""
+
+    def __init__(self, entries: int = ERASED_KEPT, max_bytes: int = ERASED_KEPT_BYTES):
+        self.entries, self.max_bytes = entries, max_bytes
+        self._kept: "OrderedDict[tuple, Tuple[np.ndarray, float]]" = OrderedDict()
+        self.hits = self.misses = 0
+
+    def erased(self, image_id, background: np.ndarray, rles: Sequence[dict], method: str) -> Tuple[np.ndarray, float]:
+        """fill(background, rles, method=method), a copy of it if it was kept."""
+        if not rles:  # nothing to erase: nothing to keep
+            return fill(background, rles, method=method)
+        key = (image_id, background.shape, hashlib.sha1(np.ascontiguousarray(background)).digest(), method,
+               tuple((tuple(r["size"]), r["counts"]) for r in rles))
+        kept = self._kept.get(key)
+        if kept is not None:
+            self.hits += 1
+            self._kept.move_to_end(key)
+            return kept[0].copy(), kept[1]
+        self.misses += 1
+        canvas, fraction = fill(background, rles, method=method)
+        if canvas.nbytes <= self.max_bytes:
+            self._kept[key] = (canvas.copy(), fraction)
+            while len(self._kept) > self.entries or sum(c.nbytes for c, _ in self._kept.values()) > self.max_bytes:
+                self._kept.popitem(last=False)
+        return canvas, fraction
+
+
+ERASED = ErasedBackgrounds()  # this process's
 
 
 def instance_rle(ann: dict, height: int, width: int) -> Optional[dict]:
@@ -326,7 +366,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         erase = [a for a in background_anns if a.get("iscrowd") or a["id"] in to_erase]
         bg_rles = [r for r in (instance_rle(a, bh, bw) for a in erase) if r is not None]
         bg_erased = sum(1 for a in erase if not a.get("iscrowd") and instance_rle(a, bh, bw) is not None)
-        canvas, hole_fraction = fill(background, bg_rles, method=fill_method)
+        canvas, hole_fraction = ERASED.erased(plan.background_image_id, background, bg_rles, fill_method)
     else:
         canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole, fill_method)
     out_h, out_w = canvas.shape[:2]

@@ -1,9 +1,11 @@
 """Shards: a deterministic split of the plan's images, for batch jobs with no shared state.
 
 Every shard plans the whole set (plans are global: MSM quantiles, background
-draws), then renders its part into its own OUT. The split is balanced by
-instance count (the render cost follows the instances): images in decreasing
-order of instances go to the least loaded shard, ties to the lowest index.
+draws), then renders its part into its own OUT. The images drawing one new
+background go to the same shard (it erases that background once: render.ERASED).
+The split is balanced by instance count (the render cost follows the instances):
+such groups, and the other images, in decreasing order of instances go to the
+least loaded shard, ties to the lowest index.
 """
 
 from __future__ import annotations
@@ -15,19 +17,24 @@ from typing import List, Sequence
 
 from .errors import SmplusError
 from .plan import ImagePlan
+from .task import background_groups
 
 PATH_KEYS = ("source", "images", "target")  # may differ between machines; the inputs' digests may not
 
 
 def assign_shards(plans: Sequence[ImagePlan], n: int) -> List[int]:
     """The shard of each image (by position in the source)."""
-    order = sorted(range(len(plans)), key=lambda k: (-(len(plans[k].instances) + 1), k))
+    groups = background_groups(plans)
+    if len(groups) < n:  # too few groups to give every shard images: image by image
+        groups = [[k] for k in range(len(plans))]
+    cost = [sum(len(plans[k].instances) + 1 for k in g) for g in groups]
     loads = [(0, i) for i in range(n)]
     shard = [0] * len(plans)
-    for k in order:
+    for g in sorted(range(len(groups)), key=lambda g: (-cost[g], groups[g][0])):
         load, i = heapq.heappop(loads)
-        shard[k] = i
-        heapq.heappush(loads, (load + len(plans[k].instances) + 1, i))
+        for k in groups[g]:
+            shard[k] = i
+        heapq.heappush(loads, (load + cost[g], i))
     return shard
 
 

@@ -50,6 +50,23 @@ class ImageTask:
     fill: str = "patchmatch"                  # how holes are filled (TransformOptions.fill)
 
 
+def background_groups(plans: Sequence[ImagePlan], positions: Optional[Sequence[int]] = None) -> List[List[int]]:
+    """`positions` (default: all) grouped by the new background their images draw, in order of
+    first appearance; an image inpainting its own holes is a group of its own."""
+    groups: Dict[object, List[int]] = {}
+    for k in range(len(plans)) if positions is None else positions:
+        plan = plans[k]
+        groups.setdefault(plan.background_image_id if plan.background == "new" else ("own", k), []).append(k)
+    return list(groups.values())
+
+
+def together_by_background(plans: Sequence[ImagePlan], positions: Sequence[int]) -> List[int]:
+    """`positions` in render order: each image followed by the later ones drawing the same new
+    background, so a worker's erased backgrounds (render.ERASED) are reused while still kept.
+    The order changes no output: every image is rendered from its own plan."""
+    return [k for group in background_groups(plans, positions) for k in group]
+
+
 def image_tasks(ds: CocoDataset, plans: Sequence[ImagePlan], positions: Sequence[int],
                 images_dir: str, out_dir: str, options: TransformOptions = TransformOptions(),
                 file_prefix: str = "") -> Iterator[ImageTask]:

@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import sys
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ from smplus.histogram import load_target
 from smplus.pipeline import RunOptions, merge, transform
 from smplus.plan import TransformOptions, plan_dataset
 from smplus.shards import assign_shards
-from smplus.task import Rendered
+from smplus.task import Rendered, background_groups
 
 from conftest import FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, tree
 
@@ -71,8 +72,27 @@ def test_shards_split_the_images_deterministically_balanced_by_instances():
         assert shard == assign_shards(plans, n)
         assert set(shard) == set(range(n)), "every shard gets images (6 images, at most 4 shards)"
         loads = [sum(len(p.instances) + 1 for p, s in zip(plans, shard) if s == i) for i in range(n)]
-        heaviest = max(len(p.instances) + 1 for p in plans)
+        groups = background_groups(plans)  # the images drawing one new background: one shard
+        if len(groups) < n:  # too few to give every shard images: image by image
+            groups = [[k] for k in range(len(plans))]
+        assert all(len({shard[k] for k in g}) == 1 for g in groups)
+        heaviest = max(sum(len(plans[k].instances) + 1 for k in g) for g in groups)
         assert max(loads) - min(loads) <= heaviest
+
+
+def test_a_shard_gets_every_image_drawing_its_backgrounds():
+    """On a set whose images share backgrounds, each background's images stay in one shard, balanced."""
+    ds = load_coco(FIXTURE_ANNOTATIONS)
+    plans = plan_dataset(ds, load_target(None), TransformOptions(seed=3, background="new")).images
+    # 120 images; blocks of 4 copies draw the same backgrounds
+    plans = [replace(p, image_id=p.image_id * 100 + c, background_image_id=p.background_image_id * 100 + c // 4)
+             for c in range(20) for p in plans]
+    groups = background_groups(plans)
+    assert 3 < len(groups) < len(plans) and max(map(len, groups)) >= 4
+    shard = assign_shards(plans, 3)
+    assert all(len({shard[k] for k in g}) == 1 for g in groups)
+    loads = [sum(len(p.instances) + 1 for p, s in zip(plans, shard) if s == i) for i in range(3)]
+    assert max(loads) - min(loads) <= max(sum(len(plans[k].instances) + 1 for k in g) for g in groups)
 
 
 def test_merge_refuses_a_missing_shard(shards, tmp_path):

@@ -1,0 +1,105 @@
+"""Erased new backgrounds are filled once per worker and reused: same bytes as filling each time."""
+
+import cv2
+import numpy as np
+import pytest
+
+from smplus import render
+from smplus.coco import mask_to_rle
+from smplus.executors import _Dealer
+from smplus.plan import ImagePlan
+from smplus.render import ErasedBackgrounds, fill
+from smplus.task import ImageTask, together_by_background
+
+from conftest import FIXTURE_IMAGES, OTHER, larger_set, run, tree
+
+
+@pytest.fixture
+def photo():
+    image = cv2.imread(f"{FIXTURE_IMAGES}/{OTHER}")
+    mask = np.zeros(image.shape[:2], np.uint8)
+    mask[100:160, 200:260] = 1
+    return image, [mask_to_rle(mask)]
+
+
+def test_a_kept_background_is_the_fill_byte_for_byte(photo):
+    image, rles = photo
+    kept = ErasedBackgrounds()
+    first, f1 = kept.erased(7, image.copy(), rles, "telea")
+    first[:] = 0  # the caller pastes into what it gets: the kept copy must not change
+    second, f2 = kept.erased(7, image.copy(), rles, "telea")
+    fresh, f3 = fill(image.copy(), rles, method="telea")
+    assert (kept.hits, kept.misses) == (1, 1)
+    assert np.array_equal(second, fresh) and f1 == f2 == f3 > 0
+    assert not np.array_equal(second, image)  # the hole was filled
+
+
+def test_a_key_names_one_result(photo):
+    image, rles = photo
+    kept = ErasedBackgrounds()
+    kept.erased(7, image, rles, "telea")
+    other = image.copy()
+    other[0, 0] ^= 1  # same id, other pixels (another dataset in the same process)
+    more = np.zeros(image.shape[:2], np.uint8)
+    more[10:20, 10:20] = 1
+    moved = [mask_to_rle(more)]
+    for args in ((8, image, rles, "telea"), (7, other, rles, "telea"), (7, image, rles, "patchmatch"),
+                 (7, image, rles + moved, "telea")):
+        kept.erased(*args)
+    assert (kept.hits, kept.misses) == (0, 5)
+
+
+def test_at_most_the_last_few_are_kept(photo):
+    image, rles = photo
+    kept = ErasedBackgrounds(entries=2)
+    for image_id in (1, 2, 3, 1):
+        kept.erased(image_id, image, rles, "telea")
+    assert (kept.hits, kept.misses) == (0, 4)  # 1 was evicted by 3
+    kept.erased(3, image, rles, "telea")
+    assert kept.hits == 1
+    assert len(kept._kept) == 2
+    small = ErasedBackgrounds(max_bytes=image.nbytes - 1)  # larger than the bound: never kept
+    small.erased(1, image, rles, "telea")
+    small.erased(1, image, rles, "telea")
+    assert (small.hits, small.misses) == (0, 2)
+
+
+def _plan(image_id, background_image_id=None):
+    return ImagePlan(image_id=image_id, width=10, height=10,
+                     background="new" if background_image_id is not None else "inpaint",
+                     background_image_id=background_image_id)
+
+
+def test_render_order_puts_the_images_of_one_background_together():
+    plans = [_plan(0, 5), _plan(1), _plan(2, 6), _plan(3, 5), _plan(4, 6), _plan(5), _plan(6, 5)]
+    order = together_by_background(plans, range(7))
+    assert order == [0, 3, 6, 1, 2, 4, 5]
+    assert together_by_background(plans, [4, 2, 1]) == [4, 2, 1]
+
+
+def test_a_worker_is_dealt_the_background_it_was_last_given():
+    backgrounds = [5, 6, 5, 6, 5, None, 6]
+    tasks = [ImageTask(_plan(i, b), {}, {}, "", "") for i, b in enumerate(backgrounds)]
+    dealer = _Dealer(tasks, 2)
+    got = {0: [], 1: []}
+    for k in (0, 1, 0, 1, 0, 1, 0, 1):
+        task = dealer.next_for(k)
+        if task is not None:
+            got[k].append(task.plan.background_image_id)
+    assert got[0] == [5, 5, 5, None] and got[1] == [6, 6, 6]
+
+
+def test_a_run_reusing_erased_backgrounds_writes_the_same_bytes(tmp_path, monkeypatch):
+    source, images = larger_set(tmp_path, copies=2)
+    outputs = []
+    for kept in (ErasedBackgrounds(), ErasedBackgrounds(entries=0)):
+        monkeypatch.setattr(render, "ERASED", kept)
+        out = tmp_path / f"out{len(outputs)}"
+        report, _ = run(source, images, out, None, background="new", fill="telea")  # the bundled prior
+        outputs.append(tree(out))
+        if kept.entries:
+            assert kept.hits > 0, (kept.hits, kept.misses)
+            assert report["counts"]["background_objects_erased"] > 0
+        else:
+            assert kept.hits == 0
+    assert outputs[0] == outputs[1]
