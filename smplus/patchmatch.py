@@ -47,6 +47,8 @@ FINE_PASSES = 1          # ...and at full resolution, before the vote
 FINE_ITERATIONS = 1      # EM iterations at full resolution
 VOTE_PERCENTILE = 3      # the vote's weights: exp(-d / 2 s), s this percentile of the targets' distances
 SEED = 0
+SEARCH_RADIUS_FINE = 0
+SEARCH_PASSES = 99
 TEXTURE_BIAS = 0.15       # below full resolution: share of a source patch's own variation taken off its distance
 _NO_COARSER = np.full((1, 1), -2, np.int64)  # _upsample's coarse target map when there is no coarser level
 
@@ -64,27 +66,50 @@ def _hash(a, b):
 
 @_kernel
 def _dist(img, ty, tx, sy, sx, r, best):
-    """SSD between the patch at (ty, tx) (its pixels inside the box) and the one at (sy, sx), stopping past `best`."""
+    """SSD between the patch at (ty, tx) (its pixels inside the box) and the one at (sy, sx), stopping past `best`.
+
+    Each row sums its channels in three accumulators, then adds to the total: one running sum over the
+    patch's 75 terms was a chain of dependent additions, the distance's whole cost (the SSD differs from
+    it in the last bits only)."""
     h, w = img.shape[0], img.shape[1]
     s = 0.0
-    for dy in range(-r, r + 1):
+    if r == RADIUS and RADIUS <= ty < h - RADIUS and RADIUS <= tx < w - RADIUS:  # inside the box: no checks
+        for dy in range(-RADIUS, RADIUS + 1):
+            a0 = a1 = a2 = 0.0
+            for dx in range(-RADIUS, RADIUS + 1):
+                d0 = img[ty + dy, tx + dx, 0] - img[sy + dy, sx + dx, 0]
+                d1 = img[ty + dy, tx + dx, 1] - img[sy + dy, sx + dx, 1]
+                d2 = img[ty + dy, tx + dx, 2] - img[sy + dy, sx + dx, 2]
+                a0 += d0 * d0
+                a1 += d1 * d1
+                a2 += d2 * d2
+            s += (a0 + a1) + a2
+            if s >= best:
+                return s
+        return s
+    for dy in range(-r, r + 1):  # the same sums, the terms outside the box left out
         yy = ty + dy
         if yy < 0 or yy >= h:
             continue
+        a0 = a1 = a2 = 0.0
         for dx in range(-r, r + 1):
             xx = tx + dx
             if xx < 0 or xx >= w:
                 continue
-            for c in range(3):
-                d = img[yy, xx, c] - img[sy + dy, sx + dx, c]
-                s += d * d
+            d0 = img[yy, xx, 0] - img[sy + dy, sx + dx, 0]
+            d1 = img[yy, xx, 1] - img[sy + dy, sx + dx, 1]
+            d2 = img[yy, xx, 2] - img[sy + dy, sx + dx, 2]
+            a0 += d0 * d0
+            a1 += d1 * d1
+            a2 += d2 * d2
+        s += (a0 + a1) + a2
         if s >= best:
             return s
     return s
 
 
 @_kernel
-def _search(img, valid, bias, ty, tx, tmap, ny, nx, dist, r, passes, search, key):
+def _search(img, valid, bias, ty, tx, tmap, ny, nx, dist, r, passes, search, key, radius0, search_passes):
     """Improve the NNF (ny, nx at the targets ty, tx; tmap: target index or -1) by `passes` alternating
     scans of propagation, each followed by random search when `search`; dist gets each target's SSD."""
     h, w = img.shape[0], img.shape[1]
@@ -110,8 +135,8 @@ def _search(img, valid, bias, ty, tx, tmap, ny, nx, dist, r, passes, search, key
                 d = _dist(img, y, x, cy, cx, r, best + bias[cy, cx]) - bias[cy, cx]
                 if d < best:
                     best, by, bx = d, cy, cx
-            if search:
-                radius = max(h, w)
+            if search and p < search_passes:
+                radius = radius0
                 t = 0
                 while radius >= 1:
                     z = _hash(key + np.uint64(p * 64 + t), np.uint64(i))
@@ -313,8 +338,11 @@ def complete(image: np.ndarray, hole: np.ndarray, seed: int = SEED) -> Optional[
         dist = np.empty(ty.size, np.float64)
         search = ty.size <= SEARCH_MAX_PX or prev is None
         for it in range(iterations):
+            radius0 = max(img.shape[0], img.shape[1])
+            if prev is not None and SEARCH_RADIUS_FINE:
+                radius0 = min(radius0, SEARCH_RADIUS_FINE)
             _search(img, valid, bias, ty, tx, tmap, ny, nx, dist, r, PASSES if lv else FINE_PASSES, search,
-                    key + np.uint64(1 + it) * np.uint64(7919))
+                    key + np.uint64(1 + it) * np.uint64(7919), radius0, SEARCH_PASSES)
             if lv or it < iterations - 1:
                 # Each hole pixel copies its own match's centre: the estimate keeps real texture. A
                 # blended (voted) estimate is smoother than any source, and matched against it the smooth
@@ -340,7 +368,7 @@ def _warm_up():
     ty, tx, tmap, valid, vy, vx = _level(img, hole, RADIUS)
     ny, nx = vy[:1].repeat(ty.size), vx[:1].repeat(ty.size)
     dist = np.empty(ty.size, np.float64)
-    _search(img, valid, np.zeros(hole.shape), ty, tx, tmap, ny, nx, dist, RADIUS, 1, True, np.uint64(1))
+    _search(img, valid, np.zeros(hole.shape), ty, tx, tmap, ny, nx, dist, RADIUS, 1, True, np.uint64(1), 12, 1)
     _vote(img, hole, ty, tx, ny, nx, np.ones(ty.size), RADIUS)
     _upsample(ty, tx, tmap, ny, nx, valid, vy, vx, np.uint64(2))
     _down(img, hole)
