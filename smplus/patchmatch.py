@@ -156,26 +156,33 @@ def _search(img, valid, bias, ty, tx, tmap, ny, nx, dist, r, passes, search, key
 def _vote(img, hole, ty, tx, ny, nx, weight, r):
     """Set each hole pixel of img to the weighted mean of the pixels the overlapping target patches' matches hold there."""
     h, w = img.shape[0], img.shape[1]
-    acc = np.zeros((h, w, 3), np.float64)
-    wsum = np.zeros((h, w), np.float64)
+    y0, y1, x0, x1 = h, -1, w, -1  # the hole's box: the sums are kept for it only
+    for y in range(h):
+        for x in range(w):
+            if hole[y, x]:
+                y0, y1, x0, x1 = min(y0, y), max(y1, y), min(x0, x), max(x1, x)
+    if y1 < 0:
+        return
+    acc = np.zeros((y1 - y0 + 1, x1 - x0 + 1, 3), np.float64)
+    wsum = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.float64)
     for i in range(ty.shape[0]):
         y, x, sy, sx, wt = ty[i], tx[i], ny[i], nx[i], weight[i]
         for dy in range(-r, r + 1):
             yy = y + dy
-            if yy < 0 or yy >= h:
+            if yy < y0 or yy > y1:
                 continue
             for dx in range(-r, r + 1):
                 xx = x + dx
-                if xx < 0 or xx >= w or not hole[yy, xx]:
+                if xx < x0 or xx > x1 or not hole[yy, xx]:
                     continue
-                wsum[yy, xx] += wt
+                wsum[yy - y0, xx - x0] += wt
                 for c in range(3):
-                    acc[yy, xx, c] += wt * img[sy + dy, sx + dx, c]
-    for y in range(h):
-        for x in range(w):
-            if hole[y, x] and wsum[y, x] > 0:
+                    acc[yy - y0, xx - x0, c] += wt * img[sy + dy, sx + dx, c]
+    for y in range(y0, y1 + 1):
+        for x in range(x0, x1 + 1):
+            if hole[y, x] and wsum[y - y0, x - x0] > 0:
                 for c in range(3):
-                    img[y, x, c] = acc[y, x, c] / wsum[y, x]
+                    img[y, x, c] = acc[y - y0, x - x0, c] / wsum[y - y0, x - x0]
 
 
 @_kernel
@@ -310,19 +317,22 @@ def complete(image: np.ndarray, hole: np.ndarray, seed: int = SEED) -> Optional[
         _warm = True
     r = RADIUS
     hole = (np.asarray(hole) > 0).astype(np.uint8)
-    levels = [(image.astype(np.float32), hole)]
-    while max(levels[-1][1].shape) // 2 >= COARSEST_SIDE:
-        img, hl = _down(*levels[-1])
-        if not hl.any() or _level(img, hl, r)[5].size == 0:  # no hole left, or no whole known patch
-            break
-        levels.append((img, hl))
-    fine = _level(levels[0][0], hole, r)
+    img = image.astype(np.float32)
+    fine = _level(img, hole, r)
     if fine[5].size == 0:
         return None
+    levels = [(img, hole, fine)]  # (image, hole, its targets and sources) per level, finest first
+    while max(levels[-1][1].shape) // 2 >= COARSEST_SIDE:
+        img, hl = _down(*levels[-1][:2])
+        if not hl.any():  # no hole left
+            break
+        lev = _level(img, hl, r)
+        if lev[5].size == 0:  # no whole known patch
+            break
+        levels.append((img, hl, lev))
     prev = None
     for lv in range(len(levels) - 1, -1, -1):
-        img, hl = levels[lv]
-        ty, tx, tmap, valid, vy, vx = fine if lv == 0 else _level(img, hl, r)
+        img, hl, (ty, tx, tmap, valid, vy, vx) = levels[lv]
         key = np.uint64((seed * 1000003 + lv) * 1000003)
         if prev is None:  # coarsest: a random NNF, Telea's fill as the first guess
             ny, nx = _upsample(ty, tx, _NO_COARSER, vy[:1], vx[:1], valid, vy, vx, key)
