@@ -19,7 +19,7 @@ each hole pixel from its match. It works coarse to fine:
   cost is bounded by that level);
 - at full resolution the upsampled NNF is not refined (FINE_PASSES = 0: a pass
   of propagation, with or without search, changed neither PSNR nor texture on
-  the punched holes and cost 16 % of the fill): a sharply weighted vote of the
+  the punched holes and cost 15 % of the fill): a sharply weighted vote of the
   overlapping patches' matches copies full-resolution known pixels, so the
   texture stays full resolution.
 
@@ -69,7 +69,7 @@ def _dist(img, ty, tx, sy, sx, r, best):
     """SSD between the patch at (ty, tx) (its pixels inside the box) and the one at (sy, sx), stopping past `best`.
 
     Each row sums its channels in three accumulators, then adds to the total: one running sum over the
-    patch's 75 terms was a chain of dependent additions, the distance's whole cost (the SSD differs from
+    patch's 75 terms was a chain of dependent additions, most of the distance's cost (the SSD differs from
     it in the last bits only)."""
     h, w = img.shape[0], img.shape[1]
     s = 0.0
