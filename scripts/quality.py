@@ -44,6 +44,9 @@ on both splits (issue 18):
   each pasted instance of 32 px or less, over the whole image's mean; median
   over the instances on inpainted images of an MSM+ run (seed 0) with that fill;
 - ms per inpainted image: render.fill on the holes of those images.
+With --fills --seeds S [S ...], only the patchmatch table, once per seed of its
+random search: the rows' spread over seeds is the noise a change to the fill
+is judged against.
 
 "before" runs this same script on an export of the base commit (`git
 archive`), so its numbers are reproducible from the repository alone.
@@ -583,6 +586,21 @@ def fill_tables(data, target, reference=True):
 REFERENCE = "patchmatch with pypatchmatch 2.2 (the reference it replaced)"
 
 
+def seeded_fill_tables(data, target, seeds):
+    """The patchmatch table once per seed of its random search (smplus.patchmatch.complete's `seed`)."""
+    import functools
+
+    import smplus.patchmatch as own
+
+    saved = own.complete
+    try:
+        for seed in seeds:
+            own.complete = functools.partial(saved, seed=seed)
+            _fill_table(f"patchmatch, PatchMatch seed {seed}", "patchmatch", data, target)
+    finally:
+        own.complete = saved
+
+
 def _known_truth(ds, images_dir, method, rule):
     """(PSNR in the hole, texture ratio, ms) per punched hole <= 0.5 of its image, made by `rule`, filled by `method`."""
     import cv2
@@ -667,13 +685,19 @@ def main():
     ap.add_argument("--base", default=BASE, help="commit whose code gives the 'before' column")
     ap.add_argument("--fills", action="store_true", help="one table per fill (known truth, smear cue, ms) instead")
     ap.add_argument("--no-reference", action="store_true", help="with --fills: skip the pypatchmatch table (minutes)")
+    ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                    help="with --fills: only the patchmatch table, once per PatchMatch seed (its random search; default 0): "
+                         "how much of a row is the draw of the random numbers")
     ap.add_argument("--collect", default=None, help=argparse.SUPPRESS)  # internal: write one tree's numbers
     ap.add_argument("--code", default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     target = args.target or os.path.join(args.data, "tinyperson_like", "tiny_set_train_like.json")
     if args.fills:
         _import_smplus(ROOT)
-        fill_tables(args.data, target, reference=not args.no_reference)
+        if args.seeds:
+            seeded_fill_tables(args.data, target, args.seeds)
+        else:
+            fill_tables(args.data, target, reference=not args.no_reference)
         return
     if args.collect:
         _import_smplus(args.code)

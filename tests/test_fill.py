@@ -208,14 +208,16 @@ def test_texture_fill_at_the_image_edge_changes_only_the_hole():
 
 def test_texture_fill_searches_only_where_the_level_is_small(monkeypatch):
     """Cost bound for large holes (a 300 x 400 px person): random search runs only at levels with at most
-    SEARCH_MAX_PX target pixels; above that, propagation alone, so the cost per hole pixel is bounded."""
+    SEARCH_MAX_PX target pixels; above that, propagation alone, so the cost per hole pixel is bounded.
+    At full resolution no pass runs at all: the upsampled NNF votes."""
     import smplus.patchmatch as pm
 
-    calls = []
+    calls, passes = [], {}
     search = pm._search
 
     def recorded(img, valid, bias, ty, *rest):
         calls.append((ty.size, rest[-2], img.shape[:2]))
+        passes.setdefault(img.shape[:2], set()).add(rest[-3])
         return search(img, valid, bias, ty, *rest)
 
     monkeypatch.setattr(pm, "_search", recorded)
@@ -225,6 +227,7 @@ def test_texture_fill_searches_only_where_the_level_is_small(monkeypatch):
     out = inpaint_holes(image, hole, fill="patchmatch")
     assert out is not None and np.array_equal(out[hole == 0], image[hole == 0])
     assert calls and all(n <= pm.SEARCH_MAX_PX for n, searched, _ in calls if searched)
-    full = max(shape for _, _, shape in calls)  # the box at full resolution: propagation only
+    full = max(shape for _, _, shape in calls)  # the box at full resolution: no search, no pass
     assert all(not searched for _, searched, shape in calls if shape == full)
+    assert passes[full] == {0} and all(p == {pm.PASSES} for shape, p in passes.items() if shape != full)
     assert len({shape for _, _, shape in calls}) >= 3  # coarse to fine
