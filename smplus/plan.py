@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,7 +51,7 @@ __all__ = [
     "DEFAULT_MAX_BACKGROUND_OBJECTS", "DEFAULT_MAX_HOLE", "FRAME_TOLERANCE", "LEVELS", "MIN_IMAGE_SIDE", "MIN_SIDE",
     "MODES", "UNSCALED", "WHOLE_FRAME", "BackgroundPool", "Candidate", "DatasetPlan", "DealtSizes", "ImagePlan",
     "InstancePlan", "MsmSizes", "OwnSizes", "RsmSizes", "TransformOptions", "background_share", "box_reason",
-    "clipped_box", "degenerate_reason", "fixed_point", "image_candidates", "image_rng", "least_size",
+    "clipped_box", "degenerate_reason", "fixed_point", "image_candidates", "image_rng", "image_rngs", "least_size",
     "msm_reachable_sizes", "plan_dataset", "plan_image", "plan_image_level", "pool_images", "reachable_size",
     "unscaled_label", "unscaled_labels",
 ]
@@ -174,13 +174,12 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
                           ds.images, ds.anns_by_image)
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
-    for image_id, im in ds.images.items():
+    for (image_id, im), rng in zip(ds.images.items(), image_rngs(options.seed, list(ds.images))):
         matched = candidates.pop(image_id)  # done with: the plans grow as the candidates go
         if options.level == "image":
-            plan = plan_image_level(im, ds.anns_by_image[image_id], matched, hist, options, source_sorted, bad)
+            plan = plan_image_level(im, ds.anns_by_image[image_id], matched, hist, options, source_sorted, bad, rng)
         else:
-            plan = plan_image(im, ds.anns_by_image[image_id], sizes, image_rng(options.seed, image_id), pool, options,
-                              matched, bad)
+            plan = plan_image(im, ds.anns_by_image[image_id], sizes, rng, pool, options, matched, bad)
         plans.append(plan)
         before.extend(c.size for c in matched)
         after.extend(i.size for i in plan.instances if i.matched)
@@ -314,8 +313,81 @@ def image_rng(seed: int, image_id: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, -image_id], spawn_key=(1,)))
 
 
+# numpy's SeedSequence (numpy/random/bit_generator.pyx), for image_rngs: its hash constants.
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_MIX_MULT_L, _MIX_MULT_R, _XSHIFT, _MASK32 = 0xCA01F9DD, 0x4973F715, 16, 0xFFFFFFFF
+RNG_CHUNK = 4096  # images whose generators are seeded at once
+
+
+def image_rngs(seed: int, image_ids: Sequence[int]) -> Iterator[np.random.Generator]:
+    """image_rng(seed, id) of each id in turn, seeded many at once (a dry run made one per image: 9 us
+    each, 1 s at COCO-train size, nearly all of it SeedSequence's hash of [seed, id] in Python).
+
+    The hash is numpy's, on columns of 32-bit words; each generator is then a PCG64 of the
+    4 words SeedSequence([seed, id]).generate_state(4, uint64) gives: the same state, hence the
+    same draws (tests compare them). Entropy of more than 4 words (seed >= 2**64) and negative
+    ids take image_rng itself."""
+    fast = 0 <= seed < 2 ** 64
+    for start in range(0, len(image_ids), RNG_CHUNK):
+        ids = image_ids[start:start + RNG_CHUNK]
+        states = _seed_states(seed, ids) if fast and min(ids) >= 0 and max(ids) < 2 ** 63 else None
+        for k, image_id in enumerate(ids):
+            yield (image_rng(seed, image_id) if states is None
+                   else np.random.Generator(np.random.PCG64(_SeedState(seed, image_id, states[k]))))
+
+
+def _seed_states(seed: int, ids: Sequence[int]) -> np.ndarray:
+    """SeedSequence([seed, id]).generate_state(4, np.uint64) of each id (0 <= id < 2**63, 0 <= seed < 2**64), as rows."""
+    with np.errstate(over="ignore"):
+        ids64 = np.asarray(ids, np.int64)
+        # The entropy words: seed's (one word if under 2**32), then the id's low and high word. A zero
+        # word past the end counts as none: with at most 4 words, SeedSequence pads with zeros.
+        seed_words = [seed & _MASK32] + ([seed >> 32] if seed >> 32 else [])
+        words = [np.full(len(ids), w, np.uint32) for w in seed_words]
+        words += [(ids64 & _MASK32).astype(np.uint32), (ids64 >> 32).astype(np.uint32)]
+        words += [np.zeros(len(ids), np.uint32)] * (4 - len(words))
+        hash_const = _INIT_A
+
+        def hashmix(value):
+            nonlocal hash_const
+            value = value ^ np.uint32(hash_const)
+            hash_const = (hash_const * _MULT_A) & _MASK32
+            value = value * np.uint32(hash_const)
+            return value ^ (value >> _XSHIFT)
+
+        mixer = [hashmix(w) for w in words]
+        for src in range(4):
+            for dst in range(4):
+                if src != dst:
+                    mixed = np.uint32(_MIX_MULT_L) * mixer[dst] - np.uint32(_MIX_MULT_R) * hashmix(mixer[src])
+                    mixer[dst] = mixed ^ (mixed >> _XSHIFT)
+        out, hash_const = [], _INIT_B
+        for i in range(8):  # generate_state(4, uint64): 8 words, paired little-endian
+            value = mixer[i % 4] ^ np.uint32(hash_const)
+            hash_const = (hash_const * _MULT_B) & _MASK32
+            value = value * np.uint32(hash_const)
+            out.append(value ^ (value >> _XSHIFT))
+        return np.stack([out[2 * k].astype(np.uint64) | (out[2 * k + 1].astype(np.uint64) << np.uint64(32))
+                         for k in range(4)], axis=1)
+
+
+class _SeedState(np.random.bit_generator.ISeedSequence):
+    """SeedSequence([seed, image_id]) for a PCG64 whose state words are known (_seed_states)."""
+
+    __slots__ = ("seed", "image_id", "state")
+
+    def __init__(self, seed: int, image_id: int, state: np.ndarray):
+        self.seed, self.image_id, self.state = seed, image_id, state
+
+    def generate_state(self, n_words, dtype=np.uint32):
+        if n_words == 4 and (dtype is np.uint64 or np.dtype(dtype) == np.uint64):  # what PCG64 asks for
+            return self.state
+        return np.random.SeedSequence([self.seed, self.image_id]).generate_state(n_words, dtype)
+
+
 def plan_image_level(im: dict, anns: Sequence[dict], matched: Sequence[Candidate], hist: SizeHistogram,
-                     options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str]) -> ImagePlan:
+                     options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str],
+                     rng: Optional[np.random.Generator] = None) -> ImagePlan:
     """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
 
     RSM draws a target size (up to 5 tries to land the scale in scale_range);
@@ -323,7 +395,7 @@ def plan_image_level(im: dict, anns: Sequence[dict], matched: Sequence[Candidate
     sizes. The scale is then clipped to scale_range.
     """
     image_id = im["id"]
-    rng = image_rng(options.seed, image_id)
+    rng = image_rng(options.seed, image_id) if rng is None else rng
     lo, hi = options.scale_range
     if not matched:
         scale = DEFAULT_IMAGE_SCALE

@@ -4,8 +4,10 @@ its per-annotation work (scripts/bench_scale.py), and that work was done 2-5 tim
 import gc
 import json
 import math
+import random
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,3 +86,27 @@ def test_planned_boxes_round_like_python_for_any_numbers(boxes):
 
     for box, row in zip(boxes, _rounded_boxes(boxes)):
         assert _same_floats(row, _python_rounded(box)), box
+
+
+# ---------------------------------------------------------------- the images' generators, seeded many at once
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 2**32 - 1, 2**32, 2**40 + 3, 2**64 - 1, 2**64, 2**70])
+def test_image_rngs_are_the_images_own_generators(seed):
+    rand = random.Random(seed)
+    ids = ([0, 1, 2, 2**32 - 1, 2**32, 2**32 + 1, 2**40, 2**53 - 1, 2**63 - 1]
+           + [rand.randrange(2**53) for _ in range(300)] + [rand.randrange(2**31) for _ in range(300)])
+    got = list(plan.image_rngs(seed, ids))
+    assert len(got) == len(ids)
+    for rng, image_id in zip(got, ids):
+        own = plan.image_rng(seed, image_id)
+        assert rng.bit_generator.state == own.bit_generator.state, image_id
+    # and they draw the same (each its own generator: drawing from one leaves the others as they were)
+    draws = [rng.random(3).tolist() + [int(rng.integers(1000))] for rng in got[:50]]
+    assert draws == [(lambda r: r.random(3).tolist() + [int(r.integers(1000))])(plan.image_rng(seed, i)) for i in ids[:50]]
+
+
+def test_image_rngs_take_image_rng_for_negative_ids_and_span_chunks(monkeypatch):
+    monkeypatch.setattr(plan, "RNG_CHUNK", 4)
+    ids = [5, -3, 2**40, 9, 10, 11, 12, 13, -1, 0]
+    for rng, image_id in zip(plan.image_rngs(3, ids), ids):
+        assert rng.bit_generator.state == plan.image_rng(3, image_id).bit_generator.state
