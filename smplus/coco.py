@@ -400,7 +400,7 @@ def finite_number(v: Any) -> bool:
 
 def instance_size(w: float, h: float) -> float:
     """The paper's object size: s = sqrt(w * h) of the box."""
-    return math.sqrt(max(w, 0.0) * max(h, 0.0))
+    return math.sqrt((0.0 if w < 0.0 else w) * (0.0 if h < 0.0 else h))  # max(w, 0.0) * max(h, 0.0)
 
 
 # ---------------------------------------------------------------- writing
