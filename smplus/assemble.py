@@ -193,9 +193,11 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         writer.image(image)
         widths.append(image["width"])
         heights.append(image["height"])
-        dropped.update(reason for _, reason in entry["dropped"])
+        if entry["dropped"]:
+            dropped.update(reason for _, reason in entry["dropped"])
         for k in COUNTED_KEYS:
-            counted[k].update(entry.get(k) or {})
+            if entry.get(k):
+                counted[k].update(entry[k])
         if plan.transformed:
             backgrounds[entry["background"]] += 1
             if plan.background == "resize":
@@ -212,9 +214,9 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))
         if offset:
             new = [{**a, "image_id": image["id"]} for a in new]
-        writer.annotations([{**a, "id": next_id + k} for k, a in enumerate(new)])
-        next_id += len(new)
-        for a in new:
+        for a in new:  # (each entry's annotations are its own dicts: numbered in place, "id" last as ever)
+            a["id"] = next_id
+            next_id += 1
             if a.get("iscrowd"):
                 continue
             if a.get("from_background"):  # a copy of another image's label: apart from instances_out
@@ -222,7 +224,9 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
                 continue
             instances_out += 1
             if a["source_ann_id"] in matched:
-                after.append(instance_size(*a["bbox"][2:]))
+                box = a["bbox"]
+                after.append(instance_size(box[2], box[3]))
+        writer.annotations(new)
 
     n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))
     report = {
