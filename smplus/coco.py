@@ -253,7 +253,7 @@ def rle_counts(segm: Any, height: int, width: int) -> list | None:
     if not (isinstance(size, (list, tuple)) and len(size) == 2 and list(size) == [height, width]):
         return None
     if isinstance(counts, list):
-        runs = counts if all(type(c) is int and c >= 0 for c in counts) else None
+        runs = counts if not counts or (set(map(type, counts)) == {int} and min(counts) >= 0) else None  # ints, none < 0
     elif isinstance(counts, (str, bytes)):
         runs = _decode_counts(counts.encode("latin-1", "replace") if isinstance(counts, str) else counts)
     else:
