@@ -304,10 +304,11 @@ def _plan_on(image: dict, anns: Sequence[dict], background: Tuple[dict, Sequence
     fx, fy = bg["width"] / W, bg["height"] / H
     instances = []
     for a, (x, y, w, h), scale, is_matched, src in scaled:
-        out = (src[0] * fx, src[1] * fy)  # the same place, proportionally, on a new background
-        box = (out[0] + scale * (x - src[0]), out[1] + scale * (y - src[1]), w * scale, h * scale)
-        instances.append(InstancePlan(a["id"], float(scale), instance_size(w * scale, h * scale), box, is_matched,
-                                      src, out))
+        sx, sy = src
+        ox, oy = sx * fx, sy * fy  # the same place, proportionally, on a new background
+        ws, hs = w * scale, h * scale
+        instances.append(InstancePlan(a["id"], float(scale), instance_size(ws, hs),
+                                      (ox + scale * (x - sx), oy + scale * (y - sy), ws, hs), is_matched, src, (ox, oy)))
     erased = tuple(a["id"] for a in anns if a.get("iscrowd"))
     labels, bg_erased = (), ()
     if bg_id != image_id:

@@ -145,7 +145,8 @@ class DealtSizes:
         return cls(hist, dict(zip([c.ann["id"] for c in flat], dealt.tolist())))
 
     def sizes(self, rng: np.random.Generator, instances: Sequence[Candidate]) -> List[float]:
-        return [self.by_ann[c.ann["id"]] for c in instances]
+        by_ann = self.by_ann
+        return [by_ann[c.ann["id"]] for c in instances]
 
 
 class OwnSizes:
