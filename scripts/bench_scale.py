@@ -11,6 +11,7 @@ each measured in its own process (time and peak RSS of that process):
   alternating order for --rounds rounds: each round's ratios (and the dry
   run's phases: read JSON, index, digest, plan, assembly + report), then
   their medians against the goals (<= 2x in time, <= 1.5x in peak memory);
+  --baseline CHECKOUT adds another checkout's dry run to each round (before/after);
 - readers: the ways smplus could read the source (json.load, orjson, each
   with the garbage collector on or paused), --rounds rounds, medians;
 - render: runs of the first 1k and 10k images (2 workers: per-image cost,
@@ -204,9 +205,10 @@ def child_resume_start(source, images_root, target, n, tmp):
 CHILDREN = {"json_load": child_json_load, "reader": child_reader, "transform": child_transform, "resume_start": child_resume_start}
 
 
-def run_child(name, *args):
-    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name, json.dumps(args)],
-                       capture_output=True, text=True)
+def run_child(name, *args, checkout=None):
+    """A child measured in its own process; `checkout`: another smplus checkout's script and code (--baseline)."""
+    script = os.path.join(checkout, "scripts", "bench_scale.py") if checkout else os.path.abspath(__file__)
+    r = subprocess.run([sys.executable, script, "--child", name, json.dumps(args)], capture_output=True, text=True)
     if r.returncode:
         sys.exit(f"{name} failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -216,20 +218,30 @@ def median(values):
     return statistics.median(values)
 
 
-def dry_section(source, images, target, tmp, rounds):
+def dry_section(source, images, target, tmp, rounds, baseline=None):
     """json.load and the dry run, each in its own process, in alternating order, `rounds` times:
-    the ratios of each round (measured side by side), then their medians."""
-    loads, drys = [], []
+    the ratios of each round (measured side by side), then their medians. `baseline`: another
+    checkout whose dry run runs in the same rounds (its rows follow), for before/after on a shared machine."""
+    loads, drys, bases = [], [], []
     for k in range(rounds):
-        order = ("load", "dry") if k % 2 == 0 else ("dry", "load")
+        order = ("load", "dry", "base") if k % 2 == 0 else ("base", "dry", "load")
         for what in order:
             if what == "load":
                 loads.append(run_child("json_load", source))
-            else:
+            elif what == "dry":
                 drys.append(run_child("transform", source, images, target, os.path.join(tmp, "dry"), 1, True))
+            elif baseline:
+                bases.append(run_child("transform", source, images, target, os.path.join(tmp, "dry"), 1, True,
+                                       checkout=baseline))
+    _dry_rows("smplus --dry-run", loads, drys, rounds)
+    if baseline:
+        _dry_rows(f"baseline ({baseline}) --dry-run", loads, bases, rounds)
+
+
+def _dry_rows(name, loads, drys, rounds):
     print(f"| json.load of the source ({drys[0]['instances']} instances), median of {rounds} | "
           f"{median(x['seconds'] for x in loads):.1f} s | {median(x['rss_mb'] for x in loads):.0f} MB |")
-    print(f"| smplus --dry-run, median of {rounds} | {median(x['seconds'] for x in drys):.1f} s | "
+    print(f"| {name}, median of {rounds} | {median(x['seconds'] for x in drys):.1f} s | "
           f"{median(x['rss_mb'] for x in drys):.0f} MB |")
     for k, (load, dry) in enumerate(zip(loads, drys)):
         ph = dry["phases"]
@@ -243,7 +255,7 @@ def dry_section(source, images, target, tmp, rounds):
     t = median(d["seconds"] / x["seconds"] for d, x in zip(drys, loads))
     m = median(d["rss_mb"] / x["rss_mb"] for d, x in zip(drys, loads))
     c = median(d["cpu"] / x["cpu"] for d, x in zip(drys, loads))
-    print(f"| **dry run / json.load, median of {rounds} rounds** | **{t:.2f}x** (goal <= 2x); CPU time "
+    print(f"| **{name} / json.load, median of {rounds} rounds** | **{t:.2f}x** (goal <= 2x); CPU time "
           f"{c:.2f}x | **{m:.2f}x** (goal <= 1.5x) |")
 
 
@@ -278,6 +290,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the source built (its paths are printed), for --source")
     ap.add_argument("--source", help="reuse a source built earlier (with --images-dir)")
     ap.add_argument("--images-dir")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="dry: also time the dry run of another smplus checkout (e.g. `git worktree add ../before "
+                         "COMMIT`) in the same rounds, for before/after on a shared machine")
     ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
     args = ap.parse_args()
     if args.child:
@@ -305,7 +320,7 @@ def main():
         print("| measure | time | peak RSS |")
         print("|---|---|---|")
         if "dry" in sections:
-            dry_section(source, images, args.target, tmp, args.rounds)
+            dry_section(source, images, args.target, tmp, args.rounds, args.baseline)
         if "readers" in sections:
             readers_section(source, args.rounds)
         if "render" in sections:
