@@ -12,6 +12,8 @@ each measured in its own process (time and peak RSS of that process):
   run's phases: read JSON, index, digest, plan, assembly + report), then
   their medians against the goals (<= 2x in time, <= 1.5x in peak memory);
   --baseline CHECKOUT adds another checkout's dry run to each round (before/after);
+- costs: per-item CPU costs of the dry run's pieces, the earlier way against smplus's
+  (a generator per image, the rounding of planned boxes, an InstancePlan);
 - readers: the ways smplus could read the source (json.load, orjson, each
   with the garbage collector on or paused), --rounds rounds, medians;
 - render: runs of the first 1k and 10k images (2 workers: per-image cost,
@@ -272,6 +274,48 @@ def readers_section(source, rounds):
               f"{median(x['rss_mb'] for x in results[r]):.0f} MB |")
 
 
+def costs_section(n=20_000):
+    """Per-item costs of the dry run's pieces, old way against new, in this process (CPU time, best of 5)."""
+    import dataclasses
+    import random
+
+    from smplus.assemble import _rounded_boxes
+    from smplus.plan import InstancePlan, image_rng, image_rngs
+    from smplus.sizes import SLOTS
+
+    def best(f):
+        times = []
+        for _ in range(5):
+            t = time.process_time()
+            f()
+            times.append(time.process_time() - t)
+        return min(times)
+
+    ids = list(range(10**7, 10**7 + n))
+    rand = random.Random(0)
+    boxes = [(rand.uniform(0, 600), rand.uniform(0, 400), rand.uniform(1, 40), rand.uniform(1, 40)) for _ in range(n)]
+    # InstancePlan with the __init__ dataclasses generates (the class as declared, made again)
+    generated = dataclasses.dataclass(frozen=True, **SLOTS)(
+        type("InstancePlan", (), {"__annotations__": dict(InstancePlan.__annotations__),
+                                  **{f.name: f.default for f in dataclasses.fields(InstancePlan)
+                                     if f.default is not dataclasses.MISSING}}))
+    args = (1, 0.5, 3.0, (1.0, 2.0, 3.0, 4.0), True, (1.0, 1.0), (2.0, 2.0))
+    rows = [
+        ("a generator per image", "default_rng([seed, id]) (image_rng)", lambda: [image_rng(0, i) for i in ids],
+         "image_rngs, 4096 at a time", lambda: list(image_rngs(0, ids)), n),
+        ("a planned box's 7 numbers, round(v, 3)", "Python's round",
+         lambda: [[round(v, 3) for v in (x, y, x + w, y + h, w, h, w * h)] for x, y, w, h in boxes],
+         "_rounded_boxes (numpy, Python's round near a half)", lambda: _rounded_boxes(boxes), n),
+        ("an InstancePlan", "dataclass-generated __init__", lambda: [generated(*args) for _ in ids],
+         "slot descriptors (_quick_init)", lambda: [InstancePlan(*args) for _ in ids], n),
+    ]
+    print("| per item | before | after |")
+    print("|---|---|---|")
+    for what, old_name, old, new_name, new, count in rows:
+        a, b = best(old) / count * 1e6, best(new) / count * 1e6
+        print(f"| {what} | {old_name}: {a:.2f} us | {new_name}: {b:.2f} us ({a / b:.1f}x less) |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -282,7 +326,8 @@ def main():
     ap.add_argument("--level", default="instance", choices=["instance", "image"],
                     help="render runs: SM+ (instance) or Scale Match (image: ~5x cheaper, the driver's share shows more)")
     ap.add_argument("--sections", default="dry,render,resume",
-                    help="which of dry,readers,render,resume to run (readers: json.load vs orjson, GC paused or not)")
+                    help="which of dry,readers,render,resume,costs to run (readers: json.load vs orjson, GC paused "
+                         "or not; costs: per-item costs of the dry run's pieces, before and after)")
     ap.add_argument("--rounds", type=int, default=3, help="dry and readers: rounds, in alternating order (median)")
     ap.add_argument("--journal-entries", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="12k images, renders of 200 and 2000, 10k journal entries")
@@ -300,6 +345,9 @@ def main():
         return
     if args.quick:
         args.images_count, args.renders, args.journal_entries = 12_000, "200,2000", 10_000
+    if args.sections == "costs":  # no source needed
+        costs_section()
+        return
     renders = [int(v) for v in args.renders.split(",")]
     os.makedirs(args.tmp, exist_ok=True)
     # bench's helper, imported here: the children measure their own memory, without cv2 loaded
@@ -323,6 +371,8 @@ def main():
             dry_section(source, images, args.target, tmp, args.rounds, args.baseline)
         if "readers" in sections:
             readers_section(source, args.rounds)
+        if "costs" in sections:
+            costs_section()
         if "render" in sections:
             rows = []
             for n in renders:
