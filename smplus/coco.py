@@ -176,10 +176,12 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
                               + (f", got id {c.get('id')!r}" if isinstance(c, dict) and "id" in c else ""))
         check_id(c["id"], f"{what} {path}: categories[{i}]")
         ds.categories[c["id"]] = c
+    # (Each message's place is written only when it is raised: formatting it for every entry cost more
+    # than the checks.)
     for i, im in enumerate(raw["images"]):
-        where = f"{what} {path}: images[{i}]"
         if not isinstance(im, dict):
-            raise SmplusError(f"{where} needs an integer 'id'")
+            raise SmplusError(f"{what} {path}: images[{i}] needs an integer 'id'")
+        where = f"{what} {path}: images[{i}]"
         check_id(im.get("id"), where)
         for key in ("width", "height"):
             v = im.get(key)
@@ -200,20 +202,23 @@ def index_coco(raw: Any, path: str = "<dict>", what: str = "source annotations")
     seen = set()
     masks = False  # any annotation with a segmentation at all
     for i, a in enumerate(raw["annotations"]):
-        where = f"{what} {path}: annotations[{i}]"
         if not isinstance(a, dict):
-            raise SmplusError(f"{where} needs an integer 'id'")
-        check_id(a.get("id"), where)
-        if a["id"] in seen:
-            raise SmplusError(f"{where}: duplicate annotation id {a['id']}")
-        seen.add(a["id"])
+            raise SmplusError(f"{what} {path}: annotations[{i}] needs an integer 'id'")
+        ann_id = a.get("id")
+        if type(ann_id) is not int or not -MAX_ID <= ann_id <= MAX_ID:
+            check_id(ann_id, f"{what} {path}: annotations[{i}]")
+        if ann_id in seen:
+            raise SmplusError(f"{what} {path}: annotations[{i}]: duplicate annotation id {ann_id}")
+        seen.add(ann_id)
         if a.get("image_id") not in ds.images:
-            raise SmplusError(f"{where} (id {a['id']}) points to unknown image_id {a.get('image_id')!r}")
+            raise SmplusError(f"{what} {path}: annotations[{i}] (id {ann_id}) points to unknown image_id "
+                              f"{a.get('image_id')!r}")
         if a.get("category_id") not in ds.categories:
-            raise SmplusError(f"{where} (id {a['id']}) has unknown category_id {a.get('category_id')!r}")
+            raise SmplusError(f"{what} {path}: annotations[{i}] (id {ann_id}) has unknown category_id "
+                              f"{a.get('category_id')!r}")
         if a.get("iscrowd", 0) not in (0, 1):  # also refuses "0"/"1" strings: never guess a flag
-            raise SmplusError(f"{where} (id {a['id']}): iscrowd must be the number 0 or 1, got {a['iscrowd']!r} "
-                              "(write it without quotes)")
+            raise SmplusError(f"{what} {path}: annotations[{i}] (id {ann_id}): iscrowd must be the number 0 or 1, "
+                              f"got {a['iscrowd']!r} (write it without quotes)")
         masks = masks or a.get("segmentation") not in (None, [], {})
         ds.anns_by_image[a["image_id"]].append(a)
     if raw["annotations"] and not masks:
@@ -253,7 +258,7 @@ def rle_counts(segm: Any, height: int, width: int) -> list | None:
     if not (isinstance(size, (list, tuple)) and len(size) == 2 and list(size) == [height, width]):
         return None
     if isinstance(counts, list):
-        runs = counts if all(type(c) is int and c >= 0 for c in counts) else None
+        runs = counts if not counts or (set(map(type, counts)) == {int} and min(counts) >= 0) else None  # ints, none < 0
     elif isinstance(counts, (str, bytes)):
         runs = _decode_counts(counts.encode("latin-1", "replace") if isinstance(counts, str) else counts)
     else:
@@ -405,7 +410,7 @@ def finite_number(v: Any) -> bool:
 
 def instance_size(w: float, h: float) -> float:
     """The paper's object size: s = sqrt(w * h) of the box."""
-    return math.sqrt(max(w, 0.0) * max(h, 0.0))
+    return math.sqrt((0.0 if w < 0.0 else w) * (0.0 if h < 0.0 else h))  # max(w, 0.0) * max(h, 0.0)
 
 
 # ---------------------------------------------------------------- writing

@@ -12,8 +12,8 @@ plan does not depend on worker count, order, or which images ran before.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,7 +51,7 @@ __all__ = [
     "DEFAULT_MAX_BACKGROUND_OBJECTS", "DEFAULT_MAX_HOLE", "FRAME_TOLERANCE", "LEVELS", "MIN_IMAGE_SIDE", "MIN_SIDE",
     "MODES", "UNSCALED", "WHOLE_FRAME", "BackgroundPool", "Candidate", "DatasetPlan", "DealtSizes", "ImagePlan",
     "InstancePlan", "MsmSizes", "OwnSizes", "RsmSizes", "TransformOptions", "background_share", "box_reason",
-    "clipped_box", "degenerate_reason", "fixed_point", "image_candidates", "image_rng", "least_size",
+    "clipped_box", "degenerate_reason", "fixed_point", "image_candidates", "image_rng", "image_rngs", "least_size",
     "msm_reachable_sizes", "plan_dataset", "plan_image", "plan_image_level", "pool_images", "reachable_size",
     "unscaled_label", "unscaled_labels",
 ]
@@ -61,6 +61,26 @@ MAX_IMAGE_GROWTH = 16.0          # image level: an output image has at most 16x 
 DEFAULT_IMAGE_SCALE = 0.25        # an image without boxes  # inpaint: "SM+ w/o PSI" (paper Table 5); new: always replaced
 
 
+def _quick_init(cls):
+    """Give a frozen slots dataclass an __init__ that sets each slot through its descriptor: the
+    generated one goes through object.__setattr__ by name, twice the cost, and a plan makes an
+    InstancePlan per instance (1.4M at COCO-train size). The same signature and defaults."""
+    if not SLOTS:  # (Python 3.9: no slots, the generated __init__)
+        return cls
+    names = [f.name for f in fields(cls)]
+    assert all(f.default_factory is MISSING and f.init for f in fields(cls)) and not hasattr(cls, "__post_init__")
+    params = ", ".join(n if f.default is MISSING else f"{n}=_default_{n}" for n, f in zip(names, fields(cls)))
+    body = "".join(f"    _set_{n}(self, {n})\n" for n in names)
+    namespace = {**{f"_set_{n}": cls.__dict__[n].__set__ for n in names},
+                 **{f"_default_{f.name}": f.default for f in fields(cls) if f.default is not MISSING}}
+    exec(f"def __init__(self, {params}):\n{body}", namespace)  # as dataclasses makes its methods
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init
+    return cls
+
+
+@_quick_init
 @dataclass(frozen=True, **SLOTS)
 class InstancePlan:
     ann_id: int
@@ -79,6 +99,7 @@ class InstancePlan:
         return (self.box[0] + self.box[2] / 2, self.box[1] + self.box[3] / 2)
 
 
+@_quick_init
 @dataclass(frozen=True, **SLOTS)
 class ImagePlan:
     image_id: int
@@ -174,13 +195,12 @@ def plan_dataset(ds: CocoDataset, hist: SizeHistogram, options: TransformOptions
                           ds.images, ds.anns_by_image)
     source_sorted = np.sort([c.size for cs in candidates.values() for c in cs])
     plans, before, after = [], [], []
-    for image_id, im in ds.images.items():
+    for (image_id, im), rng in zip(ds.images.items(), image_rngs(options.seed, list(ds.images))):
         matched = candidates.pop(image_id)  # done with: the plans grow as the candidates go
         if options.level == "image":
-            plan = plan_image_level(im, ds.anns_by_image[image_id], matched, hist, options, source_sorted, bad)
+            plan = plan_image_level(im, ds.anns_by_image[image_id], matched, hist, options, source_sorted, bad, rng)
         else:
-            plan = plan_image(im, ds.anns_by_image[image_id], sizes, image_rng(options.seed, image_id), pool, options,
-                              matched, bad)
+            plan = plan_image(im, ds.anns_by_image[image_id], sizes, rng, pool, options, matched, bad)
         plans.append(plan)
         before.extend(c.size for c in matched)
         after.extend(i.size for i in plan.instances if i.matched)
@@ -208,35 +228,37 @@ def plan_image(image: dict, anns: Sequence[dict], sizes, rng: np.random.Generato
     u = rng.random()
     new_background = {"psi": u > options.psi_p, "inpaint": False, "new": True}[options.background]
     new_background = new_background or options.mode in COPY_PASTE
-    to_scale = [c for c in matched if not c.cut_both]
-    new_sizes = dict(zip((c.ann["id"] for c in to_scale), sizes.sizes(rng, to_scale)))
-    candidate = {c.ann["id"]: c for c in matched}
+    to_scale = [c for c in matched if c.point is not None]
+    new_sizes = sizes.sizes(rng, to_scale)  # in the order of to_scale
 
     scaled, unusable, dropped = [], [], []  # dropped here: erased with the holes (ImagePlan.removed)
     others = []  # categories not scale-matched: left in place on the image's own background
-    for a in anns:
-        if a.get("iscrowd"):
-            continue
-        reason = bad.get(a["id"])
-        if reason is not None:
-            unusable.append((a, reason))
-            continue
-        c = candidate.get(a["id"])
-        if c is None:
-            others.append(a["id"])
-        elif c.cut_both:
+    hist, k = sizes.hist, 0
+    for c in matched:  # (in the order of anns, as each list below)
+        if c.point is None:
             # Cut by two opposite edges: a smaller copy would show a cut inside the frame.
-            dropped.append((a["id"], "cut_both_edges"))
-        else:
-            # r is bounded so the instance fits the image: an outlier target size
-            # must not ask for a paste larger than any background.
-            w, h = c.box[2], c.box[3]
-            size = reachable_size(new_sizes[a["id"]], c.least, sizes.hist)
-            scale = min(size / c.size, W / w, H / h)
-            if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
-                dropped.append((a["id"], "too_small"))
+            dropped.append((c.ann["id"], "cut_both_edges"))
+            continue
+        # r is bounded so the instance fits the image: an outlier target size
+        # must not ask for a paste larger than any background.
+        w, h = c.box[2], c.box[3]
+        size = reachable_size(new_sizes[k], c.least, hist)
+        k += 1
+        scale = min(size / c.size, W / w, H / h)
+        if w * scale < MIN_SIDE or h * scale < MIN_SIDE:
+            dropped.append((c.ann["id"], "too_small"))
+            continue
+        scaled.append((c.ann, c.box, scale, True, c.point))
+    if len(matched) < len(anns):  # crowds, annotations that cannot be cut out, other categories
+        candidate = {c.ann["id"] for c in matched}
+        for a in anns:
+            if a.get("iscrowd"):
                 continue
-            scaled.append((a, c.box, scale, True, c.point))
+            reason = bad.get(a["id"])
+            if reason is not None:
+                unusable.append((a, reason))
+            elif a["id"] not in candidate:
+                others.append(a["id"])
     need = (max((b[2] * r for _, b, r, _, _ in scaled), default=0.0),
             max((b[3] * r for _, b, r, _, _ in scaled), default=0.0))
     drawn = backgrounds.draw(rng, image_id, need) if new_background and matched else None
@@ -244,19 +266,19 @@ def plan_image(image: dict, anns: Sequence[dict], sizes, rng: np.random.Generato
     if not matched:  # nothing to scale: copied as is
         plan = _plan_on(image, anns, own, scaled, unusable, dropped, options, others)
         return ImagePlan(image_id, "none", image_id, W, H, dropped=plan.dropped, unscaled=plan.unscaled)
-    plan = _plan_on(image, anns, own if drawn is None else backgrounds.background(drawn), scaled, unusable, dropped,
-                    options, others)
+    fallback = None
     if drawn is None:  # holes too large to inpaint take another image instead (drawn last)
         fallback_id = backgrounds.draw(rng, image_id, need)
         if fallback_id is not None:
-            return replace(plan, fallback=_plan_on(image, anns, backgrounds.background(fallback_id), scaled, unusable,
-                                                     dropped, options, others))
-    return plan
+            fallback = _plan_on(image, anns, backgrounds.background(fallback_id), scaled, unusable, dropped, options,
+                                others)
+    return _plan_on(image, anns, own if drawn is None else backgrounds.background(drawn), scaled, unusable, dropped,
+                    options, others, fallback)
 
 
 def _plan_on(image: dict, anns: Sequence[dict], background: Tuple[dict, Sequence[dict]], scaled: Sequence[tuple],
              unusable: Sequence[tuple], dropped: Sequence[tuple], options: TransformOptions,
-             others: Sequence[int] = ()) -> ImagePlan:
+             others: Sequence[int] = (), fallback: Optional[ImagePlan] = None) -> ImagePlan:
     """The plan of `image` on `background` = (entry, annotations) (itself: inpainted), scales decided.
 
     `scaled`: (annotation, clipped box, scale, matched, fixed point); `unusable`:
@@ -282,10 +304,11 @@ def _plan_on(image: dict, anns: Sequence[dict], background: Tuple[dict, Sequence
     fx, fy = bg["width"] / W, bg["height"] / H
     instances = []
     for a, (x, y, w, h), scale, is_matched, src in scaled:
-        out = (src[0] * fx, src[1] * fy)  # the same place, proportionally, on a new background
-        box = (out[0] + scale * (x - src[0]), out[1] + scale * (y - src[1]), w * scale, h * scale)
-        instances.append(InstancePlan(a["id"], float(scale), instance_size(w * scale, h * scale), box, is_matched,
-                                      src, out))
+        sx, sy = src
+        ox, oy = sx * fx, sy * fy  # the same place, proportionally, on a new background
+        ws, hs = w * scale, h * scale
+        instances.append(InstancePlan(a["id"], float(scale), instance_size(ws, hs),
+                                      (ox + scale * (x - sx), oy + scale * (y - sy), ws, hs), is_matched, src, (ox, oy)))
     erased = tuple(a["id"] for a in anns if a.get("iscrowd"))
     labels, bg_erased = (), ()
     if bg_id != image_id:
@@ -301,7 +324,7 @@ def _plan_on(image: dict, anns: Sequence[dict], background: Tuple[dict, Sequence
                                                   and (selected is None or a["category_id"] in selected)))
     return ImagePlan(image_id, "new" if bg_id != image_id else "inpaint", bg_id, bg["width"], bg["height"],
                      tuple(instances), erased, tuple(dropped), labels, tuple(unscaled), removed, kept=kept,
-                     background_erased=bg_erased)
+                     background_erased=bg_erased, fallback=fallback)
 
 
 def image_rng(seed: int, image_id: int) -> np.random.Generator:
@@ -314,8 +337,81 @@ def image_rng(seed: int, image_id: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, -image_id], spawn_key=(1,)))
 
 
+# numpy's SeedSequence (numpy/random/bit_generator.pyx), for image_rngs: its hash constants.
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_MIX_MULT_L, _MIX_MULT_R, _XSHIFT, _MASK32 = 0xCA01F9DD, 0x4973F715, 16, 0xFFFFFFFF
+RNG_CHUNK = 4096  # images whose generators are seeded at once
+
+
+def image_rngs(seed: int, image_ids: Sequence[int]) -> Iterator[np.random.Generator]:
+    """image_rng(seed, id) of each id in turn, seeded many at once (a dry run made one per image: 9 us
+    each, 1 s at COCO-train size, nearly all of it SeedSequence's hash of [seed, id] in Python).
+
+    The hash is numpy's, on columns of 32-bit words; each generator is then a PCG64 of the
+    4 words SeedSequence([seed, id]).generate_state(4, uint64) gives: the same state, hence the
+    same draws (tests compare them). Entropy of more than 4 words (seed >= 2**64) and negative
+    ids take image_rng itself."""
+    fast = 0 <= seed < 2 ** 64
+    for start in range(0, len(image_ids), RNG_CHUNK):
+        ids = image_ids[start:start + RNG_CHUNK]
+        states = _seed_states(seed, ids) if fast and min(ids) >= 0 and max(ids) < 2 ** 63 else None
+        for k, image_id in enumerate(ids):
+            yield (image_rng(seed, image_id) if states is None
+                   else np.random.Generator(np.random.PCG64(_SeedState(seed, image_id, states[k]))))
+
+
+def _seed_states(seed: int, ids: Sequence[int]) -> np.ndarray:
+    """SeedSequence([seed, id]).generate_state(4, np.uint64) of each id (0 <= id < 2**63, 0 <= seed < 2**64), as rows."""
+    with np.errstate(over="ignore"):
+        ids64 = np.asarray(ids, np.int64)
+        # The entropy words: seed's (one word if under 2**32), then the id's low and high word. A zero
+        # word past the end counts as none: with at most 4 words, SeedSequence pads with zeros.
+        seed_words = [seed & _MASK32] + ([seed >> 32] if seed >> 32 else [])
+        words = [np.full(len(ids), w, np.uint32) for w in seed_words]
+        words += [(ids64 & _MASK32).astype(np.uint32), (ids64 >> 32).astype(np.uint32)]
+        words += [np.zeros(len(ids), np.uint32)] * (4 - len(words))
+        hash_const = _INIT_A
+
+        def hashmix(value):
+            nonlocal hash_const
+            value = value ^ np.uint32(hash_const)
+            hash_const = (hash_const * _MULT_A) & _MASK32
+            value = value * np.uint32(hash_const)
+            return value ^ (value >> _XSHIFT)
+
+        mixer = [hashmix(w) for w in words]
+        for src in range(4):
+            for dst in range(4):
+                if src != dst:
+                    mixed = np.uint32(_MIX_MULT_L) * mixer[dst] - np.uint32(_MIX_MULT_R) * hashmix(mixer[src])
+                    mixer[dst] = mixed ^ (mixed >> _XSHIFT)
+        out, hash_const = [], _INIT_B
+        for i in range(8):  # generate_state(4, uint64): 8 words, paired little-endian
+            value = mixer[i % 4] ^ np.uint32(hash_const)
+            hash_const = (hash_const * _MULT_B) & _MASK32
+            value = value * np.uint32(hash_const)
+            out.append(value ^ (value >> _XSHIFT))
+        return np.stack([out[2 * k].astype(np.uint64) | (out[2 * k + 1].astype(np.uint64) << np.uint64(32))
+                         for k in range(4)], axis=1)
+
+
+class _SeedState(np.random.bit_generator.ISeedSequence):
+    """SeedSequence([seed, image_id]) for a PCG64 whose state words are known (_seed_states)."""
+
+    __slots__ = ("seed", "image_id", "state")
+
+    def __init__(self, seed: int, image_id: int, state: np.ndarray):
+        self.seed, self.image_id, self.state = seed, image_id, state
+
+    def generate_state(self, n_words, dtype=np.uint32):
+        if n_words == 4 and (dtype is np.uint64 or np.dtype(dtype) == np.uint64):  # what PCG64 asks for
+            return self.state
+        return np.random.SeedSequence([self.seed, self.image_id]).generate_state(n_words, dtype)
+
+
 def plan_image_level(im: dict, anns: Sequence[dict], matched: Sequence[Candidate], hist: SizeHistogram,
-                     options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str]) -> ImagePlan:
+                     options: TransformOptions, source_sorted: np.ndarray, bad: Dict[int, str],
+                     rng: Optional[np.random.Generator] = None) -> ImagePlan:
     """Scale Match (Yu et al. 2020): one scale for the whole image, from its mean object size.
 
     RSM draws a target size (up to 5 tries to land the scale in scale_range);
@@ -323,7 +419,7 @@ def plan_image_level(im: dict, anns: Sequence[dict], matched: Sequence[Candidate
     sizes. The scale is then clipped to scale_range.
     """
     image_id = im["id"]
-    rng = image_rng(options.seed, image_id)
+    rng = image_rng(options.seed, image_id) if rng is None else rng
     lo, hi = options.scale_range
     if not matched:
         scale = DEFAULT_IMAGE_SCALE

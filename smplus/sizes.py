@@ -56,16 +56,23 @@ def msm_reachable_sizes(sizes: Sequence[float], least: Sequence[float], hist: Si
     first_bin = np.searchsorted(np.asarray(hist.edges)[1:] / BIN_MARGIN, least, side="right")
     first = np.minimum(np.searchsorted(targets, least, side="left"),
                        np.searchsorted(hist.bin_index(targets), first_bin, side="left"))
-    out = targets.copy()  # by source position; an instance dealt no quantile keeps the one at its own
-    waiting: List[int] = []  # source positions that can reach the current quantile
-    by_first = np.argsort(first, kind="stable")
-    k = 0
-    for j in range(n):
-        while k < n and first[by_first[k]] <= j:
-            heapq.heappush(waiting, int(by_first[k]))
-            k += 1
-        if waiting:
-            out[heapq.heappop(waiting)] = targets[j]
+    if np.all(first <= np.arange(n)):  # each reaches its own quantile: dealt in order, each its own
+        out = targets
+    else:
+        # (Python lists: the loop runs once per instance, numpy's scalar indexing cost it 3x)
+        dealt = targets.tolist()  # by source position; an instance dealt no quantile keeps the one at its own
+        quantiles, waiting = targets.tolist(), []  # waiting: source positions that can reach the current quantile
+        by_first = np.argsort(first, kind="stable")
+        firsts, by_first = first[by_first].tolist(), by_first.tolist()
+        push, pop = heapq.heappush, heapq.heappop
+        k = 0
+        for j in range(n):
+            while k < n and firsts[k] <= j:
+                push(waiting, by_first[k])
+                k += 1
+            if waiting:
+                dealt[pop(waiting)] = quantiles[j]
+        out = np.array(dealt)
     result = np.empty(n)
     result[order] = out
     return result
@@ -133,12 +140,13 @@ class DealtSizes:
 
     @classmethod
     def deal(cls, hist: SizeHistogram, candidates: Sequence[Candidate]) -> "DealtSizes":
-        flat = [c for c in candidates if not c.cut_both]
+        flat = [c for c in candidates if c.point is not None]  # (not cut_both)
         dealt = msm_reachable_sizes([c.size for c in flat], [c.least for c in flat], hist)
-        return cls(hist, {c.ann["id"]: float(s) for c, s in zip(flat, dealt)})
+        return cls(hist, dict(zip([c.ann["id"] for c in flat], dealt.tolist())))
 
     def sizes(self, rng: np.random.Generator, instances: Sequence[Candidate]) -> List[float]:
-        return [self.by_ann[c.ann["id"]] for c in instances]
+        by_ann = self.by_ann
+        return [by_ann[c.ann["id"]] for c in instances]
 
 
 class OwnSizes:
