@@ -72,7 +72,7 @@ _IC_START, _IC_ROW, _IC_COL = _ic0_products()
 
 
 
-COMPILE_MESSAGE = ("smplus: compiling the matting kernels (numba); this happens once per installation "
+COMPILE_MESSAGE = ("smplus: compiling the matting and render kernels (numba); this happens once per installation "
                    "and takes up to a minute")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -111,6 +112,7 @@ class ErasedBackgrounds:
         self.entries, self.max_bytes = entries, max_bytes
         self._kept: "OrderedDict[tuple, Tuple[np.ndarray, float]]" = OrderedDict()
         self.hits = self.misses = 0
+        self._lock = threading.Lock()
 
     def erased(self, image_id, background: np.ndarray, rles: Sequence[dict], method: str) -> Tuple[np.ndarray, float]:
         """fill(background, rles, method=method), a copy of it if it was kept."""
@@ -118,17 +120,19 @@ class ErasedBackgrounds:
             return fill(background, rles, method=method)
         key = (image_id, background.shape, hashlib.sha1(np.ascontiguousarray(background)).digest(), method,
                tuple((tuple(r["size"]), r["counts"]) for r in rles))
-        kept = self._kept.get(key)
-        if kept is not None:
-            self.hits += 1
-            self._kept.move_to_end(key)
-            return kept[0].copy(), kept[1]
-        self.misses += 1
+        with self._lock:  # (threads of one process, e.g. a loader's, share it)
+            kept = self._kept.get(key)
+            if kept is not None:
+                self.hits += 1
+                self._kept.move_to_end(key)
+                return kept[0].copy(), kept[1]
+            self.misses += 1
         canvas, fraction = fill(background, rles, method=method)
         if canvas.nbytes <= self.max_bytes:
-            self._kept[key] = (canvas.copy(), fraction)
-            while len(self._kept) > self.entries or sum(c.nbytes for c, _ in self._kept.values()) > self.max_bytes:
-                self._kept.popitem(last=False)
+            with self._lock:
+                self._kept[key] = (canvas.copy(), fraction)
+                while len(self._kept) > self.entries or sum(c.nbytes for c, _ in self._kept.values()) > self.max_bytes:
+                    self._kept.popitem(last=False)
         return canvas, fraction
 
 

@@ -103,3 +103,28 @@ def test_a_run_reusing_erased_backgrounds_writes_the_same_bytes(tmp_path, monkey
         else:
             assert kept.hits == 0
     assert outputs[0] == outputs[1]
+
+
+def test_threads_sharing_the_kept_backgrounds_get_the_fill(photo):
+    """A loader's threads share one process's kept backgrounds: every caller still gets the fill."""
+    import threading
+
+    image, rles = photo
+    fresh, _ = fill(image.copy(), rles, method="telea")
+    kept, wrong, failed = ErasedBackgrounds(entries=3), [], []
+
+    def work():
+        try:
+            for i in range(20):
+                canvas, _ = kept.erased(i % 5, image, rles, "telea")
+                wrong.extend([i] if not np.array_equal(canvas, fresh) else [])
+        except Exception as e:  # an OrderedDict changed under another thread's feet
+            failed.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed and not wrong
+    assert kept.hits + kept.misses == 80 and kept.hits > 0 and len(kept._kept) == 3
