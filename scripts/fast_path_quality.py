@@ -86,27 +86,20 @@ def measure(source, images, target, what, looser=None):
 
     real_matte = separate.matte
 
-    def alt_separate(image, seg, box, scale, *a, **k):
-        if what == "matting-colour":
-            separate.matte = alpha_only
-            try:
-                return real_separate(image, seg, box, scale)
-            finally:
-                separate.matte = real_matte
-        if what == "rtol":
-            import smplus.matting as matting
+    import smplus.matting as matting
 
-            saved, matting.RTOL = matting.RTOL, RTOL
+    swaps = {"matting-colour": (separate, "matte", alpha_only), "rtol": (matting, "RTOL", RTOL),
+             "matting": (separate, "matte", feathered)}  # the cheaper way each measures, in place of smplus's
+
+    def alt_separate(image, seg, box, scale, *a, **k):
+        if what in swaps:
+            module, name, value = swaps[what]
+            saved = getattr(module, name)
+            setattr(module, name, value)
             try:
                 return real_separate(image, seg, box, scale)
             finally:
-                matting.RTOL = saved
-        if what == "matting":
-            separate.matte = feathered
-            try:
-                return real_separate(image, seg, box, scale)
-            finally:
-                separate.matte = real_matte
+                setattr(module, name, saved)
         reduced = state.get("reduced")
         if reduced is None:
             return None

@@ -69,6 +69,11 @@ SPLITS = ("val2017", "train2017")
 SMALL = 12.0  # px: "instances of 12 px or less"
 
 
+def split_paths(data, split):
+    """coco_tiny's `split`: (its annotations file, its images folder)."""
+    return os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json"), os.path.join(data, "coco_tiny", split)
+
+
 def _import_smplus(code):
     sys.path.insert(0, code)
     import smplus  # noqa: F401
@@ -104,8 +109,7 @@ def collect(data, target, splits):
 
     out = {}
     for split in splits:
-        source = os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json")
-        images = os.path.join(data, "coco_tiny", split)
+        source, images = split_paths(data, split)
         ds = load_coco(source)
         res = {}
         runs = [("all", {}, None), ("inpaint", {"background": "inpaint"}, None)]
@@ -504,8 +508,9 @@ def fill_cost_ratio(data, base):
     spec.loader.exec_module(old)
     times = {"old": 0.0, "new": 0.0}
     for split in SPLITS:
-        ds = load_coco(os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json"))
-        for image, hole in _punched_holes(ds, os.path.join(data, "coco_tiny", split), keep=lambda hole: hole.mean() <= 0.5):
+        source, images = split_paths(data, split)
+        ds = load_coco(source)
+        for image, hole in _punched_holes(ds, images, keep=lambda hole: hole.mean() <= 0.5):
             for name, fill in (("old", old.inpaint_holes), ("new", inpaint_holes)):
                 best = float("inf")
                 for _ in range(3):
@@ -634,8 +639,7 @@ def _fill_table(title, method, data, target):
 
     table = {}
     for split in SPLITS:
-        source = os.path.join(data, "coco_tiny", "annotations", f"instances_{split}.json")
-        images = os.path.join(data, "coco_tiny", split)
+        source, images = split_paths(data, split)
         ds = load_coco(source)
         col = {}
         kt = _known_truth(ds, images, method, method)
