@@ -1,4 +1,4 @@
-"""How often a new background's erasure is reused (render.ERASED), and how often it could be.
+"""How often a new background's erasure (and decode) is reused (render.ERASED), and how often it could be.
 
     python scripts/background_reuse.py [--source ANN --images DIR] [--target T] [--dry-run] [--fill F]
 
@@ -7,8 +7,10 @@ Runs smplus (default options, one worker, in this process) on the source and pri
   (from the output's provenance): with every image of one background rendered by
   the worker that keeps it, a background is erased once, so at most
   1 - distinct / draws of the erasures are saved;
-- the erasures filled and reused by the run (render.ERASED's counters; images whose
-  background has nothing to erase fill nothing and count in neither).
+- the new backgrounds filled and reused by the run (render.ERASED's counters: a background kept
+  is neither decoded nor erased again; one with nothing to erase is kept too, for its decode),
+  and the images the run decoded (source and backgrounds) against one decode per source and
+  one per draw of a new background.
 With --dry-run only the first part (for a COCO-size source: no pixels).
 """
 
@@ -24,7 +26,7 @@ sys.path.insert(0, ROOT)
 DATA = next((p for p in (os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "..", "..", "shared", "data"))
              if os.path.isdir(p)), os.path.join(ROOT, "..", "shared", "data"))
 
-from smplus import render  # noqa: E402
+from smplus import render, task  # noqa: E402
 from smplus.pipeline import RunOptions, transform  # noqa: E402
 from smplus.plan import TransformOptions  # noqa: E402
 
@@ -38,6 +40,15 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
     options = TransformOptions(**({"fill": args.fill} if args.fill else {}))
+    decoded = []
+
+    def counted(f):
+        def call(*a, **k):
+            decoded.append(1)
+            return f(*a, **k)
+        return call
+
+    task.decode_image, task.read_image = counted(task.decode_image), counted(task.read_image)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out")
         transform(args.source, args.images, out, target=args.target, options=options,
@@ -52,8 +63,9 @@ def main() -> None:
           f"the erasures saved)")
     if not args.dry_run:
         e = render.ERASED
-        print(f"this run: {e.misses} erasures filled, {e.hits} reused "
-              f"({e.hits / max(1, e.hits + e.misses):.0%} of {e.hits + e.misses})")
+        print(f"this run: {e.misses} new backgrounds decoded and erased, {e.hits} reused "
+              f"({e.hits / max(1, e.hits + e.misses):.0%} of {e.hits + e.misses}); {len(decoded)} images decoded, "
+              f"against {len(images) + n} for a decode per source and per draw")
 
 
 if __name__ == "__main__":

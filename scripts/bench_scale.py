@@ -1,6 +1,6 @@
 """Scale benchmark: smplus on a COCO-train-sized source, against json.load of it.
 
-    python scripts/bench_scale.py [--quick] [--sections dry,readers,render,resume] [--rounds 3] [--tmp DIR]
+    python scripts/bench_scale.py [--quick] [--sections dry,readers,render,resume,shard] [--rounds 3] [--tmp DIR]
 
 Builds the source from ../shared/data/coco_tiny/annotations/instances_train2017.json:
 its records repeated with new ids and file names (hard links to the images) up
@@ -18,6 +18,9 @@ each measured in its own process (time and peak RSS of that process):
   with the garbage collector on or paused), --rounds rounds, medians;
 - render: runs of the first 1k and 10k images (2 workers: per-image cost,
   parent peak RSS, assembly time);
+- shard: a render of one ~100-image shard of the whole source (it loads and plans all of it), with
+  the dataset and plans frozen out of the garbage collector's reach (smplus) and without, --rounds
+  rounds in alternating order: the time after planning;
 - resume: the start of a `--resume` with a 100k-entry journal (synthesized from the
   dry run's entries: SQLite store and, for comparison, one JSON file per image).
 
@@ -119,7 +122,7 @@ def child_reader(source, reader):
     return {"seconds": time.perf_counter() - t, "rss_mb": peak_rss_mb()}
 
 
-def child_transform(source, images, target, out, workers, dry_run, level="instance"):
+def child_transform(source, images, target, out, workers, dry_run, level="instance", shard=None, freeze=True):
     from bench import timed
 
     import smplus.coco
@@ -133,9 +136,27 @@ def child_transform(source, images, target, out, workers, dry_run, level="instan
         setattr(module, name, timed(getattr(module, name), log, name))
     render = pipeline._render
 
-    def measured_render(*args, **kwargs):  # the parent's memory when rendering starts
+    def measured_render(*args, **kwargs):  # the parent's memory when rendering starts, and the render's time
         log["rss_before_render_mb"] = rss_mb()
-        return render(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return render(*args, **kwargs)
+        finally:
+            log["render_seconds"] = time.perf_counter() - t0
+
+    plan = pipeline._plan
+
+    def marked_plan(*args, **kwargs):  # when planning ends: what follows is the rendering run's own
+        try:
+            return plan(*args, **kwargs)
+        finally:
+            log["plan_ended"] = time.perf_counter()
+
+    pipeline._plan = marked_plan
+    if not freeze:  # the run as it was before pipeline.transform froze the dataset and plans
+        import gc
+
+        gc.freeze = lambda: None
 
     pipeline._render = measured_render
     import smplus.journal
@@ -150,7 +171,12 @@ def child_transform(source, images, target, out, workers, dry_run, level="instan
     smplus.journal.Journal.record = timed_record
     t, c = time.perf_counter(), cpu_seconds()
     report = transform(source, images, out, target, options=TransformOptions(level=level),
-                       run=RunOptions(workers=workers, dry_run=dry_run, progress=False, overwrite=True)).report
+                       run=RunOptions(workers=workers, dry_run=dry_run, progress=False, overwrite=True,
+                                      shard=tuple(shard) if shard else None)).report
+    if "plan_ended" in log:
+        log["after_planning"] = time.perf_counter() - log.pop("plan_ended")
+    if report is None:  # a shard: its rendered images
+        report = {"counts": {"images": len(done_at), "instances_in": None}}
     if done_at:  # ms per image over the 2nd and the 4th fifth of the images: does the cost grow as the run goes?
         n = len(done_at)
         fifth = [(done_at[(k + 1) * n // 5 - 1] - done_at[k * n // 5]) * 1000 / (n // 5 - 1) for k in (1, 3)]
@@ -240,6 +266,27 @@ def dry_section(source, images, target, tmp, rounds, baseline=None):
         _dry_rows(f"baseline ({baseline}) --dry-run", loads, bases, rounds)
 
 
+def shard_section(source, images, target, tmp, rounds, workers):
+    """A rendering run of one small shard of the whole source (--shard 0/N, ~100 images): it loads and
+    plans all of it, then renders its part. With and without the dataset and plans frozen out of the
+    garbage collector's reach (pipeline.transform's gc.freeze), in alternating order: the time after
+    planning (the collector's first walk, the journal, the render)."""
+    n = max(1, run_child("transform", source, images, target, os.path.join(tmp, "dry"), 1, True)["images"] // 100)
+    runs = {True: [], False: []}
+    for k in range(rounds):
+        for freeze in ((True, False) if k % 2 == 0 else (False, True)):
+            out = os.path.join(tmp, "shard")
+            runs[freeze].append(run_child("transform", source, images, target, out, workers, False, "instance",
+                                          [0, n], freeze))
+            shutil.rmtree(out)
+    for freeze, name in ((False, "collector walks the plans"), (True, "plans frozen (gc.freeze)")):
+        r = runs[freeze]
+        print(f"| shard 0/{n} ({r[0]['images']} images, {workers} workers), {name}: after planning, median of "
+              f"{rounds} | {median(x['phases']['after_planning'] for x in r):.1f} s (rendering "
+              f"{median(x['phases']['render_seconds'] for x in r):.1f} s; whole run "
+              f"{median(x['seconds'] for x in r):.1f} s) | {median(x['rss_mb'] for x in r):.0f} MB |")
+
+
 def _dry_rows(name, loads, drys, rounds):
     print(f"| json.load of the source ({drys[0]['instances']} instances), median of {rounds} | "
           f"{median(x['seconds'] for x in loads):.1f} s | {median(x['rss_mb'] for x in loads):.0f} MB |")
@@ -326,8 +373,9 @@ def main():
     ap.add_argument("--level", default="instance", choices=["instance", "image"],
                     help="render runs: SM+ (instance) or Scale Match (image: ~5x cheaper, the driver's share shows more)")
     ap.add_argument("--sections", default="dry,render,resume",
-                    help="which of dry,readers,render,resume,costs to run (readers: json.load vs orjson, GC paused "
-                         "or not; costs: per-item costs of the dry run's pieces, before and after)")
+                    help="which of dry,readers,render,resume,costs,shard to run (readers: json.load vs orjson, GC paused "
+                         "or not; costs: per-item costs of the dry run's pieces, before and after; shard: a render of "
+                         "~100 images of the whole source, its plans frozen out of the collector's reach or not)")
     ap.add_argument("--rounds", type=int, default=3, help="dry and readers: rounds, in alternating order (median)")
     ap.add_argument("--journal-entries", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="12k images, renders of 200 and 2000, 10k journal entries")
@@ -373,6 +421,8 @@ def main():
             readers_section(source, args.rounds)
         if "costs" in sections:
             costs_section()
+        if "shard" in sections:
+            shard_section(source, images, args.target, tmp, args.rounds, args.workers)
         if "render" in sections:
             rows = []
             for n in renders:

@@ -114,6 +114,21 @@ def paused_gc():
             gc.enable()
 
 
+@contextlib.contextmanager
+def frozen_gc():
+    """Every object made so far out of the cyclic garbage collector's reach meanwhile: what a run
+    loaded and planned (millions of objects, made while it was paused) is not walked again by its
+    first collection (~4 s at COCO-train size). A caller that froze objects itself is left alone."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def check_file_name(file_name: Any, where: str) -> str:
     """A file_name must be a relative path that stays inside the images folder."""
     if not isinstance(file_name, str) or not file_name:

@@ -134,10 +134,10 @@ class Grain:
     on first use; `key`: plan numbers that name the image.
     """
 
-    def __init__(self, photo: np.ndarray, *key: float):
+    def __init__(self, photo: Optional[np.ndarray], *key: float, measured: Optional[Tuple[float, float]] = None):
         self.photo = photo
         self.key = key
-        self._range: Optional[Tuple[float, float]] = None
+        self._range: Optional[Tuple[float, float]] = measured  # the photo's grain range, if known (photo: None then)
 
     @property
     def range(self) -> Tuple[float, float]:

@@ -21,7 +21,7 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple, Uni
 
 from . import __version__
 from .assemble import assemble, planned_entries
-from .coco import CocoDataset, load_coco, paused_gc, write_json_atomic
+from .coco import CocoDataset, frozen_gc, load_coco, paused_gc, write_json_atomic
 from .errors import OutputError, SmplusError, UsageError
 from .executors import EXECUTORS, make_executor
 from .histogram import load_target
@@ -221,6 +221,8 @@ def transform(source: str, images_dir: str, out_dir: str, target: Optional[str] 
         p = _plan(source, images_dir, target, options, bins, except_rate, log_bins, categories, run.dry_run,
                   before_planning=lambda: held.enter_context(prepare_out(out_dir, [source, images_dir, target], run)),
                   names=names)
+        if not run.dry_run:  # the dataset and plans stay until the end (scripts/bench_scale.py --sections shard)
+            held.enter_context(frozen_gc())
         fingerprint = {**p.fingerprint, "shard": list(run.shard) if run.shard else None}
         _check_resume(out_dir, fingerprint, run)
         if run.dry_run:
@@ -329,6 +331,7 @@ def merge(shard_dirs: Sequence[str], out_dir: str, overwrite: bool = False, allo
               f["categories"], dry_run=False, names=OutputNames(f.get("id_offset", 0), f.get("file_prefix", "")))
     assignment = assign_shards(p.dplan.images, f["shard"][1])
     journals, held = [], contextlib.ExitStack()  # held: OUT, claimed until the merge ends
+    held.enter_context(frozen_gc())
     try:
         for d, fp in zip(shard_dirs, fingerprints):
             journal = Journal(os.path.join(d, STATE_DIR))

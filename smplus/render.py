@@ -12,14 +12,14 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from .background import DEFAULT_FILL, hole_mask, inpaint_holes
 from .coco import ann_to_rle, decode_rle, instance_size, mask_to_rle, patch_to_rle, resample_mask, usable_polygons
-from .grain import Grain
+from .grain import Grain, grain_range
 from .kernels import alpha_crossings
 from .plan import MIN_SIDE, ImagePlan, clipped_box
 from .separate import Matte, PastedInstance, separate, warp_alpha, warp_pasted, working_scale
@@ -104,34 +104,71 @@ def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
     return filled, fraction
 
 
+class NewBackground:
+    """A new background: its pixels decoded on first use, and what names them in ErasedBackgrounds'
+    keys. From a file (`of_file`) its bytes name it, so a kept erasure spares its decode too."""
+
+    def __init__(self, shape: Tuple[int, ...], key: tuple, decode: Callable[[], np.ndarray]):
+        self.shape, self.key, self._decode = shape, key, decode
+        self._pixels: Optional[np.ndarray] = None
+        self._grain: Optional[Tuple[float, float]] = None
+
+    @classmethod
+    def of_pixels(cls, pixels: np.ndarray) -> "NewBackground":
+        return cls(pixels.shape, ("pixels", hashlib.sha1(np.ascontiguousarray(pixels)).digest()), lambda: pixels)
+
+    @classmethod
+    def of_file(cls, data: np.ndarray, height: int, width: int, decode: Callable[[], np.ndarray]) -> "NewBackground":
+        """`data`: the file's bytes; `decode`: its pixels, checked to be height x width (else SmplusError)."""
+        return cls((height, width, 3), ("file", hashlib.sha1(data).digest()), decode)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        if self._pixels is None:
+            self._pixels = self._decode()
+        return self._pixels
+
+    @property
+    def grain(self) -> Tuple[float, float]:
+        """Its grain range (grain.grain_range), measured on the photo before any fill."""
+        if self._grain is None:
+            self._grain = grain_range(self.pixels)
+        return self._grain
+
+
 class ErasedBackgrounds:
     """The last ERASED_KEPT erased backgrounds (at most ERASED_KEPT_BYTES), keyed by the background's
-    image id, a digest of its pixels, the masks erased and the fill: a key names one result."""
+    image id, what names its pixels (NewBackground.key), the masks erased and the fill: a key names
+    one result. A background from a file is kept even with nothing to erase: its decode is spared."""
 
     def __init__(self, entries: int = ERASED_KEPT, max_bytes: int = ERASED_KEPT_BYTES):
         self.entries, self.max_bytes = entries, max_bytes
-        self._kept: "OrderedDict[tuple, Tuple[np.ndarray, float]]" = OrderedDict()
+        self._kept: "OrderedDict[tuple, Tuple[np.ndarray, float, Tuple[float, float]]]" = OrderedDict()
         self.hits = self.misses = 0
         self._lock = threading.Lock()
 
-    def erased(self, image_id, background: np.ndarray, rles: Sequence[dict], method: str) -> Tuple[np.ndarray, float]:
-        """fill(background, rles, method=method), a copy of it if it was kept."""
-        if not rles:  # nothing to erase: nothing to keep
-            return fill(background, rles, method=method)
-        key = (image_id, background.shape, hashlib.sha1(np.ascontiguousarray(background)).digest(), method,
-               tuple((tuple(r["size"]), r["counts"]) for r in rles))
+    def erased(self, image_id, background, rles: Sequence[dict], method: str) -> Tuple[np.ndarray, float]:
+        """fill(background's pixels, rles, method=method), a copy of it if it was kept (`background`:
+        a NewBackground, or its pixels); a NewBackground also gets its grain range from the kept one."""
+        if not isinstance(background, NewBackground):
+            if not rles:  # decoded, and nothing to erase: nothing to keep
+                return fill(background, rles, method=method)
+            background = NewBackground.of_pixels(background)
+        key = (image_id, background.shape, background.key, method, tuple((tuple(r["size"]), r["counts"]) for r in rles))
         with self._lock:  # (threads of one process, e.g. a loader's, share it)
             kept = self._kept.get(key)
             if kept is not None:
                 self.hits += 1
                 self._kept.move_to_end(key)
+                background._grain = kept[2]
                 return kept[0].copy(), kept[1]
             self.misses += 1
-        canvas, fraction = fill(background, rles, method=method)
+        canvas, fraction = fill(background.pixels, rles, method=method)
         if canvas.nbytes <= self.max_bytes:
+            grain = background.grain
             with self._lock:
-                self._kept[key] = (canvas.copy(), fraction)
-                while len(self._kept) > self.entries or sum(c.nbytes for c, _ in self._kept.values()) > self.max_bytes:
+                self._kept[key] = (canvas.copy(), fraction, grain)
+                while len(self._kept) > self.entries or sum(c.nbytes for c, _, _ in self._kept.values()) > self.max_bytes:
                     self._kept.popitem(last=False)
         return canvas, fraction
 
@@ -338,7 +375,7 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
                  source_size: Optional[Tuple[int, int]] = None) -> RenderResult:
     """SM+ on one image: separate, scale, fill the background (PSI), paste, measure.
 
-    `background` is the new background's pixels when plan.background == "new";
+    `background` is the new background when plan.background == "new": its pixels or a NewBackground;
     `background_anns` its annotations: crowds and those in plan.background_erased
     are erased (filled), and those in plan.background_labels (cp+) are kept, less
     what the pastes cover. Instances in plan.kept (categories not scale-matched,
@@ -365,21 +402,24 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
     bg_erased = 0
     if plan.background == "new":
+        if not isinstance(background, NewBackground):
+            background = NewBackground.of_pixels(background)
         bh, bw = background.shape[:2]
         to_erase = set(plan.background_erased)
         erase = [a for a in background_anns if a.get("iscrowd") or a["id"] in to_erase]
         bg_rles = [r for r in (instance_rle(a, bh, bw) for a in erase) if r is not None]
         bg_erased = sum(1 for a in erase if not a.get("iscrowd") and instance_rle(a, bh, bw) is not None)
         canvas, hole_fraction = ERASED.erased(plan.background_image_id, background, bg_rles, fill_method)
+        grain = Grain(None, plan.image_id, plan.background_image_id, measured=background.grain)
     else:
         canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole, fill_method)
+        grain = Grain(image, plan.image_id, plan.background_image_id)
     out_h, out_w = canvas.shape[:2]
 
     # Larger instances first, so smaller ones end on top (as nearer objects would).
     order = sorted((ip for ip in plan.instances if ip.ann_id in rles), key=lambda ip: -ip.box[2] * ip.box[3])
     pasted: List[Tuple[int, PastedInstance]] = []
     faint = set()  # instances with no pixel at SUPPORT even before clipping and occlusion
-    grain = Grain(background if plan.background == "new" else image, plan.image_id, plan.background_image_id)
     placement = dict.fromkeys(("placed", "corrected", "unconverged"), 0)
     for ip in order:
         box = clipped_box(anns[ip.ann_id], W, H)

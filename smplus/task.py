@@ -123,14 +123,27 @@ def _decode_source(images_dir: str, image: dict, step: int) -> np.ndarray:
     return pixels
 
 
-def _decode_background(images_dir: str, background: dict) -> np.ndarray:
-    """A new background's pixels. The plan placed the instances on its frame, so
-    without it the image cannot be rendered (inpainting its own holes instead
-    would put them where they were planned for another frame): it is skipped too."""
+def _new_background(images_dir: str, background: dict):
+    """A new background, read; decoded only if its erasure is not kept (render.NewBackground). The plan
+    placed the instances on its frame, so without it the image cannot be rendered (inpainting its own
+    holes instead would put them where they were planned for another frame): it is skipped too."""
+    from .render import NewBackground
+
+    def cannot_use(e: SmplusError) -> SmplusError:
+        return SmplusError(f"its new background, image {background['id']}, cannot be used: {e}")
+
     try:
-        return _decode_checked(images_dir, background)
+        data = read_image_bytes(os.path.join(images_dir, background["file_name"]))
     except SmplusError as e:
-        raise SmplusError(f"its new background, image {background['id']}, cannot be used: {e}") from None
+        raise cannot_use(e) from None
+
+    def decode() -> np.ndarray:
+        try:
+            return _decode_checked(images_dir, background, data)
+        except SmplusError as e:
+            raise cannot_use(e) from None
+
+    return NewBackground.of_file(data, background["height"], background["width"], decode)
 
 
 def render_task(task: ImageTask) -> dict:
@@ -176,21 +189,21 @@ def render(task: ImageTask) -> Rendered:
             H, W = task.image["height"], task.image["width"]
             step = decode_step(plan, task.anns, W, H)
             pixels = _decode_source(task.images_dir, task.image, step)
-            bg_pixels = _decode_background(task.images_dir, task.background) if plan.background == "new" else None
+            background = _new_background(task.images_dir, task.background) if plan.background == "new" else None
             fallback = None
             if plan.background == "resize":
                 result = render_resized(plan, pixels, task.anns)
             else:
                 try:
-                    result = render_image(plan, pixels, task.anns, bg_pixels, task.background_anns, task.max_hole,
+                    result = render_image(plan, pixels, task.anns, background, task.background_anns, task.max_hole,
                                           task.fill, step, (H, W))
                 except UnfillableHoles as e:  # never the blurred source: another image is the background
                     if plan.fallback is None:
                         raise SmplusError(f"image {task.image['file_name']}: {e}, and no other image can be "
                                           "its background") from None
                     fallback, plan = e.reason, plan.fallback
-                    bg_pixels = _decode_background(task.images_dir, task.fallback)
-                    result = render_image(plan, pixels, task.anns, bg_pixels, task.fallback_anns, fill_method=task.fill)
+                    background = _new_background(task.images_dir, task.fallback)
+                    result = render_image(plan, pixels, task.anns, background, task.fallback_anns, fill_method=task.fill)
             entry.update(background=plan.background, width=plan.width, height=plan.height,
                          provenance=provenance(plan.background, plan.background_image_id, result.hole_fraction,
                                                fallback, result.erased))

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from smplus import render
-from smplus.coco import mask_to_rle
+from smplus.coco import mask_to_rle, read_image_bytes
 from smplus.executors import _Dealer
+from smplus.grain import grain_range
 from smplus.plan import ImagePlan
-from smplus.render import ErasedBackgrounds, fill
+from smplus.render import ErasedBackgrounds, NewBackground, fill
 from smplus.task import ImageTask, together_by_background
 
 from conftest import FIXTURE_IMAGES, OTHER, larger_set, run, tree
@@ -62,6 +63,32 @@ def test_at_most_the_last_few_are_kept(photo):
     small.erased(1, image, rles, "telea")
     small.erased(1, image, rles, "telea")
     assert (small.hits, small.misses) == (0, 2)
+
+
+def test_a_kept_background_from_a_file_is_not_decoded_again(photo):
+    """Its file's bytes name it: a kept erasure spares the decode, and gives the photo's grain range."""
+    image, rles = photo
+    data = read_image_bytes(f"{FIXTURE_IMAGES}/{OTHER}")
+    decoded = []
+
+    def background(data=data):
+        return NewBackground.of_file(data, *image.shape[:2], lambda: decoded.append(1) or cv2.imdecode(data, cv2.IMREAD_COLOR))
+
+    kept = ErasedBackgrounds()
+    for erase in (rles, []):  # with nothing to erase too: the decode is what is spared
+        first, second = background(), background()
+        a, fa = kept.erased(7, first, erase, "telea")
+        decoded_before = len(decoded)
+        b, fb = kept.erased(7, second, erase, "telea")
+        assert len(decoded) == decoded_before  # the second one never decoded
+        fresh, f = fill(image.copy(), erase, method="telea")
+        assert np.array_equal(a, fresh) and np.array_equal(b, fresh) and fa == fb == f
+        assert second.grain == first.grain == grain_range(image)
+    assert (kept.hits, kept.misses) == (2, 2) and len(decoded) == 2
+    changed = data.copy()
+    changed[-3] ^= 0xFF  # other bytes under the same id (another dataset in the same process): another key
+    kept.erased(7, background(changed), rles, "telea")
+    assert (kept.hits, kept.misses) == (2, 3)
 
 
 def _plan(image_id, background_image_id=None):

@@ -110,3 +110,30 @@ def test_image_rngs_take_image_rng_for_negative_ids_and_span_chunks(monkeypatch)
     ids = [5, -3, 2**40, 9, 10, 11, 12, 13, -1, 0]
     for rng, image_id in zip(plan.image_rngs(3, ids), ids):
         assert rng.bit_generator.state == plan.image_rng(3, image_id).bit_generator.state
+
+
+def test_a_rendering_run_renders_with_its_plans_frozen_and_unfreezes_them(tmp_path, monkeypatch):
+    """The dataset and plans are out of the collector's reach while the images render (its first
+    collection walked them all), and back in it after; a caller's own frozen objects are left alone."""
+    import smplus.pipeline as pipeline
+
+    frozen_while_rendering = []
+    render = pipeline._render
+
+    def watched(*a, **k):
+        frozen_while_rendering.append(gc.get_freeze_count())
+        return render(*a, **k)
+
+    monkeypatch.setattr(pipeline, "_render", watched)
+    assert gc.get_freeze_count() == 0
+    transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(tmp_path / "out"), run=RunOptions(progress=False))
+    assert frozen_while_rendering.pop() > 1000  # the loaded dataset and its plans
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    gc.freeze()  # a caller that freezes what it holds (e.g. before forking workers)
+    try:
+        before = gc.get_freeze_count()
+        transform(FIXTURE_ANNOTATIONS, FIXTURE_IMAGES, str(tmp_path / "again"), run=RunOptions(progress=False))
+        # nothing more frozen, nothing unfrozen (a frozen object can only go by being freed)
+        assert frozen_while_rendering.pop() <= before and 0 < before - 1000 < gc.get_freeze_count() <= before
+    finally:
+        gc.unfreeze()
