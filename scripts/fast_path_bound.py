@@ -44,14 +44,13 @@ COCO = {"encode", "decode", "merge", "area", "toBbox", "frPyObjects", "frPoly", 
 
 
 def numba_kernels():
-    """(file, function name) of the numba-compiled functions of smplus."""
-    import importlib
-
+    """(file, function name) of the numba-compiled functions of the smplus modules loaded."""
     from numba.core.registry import CPUDispatcher
 
     found = set()
-    for name in ("smplus.kernels", "smplus.matting", "smplus.patchmatch"):
-        module = importlib.import_module(name)
+    for name, module in list(sys.modules.items()):
+        if name != "smplus" and not name.startswith("smplus."):
+            continue
         for value in vars(module).values():
             if isinstance(value, CPUDispatcher):
                 code = value.py_func.__code__
@@ -92,12 +91,11 @@ def main():
     from smplus.matting import warm_up
 
     warm_up()  # numba's kernels loaded (or compiled) before anything is timed
-    import smplus.patchmatch  # noqa: F401  (its kernels, for numba_kernels)
 
-    kernels = numba_kernels()
     floors, runs, groups, functions = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         smplus_run(args.source, args.images, args.target, os.path.join(tmp, "warm"), fill=args.fill)  # file caches warm
+        kernels = numba_kernels()  # (every module the run uses is loaded now)
         for _ in range(args.rounds):
             floors.append(floor_ms(args.source, args.images))
             render.ERASED = render.ErasedBackgrounds()  # as a fresh process starts: nothing kept from the last run
