@@ -113,7 +113,8 @@ class Matte:
     # pixels); None: where the matte ends.
     end: Optional[Tuple[float, float]] = None
     # premult extended beyond the frame, by its (top, bottom, left, right) pads: placement's rounds and
-    # its final warp mostly ask for the same pads (copyMakeBorder was ~0.3 ms an image, coco_tiny)
+    # its final warp mostly ask for the same pads (copyMakeBorder was ~0.3 ms an image, coco_tiny); also
+    # the contiguous alpha of each ("alpha", pads) and the map of each placement ("geometry", ...)
     extended: dict = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -255,7 +256,7 @@ def _shrunk(m: Matte, g: "_Geometry", scale: float, src_point: Tuple[float, floa
 
     sharp = _warped(_prefiltered(g.premult, g.ax, g.ay, PREFILTER), g.M, g.pw, g.ph)
     if alpha is None:
-        alpha = _cut_at_frame(_smooth_alpha(g), m, g, scale, src_point, out_point)
+        alpha = _cut_at_frame(_smooth_alpha(m, g), m, g, scale, src_point, out_point)
     colour, fringe = shrunk_colour(sharp, alpha, _SHARP_ALPHA32)
     if fringe:
         near = cv2.GaussianBlur(sharp, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)
@@ -271,11 +272,17 @@ def warp_alpha(m: Matte, scale: float, src_point: Tuple[float, float],
     if g.ax >= 1.0 and g.ay >= 1.0:
         return g.ox, g.oy, placed_alpha(_cut_at_frame(_warped(g.premult, g.M, g.pw, g.ph), m, g, scale,
                                                       src_point, out_point))
-    return g.ox, g.oy, np.minimum(_cut_at_frame(_smooth_alpha(g), m, g, scale, src_point, out_point), 1.0)
+    return g.ox, g.oy, np.minimum(_cut_at_frame(_smooth_alpha(m, g), m, g, scale, src_point, out_point), 1.0)
 
 
-def _smooth_alpha(g: "_Geometry") -> np.ndarray:
-    return _warped(_prefiltered(g.premult[..., 3], g.ax, g.ay, ALPHA_PREFILTER), g.M, g.pw, g.ph)
+def _smooth_alpha(m: Matte, g: "_Geometry") -> np.ndarray:
+    # The alpha channel, contiguous, kept on the matte: every placement round filters it (cv2 copied the
+    # strided channel at each call, ~6 us of a ~16 us blur).
+    key = ("alpha", g.pads)
+    alpha = m.extended.get(key)
+    if alpha is None:
+        alpha = m.extended[key] = np.ascontiguousarray(g.premult[..., 3])
+    return _warped(_prefiltered(alpha, g.ax, g.ay, ALPHA_PREFILTER), g.M, g.pw, g.ph)
 
 
 @dataclass
@@ -292,12 +299,23 @@ class _Geometry:
     M: np.ndarray
     premult: np.ndarray
     crop: Tuple[float, float, float, float]  # source coordinates: the frame, on its `frame` sides
+    pads: Optional[Tuple[int, int, int, int]] = None  # premult's extension beyond the frame (None: m.premult)
 
 
 def _geometry(m: Matte, scale: float, src_point: Tuple[float, float], out_point: Tuple[float, float]) -> _Geometry:
+    """warp's map for (scale, src_point, out_point), kept on the matte: the placement round kept is
+    mapped again for its colour (warp_pasted), with the same numbers."""
+    key = ("geometry", scale, tuple(src_point), tuple(out_point))
+    g = m.extended.get(key)
+    if g is None:
+        g = m.extended[key] = _new_geometry(m, scale, src_point, out_point)
+    return g
+
+
+def _new_geometry(m: Matte, scale: float, src_point: Tuple[float, float], out_point: Tuple[float, float]) -> _Geometry:
     # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
     ax, ay = scale / m.sx, scale / m.sy
-    premult, x0, y0 = m.premult, float(m.x0), float(m.y0)
+    premult, x0, y0, pads = m.premult, float(m.x0), float(m.y0), None
     crop = (x0, y0) + (m.end or (x0 + premult.shape[1] / m.sx, y0 + premult.shape[0] / m.sy))
     if any(m.frame):  # beyond the frame: its edge pixels, as far as the (wider, alpha's) filter reaches
         sig = [ALPHA_PREFILTER * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay)]
@@ -315,7 +333,7 @@ def _geometry(m: Matte, scale: float, src_point: Tuple[float, float], out_point:
     ph = int(math.ceil(top + ay * premult.shape[0])) - oy + 1
     # warpAffine puts pixel centres on integers: p + 0.5 = X - o, u = j + 0.5.
     M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
-    return _Geometry(ax, ay, ox, oy, pw, ph, M, premult, crop)
+    return _Geometry(ax, ay, ox, oy, pw, ph, M, premult, crop, pads)
 
 
 def _cut_at_frame(placed: np.ndarray, m: Matte, g: _Geometry, scale: float, src_point: Tuple[float, float],
