@@ -244,3 +244,15 @@ def hold_frame(premult, colour, soft, left, top, right, bottom, k):
                 premult[y, x, 3] = s
                 for c in range(3):
                     premult[y, x, c] = np.float32(colour[y, x, c]) * s
+
+
+@_kernel
+def opaque_colour(premult, crop, opaque):
+    """separate._opaque_colour, in place: colour = 8-bit `crop` * alpha where alpha >= `opaque`."""
+    h, w, _ = premult.shape
+    for y in range(h):
+        for x in range(w):
+            a = premult[y, x, 3]
+            if a >= opaque:
+                for c in range(3):
+                    premult[y, x, c] = np.float32(crop[y, x, c]) * a

@@ -532,7 +532,18 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
     yy, xx = np.mgrid[0:8, 0:8]
     crop = (np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0]) * 255).astype(np.uint8)
     trimap = np.where(xx < 3, 1.0, np.where(xx > 4, 0.0, 0.5))
-    from .kernels import add_luma, alpha_crossings, composite, fringe_colour, hold_frame, over, ring_median, shrunk_colour, strip_runs
+    from .kernels import (  # render's
+        add_luma,
+        alpha_crossings,
+        composite,
+        fringe_colour,
+        hold_frame,
+        opaque_colour,
+        over,
+        ring_median,
+        shrunk_colour,
+        strip_runs,
+    )
 
     with _compile_lock(), event.install_listener("numba:compile", Notice()):
         premultiplied_matte(crop, trimap, (xx < 4).astype(np.float32))
@@ -551,4 +562,5 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
             over(canvas[:h, :w, :3], sharp[:h, :w, 3].copy(), colour)
         for colour in (crop, canvas[:, :, :3]):  # a resized crop, a crop of the image
             hold_frame(sharp.copy(), colour, sharp[..., 3].copy(), True, False, False, True, 2)
+            opaque_colour(sharp.copy(), colour, 0.98)
     _warm = True

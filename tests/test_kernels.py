@@ -248,3 +248,23 @@ def test_hold_frame_is_the_numpy_rule_bit_for_bit(seed, h, w, k, frame):
     numpy_hold_frame(expected, colour, soft, frame, k)
     _hold_frame(premult, colour, soft, frame, k)
     assert np.array_equal(premult, expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 30))
+def test_opaque_colour_is_the_numpy_copyto_bit_for_bit(seed, h, w):
+    """Alpha on either side of OPAQUE and exactly at it (float32(0.98) and the float32 just under it),
+    over 1; the crop a strided view of the image, as separate cuts it."""
+    from smplus.separate import OPAQUE, _opaque_colour
+
+    rng, alpha = patch(seed, h, w)
+    alpha = np.where(rng.random((h, w)) < 0.2, np.float32(OPAQUE), alpha)
+    alpha = np.where(rng.random((h, w)) < 0.1, np.nextafter(np.float32(OPAQUE), np.float32(0)), alpha)
+    alpha = np.where(rng.random((h, w)) < 0.1, np.float32(1.01), alpha).astype(np.float32)
+    alpha.flat[0], alpha.flat[-1] = np.float32(OPAQUE), np.nextafter(np.float32(OPAQUE), np.float32(0))
+    premult = np.dstack([alpha[..., None] * rng.uniform(0, 255, (h, w, 3)), alpha]).astype(np.float32)
+    crop = rng.integers(0, 256, (h + 2, w + 3, 3), dtype=np.uint8)[1:1 + h, 2:2 + w]
+    expected = premult.copy()
+    np.copyto(expected[..., :3], crop * expected[..., 3:], where=expected[..., 3:] >= OPAQUE)
+    _opaque_colour(premult, crop)
+    assert np.array_equal(premult, expected)
