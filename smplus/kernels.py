@@ -256,3 +256,37 @@ def opaque_colour(premult, crop, opaque):
             if a >= opaque:
                 for c in range(3):
                     premult[y, x, c] = np.float32(crop[y, x, c]) * a
+
+
+@_kernel
+def _frame_cover(n, origin, cut_lo, cut_hi, lo, hi):
+    """The share of each of n pixels (pixel i covers [origin + i, origin + i + 1]) inside [lo, hi] where flagged."""
+    cover = np.empty(n, np.float32)
+    for i in range(n):
+        start = np.float64(i) + origin
+        c = 1.0
+        if cut_lo:
+            v = min(max(start + 1 - lo, 0.0), 1.0)  # (numpy's clip, then minimum: a NaN wins)
+            c = v if v < c or v != v else c
+        if cut_hi:
+            v = min(max(hi - start, 0.0), 1.0)
+            c = v if v < c or v != v else c
+        cover[i] = np.float32(c)
+    return cover
+
+
+@_kernel
+def cut_at_frame(placed, ox, oy, left, top, right, bottom, x_lo, y_lo, x_hi, y_hi):
+    """separate._cut_at_frame, in place on h x w x channels float32: each pixel times the share of its column
+    within [x_lo, x_hi] (the flagged sides) in float32, then the share of its row within [y_lo, y_hi]."""
+    h, w, channels = placed.shape
+    cx = _frame_cover(w, ox, left, right, x_lo, x_hi)
+    cy = _frame_cover(h, oy, top, bottom, y_lo, y_hi)
+    for y in range(h):
+        for x in range(w):
+            for c in range(channels):
+                placed[y, x, c] = placed[y, x, c] * cx[x]
+    for y in range(h):
+        for x in range(w):
+            for c in range(channels):
+                placed[y, x, c] = placed[y, x, c] * cy[y]

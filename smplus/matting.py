@@ -536,6 +536,7 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
         add_luma,
         alpha_crossings,
         composite,
+        cut_at_frame,
         fringe_colour,
         hold_frame,
         opaque_colour,
@@ -563,4 +564,6 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
         for colour in (crop, canvas[:, :, :3]):  # a resized crop, a crop of the image
             hold_frame(sharp.copy(), colour, sharp[..., 3].copy(), True, False, False, True, 2)
             opaque_colour(sharp.copy(), colour, 0.98)
+        for placed in (sharp[..., 3].copy()[..., None], sharp.copy()):  # an alpha, a four-channel patch
+            cut_at_frame(placed, -1.0, 2.0, True, False, False, True, 0.5, 0.0, 0.0, 6.5)
     _warm = True

@@ -357,6 +357,12 @@ def _cut_at_frame(placed: np.ndarray, m: Matte, g: _Geometry, scale: float, src_
     instance, cut at its image to a sub-pixel (in place; returned)."""
     if not any(m.frame):
         return placed
+    if placed.dtype == np.float32 and placed.ndim in (2, 3):  # the numpy below, in one kernel call
+        from .kernels import cut_at_frame
+
+        edges = [out_point[k] + scale * (g.crop[side] - src_point[k]) for side, k in ((0, 0), (1, 1), (2, 0), (3, 1))]
+        cut_at_frame(placed if placed.ndim == 3 else placed[..., None], float(g.ox), float(g.oy), *m.frame, *edges)
+        return placed
     for axis, (lo, hi), origin, k in ((1, (0, 2), g.ox, 0), (0, (1, 3), g.oy, 1)):
         start = np.arange(placed.shape[axis], dtype=np.float64) + origin  # pixel i covers [start, start + 1]
         cover = np.ones(placed.shape[axis])

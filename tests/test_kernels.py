@@ -268,3 +268,40 @@ def test_opaque_colour_is_the_numpy_copyto_bit_for_bit(seed, h, w):
     np.copyto(expected[..., :3], crop * expected[..., 3:], where=expected[..., 3:] >= OPAQUE)
     _opaque_colour(premult, crop)
     assert np.array_equal(premult, expected)
+
+
+def numpy_cut_at_frame(placed, frame, ox, oy, crop, scale, src_point, out_point):
+    """separate._cut_at_frame before the kernel."""
+    for axis, (lo, hi), origin, k in ((1, (0, 2), ox, 0), (0, (1, 3), oy, 1)):
+        start = np.arange(placed.shape[axis], dtype=np.float64) + origin
+        cover = np.ones(placed.shape[axis])
+        if frame[lo]:
+            cover = np.minimum(cover, np.clip(start + 1 - (out_point[k] + scale * (crop[lo] - src_point[k])), 0, 1))
+        if frame[hi]:
+            cover = np.minimum(cover, np.clip(out_point[k] + scale * (crop[hi] - src_point[k]) - start, 0, 1))
+        shape = [1] * placed.ndim
+        shape[axis] = -1
+        placed *= cover.reshape(shape).astype(np.float32)
+    return placed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 30), st.sampled_from([0, 4]),
+       st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()).filter(any))
+def test_cut_at_frame_is_the_numpy_cover_bit_for_bit(seed, h, w, channels, frame):
+    """An alpha (2-D) and a four-channel patch, cut by every combination of frame sides at sub-pixel
+    places, inside the patch, beyond it, and at whole pixels (cover exactly 0 or 1)."""
+    from smplus.separate import Matte, _cut_at_frame, _Geometry
+
+    rng, alpha = patch(seed, h, w)
+    placed = alpha if channels == 0 else np.dstack([alpha] * 4) * rng.uniform(0, 255, 4).astype(np.float32)
+    ox, oy = (int(v) for v in rng.integers(-20, 20, 2))
+    scale = float(rng.choice([0.25, 0.5, 1.0, rng.uniform(0.05, 2.0)]))
+    src_point = tuple(float(v) for v in rng.uniform(0, 50, 2))
+    out_point = tuple(float(v) for v in np.round(rng.uniform(-10, 30, 2), int(rng.integers(0, 3))))
+    crop = tuple(float(v) for v in np.round(rng.uniform(-10, 80, 4), int(rng.integers(0, 3))))
+    m = Matte(0, 0, 1.0, 1.0, np.zeros((1, 1, 4), np.float32), frame)
+    g = _Geometry(1.0, 1.0, ox, oy, w, h, np.zeros((2, 3)), m.premult, crop)
+    expected = numpy_cut_at_frame(placed.copy(), frame, ox, oy, crop, scale, src_point, out_point)
+    got = _cut_at_frame(placed.copy(), m, g, scale, src_point, out_point)
+    assert np.array_equal(got, expected)
