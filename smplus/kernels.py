@@ -290,3 +290,17 @@ def cut_at_frame(placed, ox, oy, left, top, right, bottom, x_lo, y_lo, x_hi, y_h
         for x in range(w):
             for c in range(channels):
                 placed[y, x, c] = placed[y, x, c] * cy[y]
+
+
+@_kernel
+def support_mask(alpha, support):
+    """render._measure's mask: (alpha >= support as 0/1 uint8, its count)."""
+    h, w = alpha.shape
+    out = np.empty((h, w), np.uint8)
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            v = alpha[y, x] >= support
+            out[y, x] = v
+            n += v
+    return out, n

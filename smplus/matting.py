@@ -544,6 +544,7 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
         ring_median,
         shrunk_colour,
         strip_runs,
+        support_mask,
     )
 
     with _compile_lock(), event.install_listener("numba:compile", Notice()):
@@ -555,6 +556,7 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
         fringe_colour(colour, sharp, sharp[..., 3].copy(), sharp, np.float32(0.05), np.float32(1e-6))
         ring_median(sharp[..., 3].copy(), sharp[..., 2].copy(), 1, 3, 2, 9)
         strip_runs((trimap > 0.5).astype(np.uint8), 2, 12)
+        support_mask(trimap.astype(np.float32), 0.4)
         canvas = np.dstack([crop] * 2)  # cut as render cuts canvas and colour: strided views
         for colour in (sharp[..., :3], sharp[1:, 1:, :3].copy()):
             h, w = colour.shape[:2]

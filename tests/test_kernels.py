@@ -305,3 +305,18 @@ def test_cut_at_frame_is_the_numpy_cover_bit_for_bit(seed, h, w, channels, frame
     expected = numpy_cut_at_frame(placed.copy(), frame, ox, oy, crop, scale, src_point, out_point)
     got = _cut_at_frame(placed.copy(), m, g, scale, src_point, out_point)
     assert np.array_equal(got, expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 40), st.integers(1, 40), st.floats(0, 1.2))
+def test_support_mask_is_the_numpy_threshold_bit_for_bit(seed, h, w, faint):
+    """Alpha at float32(SUPPORT) and the float32 just under it, NaN, nothing at SUPPORT."""
+    from smplus.kernels import support_mask
+
+    _, alpha = patch(seed, h, w, faint)
+    alpha.flat[0] = np.float32(SUPPORT)
+    alpha.flat[-1] = np.nextafter(np.float32(SUPPORT), np.float32(0))
+    alpha.flat[alpha.size // 2] = np.nan
+    mask, count = support_mask(alpha, SUPPORT)
+    binary = alpha >= SUPPORT
+    assert mask.dtype == np.uint8 and np.array_equal(mask, binary.astype(np.uint8)) and count == binary.sum()
