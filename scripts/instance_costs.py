@@ -22,7 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (row, module, function): timed inclusively, in this order
 ROWS = [
     ("separate (cut, resize, matte)", "smplus.render", "separate"),
+    ("  mask in the crop window (coco.window_mask)", "smplus.separate", "window_mask"),
     ("  matting (separate.matte)", "smplus.separate", "matte"),
+    ("    trimap (separate.instance_trimap)", "smplus.separate", "instance_trimap"),
     ("  frame hold (separate._hold_frame)", "smplus.separate", "_hold_frame"),
     ("placement (render.place_at_size)", "smplus.render", "place_at_size"),
     ("  alpha rounds (render.warp_alpha)", "smplus.render", "warp_alpha"),
@@ -35,7 +37,8 @@ ROWS = [
     ("composite (render._over)", "smplus.render", "_over"),
     ("occlusion (render._occlude)", "smplus.render", "_occlude"),
     ("annotation (render._measure)", "smplus.render", "_measure"),
-    ("render_image (all of one image's render)", "smplus.render", "render_image"),
+    ("full-image RLE of each mask (render.instance_rle)", "smplus.render", "instance_rle"),
+    ("render_image (the whole render, shared out per instance)", "smplus.render", "render_image"),
 ]
 
 RUN = """
