@@ -119,6 +119,11 @@ def main():
                 cells.append(f"{np.median(v):.1f} ({min(v):.1f}-{max(v):.1f})")
             calls = first["counts"].get(label, 0) / instances if label in first["counts"] else None
             print(f"| {label.strip()} | " + ("" if calls is None else f"{calls:.2f}") + " | " + " | ".join(cells) + " |")
+        if args.baseline:  # each round's two runs ran one after the other: their ratio shares the round's load
+            ratios = [a["spent"][ROWS[-1][0]] / a["counts"][ROWS[0][0]] / (b["spent"][ROWS[-1][0]] / b["counts"][ROWS[0][0]])
+                      for a, b in zip(got["this checkout"], got["baseline"])]
+            print(f"\nrender_image per instance, this checkout / baseline in the same round: median {np.median(ratios):.3f} "
+                  f"({min(ratios):.3f}-{max(ratios):.3f})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
