@@ -532,7 +532,20 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
     yy, xx = np.mgrid[0:8, 0:8]
     crop = (np.dstack([xx / 8.0, yy / 8.0, (xx * yy) / 64.0]) * 255).astype(np.uint8)
     trimap = np.where(xx < 3, 1.0, np.where(xx > 4, 0.0, 0.5))
-    from .kernels import add_luma, alpha_crossings, composite, fringe_colour, ring_median, shrunk_colour, strip_runs  # render's
+    from .kernels import (  # render's
+        add_luma,
+        alpha_crossings,
+        composite,
+        cut_at_frame,
+        fringe_colour,
+        hold_frame,
+        opaque_colour,
+        over,
+        ring_median,
+        shrunk_colour,
+        strip_runs,
+        support_mask,
+    )
 
     with _compile_lock(), event.install_listener("numba:compile", Notice()):
         premultiplied_matte(crop, trimap, (xx < 4).astype(np.float32))
@@ -543,9 +556,16 @@ def warm_up(notify: Optional[Callable[[str], None]] = _to_stderr) -> None:
         fringe_colour(colour, sharp, sharp[..., 3].copy(), sharp, np.float32(0.05), np.float32(1e-6))
         ring_median(sharp[..., 3].copy(), sharp[..., 2].copy(), 1, 3, 2, 9)
         strip_runs((trimap > 0.5).astype(np.uint8), 2, 12)
+        support_mask(trimap.astype(np.float32), 0.4)
         canvas = np.dstack([crop] * 2)  # cut as render cuts canvas and colour: strided views
         for colour in (sharp[..., :3], sharp[1:, 1:, :3].copy()):
             h, w = colour.shape[:2]
             add_luma(colour, sharp[:h, :w, 3].copy(), sharp[:h, :w, 0].copy(), sharp[:h, :w, 1].copy(), np.float32(0.5), True)
             composite(canvas[:h, :w, :3], sharp[:h, :w, 3].copy(), colour)
+            over(canvas[:h, :w, :3], sharp[:h, :w, 3].copy(), colour)
+        for colour in (crop, canvas[:, :, :3]):  # a resized crop, a crop of the image
+            hold_frame(sharp.copy(), colour, sharp[..., 3].copy(), True, False, False, True, 2)
+            opaque_colour(sharp.copy(), colour, 0.98)
+        for placed in (sharp[..., 3].copy()[..., None], sharp.copy()):  # an alpha, a four-channel patch
+            cut_at_frame(placed, -1.0, 2.0, True, False, False, True, 0.5, 0.0, 0.0, 6.5)
     _warm = True

@@ -113,7 +113,8 @@ class Matte:
     # pixels); None: where the matte ends.
     end: Optional[Tuple[float, float]] = None
     # premult extended beyond the frame, by its (top, bottom, left, right) pads: placement's rounds and
-    # its final warp mostly ask for the same pads (copyMakeBorder was ~0.3 ms an image, coco_tiny)
+    # its final warp mostly ask for the same pads (copyMakeBorder was ~0.3 ms an image, coco_tiny); also
+    # the contiguous alpha of each ("alpha", pads) and the map of each placement ("geometry", ...)
     extended: dict = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -166,14 +167,29 @@ def separate(image: np.ndarray, segmentation, box: Tuple[float, float, float, fl
         # matte's background-free colours on its soft edge (resampled
         # premultiplied, so no colour of a transparent pixel reaches it).
         premult = cv2.resize(premult, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
-        alpha = premult[..., 3:]
-        np.copyto(premult[..., :3], crop * alpha, where=alpha >= 0.98)  # (boolean indexing: 1.5x the time)
+        _opaque_colour(premult, crop)
         sx, sy = 1.0, 1.0
-        work, soft = crop, crop_mask.astype(np.float32)
+        work, soft = crop, None  # (the mask at source resolution: only _hold_frame needs it)
     frame = (cx0 == 0, cy0 == 0, cx1 == W, cy1 == H)
     if any(frame):
+        if soft is None:
+            soft = crop_mask.astype(np.float32)
         _hold_frame(premult, work, soft, frame, int(math.ceil((band + 1) * premult.shape[1] / ww)) + (step > 1))
     return Matte(cx0, cy0, sx, sy, premult, frame, (float(cx1), float(cy1)) if step > 1 else None)
+
+
+OPAQUE = 0.98  # an instance back at source resolution takes the source's colours where its alpha is at least this
+
+
+def _opaque_colour(premult: np.ndarray, crop: np.ndarray) -> None:
+    """In place: colour = crop * alpha where alpha >= OPAQUE (premult at the crop's size)."""
+    if crop.dtype == np.uint8 and premult.dtype == np.float32:
+        from .kernels import opaque_colour
+
+        opaque_colour(premult, crop, OPAQUE)  # the numpy below in one call
+        return
+    alpha = premult[..., 3:]
+    np.copyto(premult[..., :3], crop * alpha, where=alpha >= OPAQUE)  # (boolean indexing: 1.5x the time)
 
 
 def _hold_frame(premult: np.ndarray, colour: np.ndarray, soft: np.ndarray, frame, k: int) -> None:
@@ -182,6 +198,11 @@ def _hold_frame(premult: np.ndarray, colour: np.ndarray, soft: np.ndarray, frame
     Matting sees no background beyond the frame, and gave a part cut by it (a
     thin leg tip on the edge) alpha 0.36 where the polygon reaches the frame:
     scaled down, the instance left the edge it is cut by."""
+    if colour.dtype == np.uint8 and soft.dtype == np.float32 and premult.dtype == np.float32:
+        from .kernels import hold_frame
+
+        hold_frame(premult, colour, soft, *(bool(f) for f in frame), k)  # the numpy below in one call (~25x faster)
+        return
     near = np.zeros(soft.shape, bool)
     near[:, :k] |= frame[0]
     near[:k] |= frame[1]
@@ -250,7 +271,7 @@ def _shrunk(m: Matte, g: "_Geometry", scale: float, src_point: Tuple[float, floa
 
     sharp = _warped(_prefiltered(g.premult, g.ax, g.ay, PREFILTER), g.M, g.pw, g.ph)
     if alpha is None:
-        alpha = _cut_at_frame(_smooth_alpha(g), m, g, scale, src_point, out_point)
+        alpha = _cut_at_frame(_smooth_alpha(m, g), m, g, scale, src_point, out_point)
     colour, fringe = shrunk_colour(sharp, alpha, _SHARP_ALPHA32)
     if fringe:
         near = cv2.GaussianBlur(sharp, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)
@@ -266,11 +287,17 @@ def warp_alpha(m: Matte, scale: float, src_point: Tuple[float, float],
     if g.ax >= 1.0 and g.ay >= 1.0:
         return g.ox, g.oy, placed_alpha(_cut_at_frame(_warped(g.premult, g.M, g.pw, g.ph), m, g, scale,
                                                       src_point, out_point))
-    return g.ox, g.oy, np.minimum(_cut_at_frame(_smooth_alpha(g), m, g, scale, src_point, out_point), 1.0)
+    return g.ox, g.oy, np.minimum(_cut_at_frame(_smooth_alpha(m, g), m, g, scale, src_point, out_point), 1.0)
 
 
-def _smooth_alpha(g: "_Geometry") -> np.ndarray:
-    return _warped(_prefiltered(g.premult[..., 3], g.ax, g.ay, ALPHA_PREFILTER), g.M, g.pw, g.ph)
+def _smooth_alpha(m: Matte, g: "_Geometry") -> np.ndarray:
+    # The alpha channel, contiguous, kept on the matte: every placement round filters it (cv2 copied the
+    # strided channel at each call, ~6 us of a ~16 us blur).
+    key = ("alpha", g.pads)
+    alpha = m.extended.get(key)
+    if alpha is None:
+        alpha = m.extended[key] = np.ascontiguousarray(g.premult[..., 3])
+    return _warped(_prefiltered(alpha, g.ax, g.ay, ALPHA_PREFILTER), g.M, g.pw, g.ph)
 
 
 @dataclass
@@ -287,12 +314,23 @@ class _Geometry:
     M: np.ndarray
     premult: np.ndarray
     crop: Tuple[float, float, float, float]  # source coordinates: the frame, on its `frame` sides
+    pads: Optional[Tuple[int, int, int, int]] = None  # premult's extension beyond the frame (None: m.premult)
 
 
 def _geometry(m: Matte, scale: float, src_point: Tuple[float, float], out_point: Tuple[float, float]) -> _Geometry:
+    """warp's map for (scale, src_point, out_point), kept on the matte: the placement round kept is
+    mapped again for its colour (warp_pasted), with the same numbers."""
+    key = ("geometry", scale, tuple(src_point), tuple(out_point))
+    g = m.extended.get(key)
+    if g is None:
+        g = m.extended[key] = _new_geometry(m, scale, src_point, out_point)
+    return g
+
+
+def _new_geometry(m: Matte, scale: float, src_point: Tuple[float, float], out_point: Tuple[float, float]) -> _Geometry:
     # Output coordinate X = out + r * (X_src - src), X_src = x0 + u / sx.
     ax, ay = scale / m.sx, scale / m.sy
-    premult, x0, y0 = m.premult, float(m.x0), float(m.y0)
+    premult, x0, y0, pads = m.premult, float(m.x0), float(m.y0), None
     crop = (x0, y0) + (m.end or (x0 + premult.shape[1] / m.sx, y0 + premult.shape[0] / m.sy))
     if any(m.frame):  # beyond the frame: its edge pixels, as far as the (wider, alpha's) filter reaches
         sig = [ALPHA_PREFILTER * math.sqrt(1.0 / (a * a) - 1.0) if a < 1.0 else 1e-3 for a in (ax, ay)]
@@ -310,7 +348,7 @@ def _geometry(m: Matte, scale: float, src_point: Tuple[float, float], out_point:
     ph = int(math.ceil(top + ay * premult.shape[0])) - oy + 1
     # warpAffine puts pixel centres on integers: p + 0.5 = X - o, u = j + 0.5.
     M = np.array([[ax, 0.0, left - ox - 0.5 + 0.5 * ax], [0.0, ay, top - oy - 0.5 + 0.5 * ay]])
-    return _Geometry(ax, ay, ox, oy, pw, ph, M, premult, crop)
+    return _Geometry(ax, ay, ox, oy, pw, ph, M, premult, crop, pads)
 
 
 def _cut_at_frame(placed: np.ndarray, m: Matte, g: _Geometry, scale: float, src_point: Tuple[float, float],
@@ -318,6 +356,12 @@ def _cut_at_frame(placed: np.ndarray, m: Matte, g: _Geometry, scale: float, src_
     """`placed` (h x w, or h x w x channels) less what lies beyond the frame: no part of the
     instance, cut at its image to a sub-pixel (in place; returned)."""
     if not any(m.frame):
+        return placed
+    if placed.dtype == np.float32 and placed.ndim in (2, 3):  # the numpy below, in one kernel call
+        from .kernels import cut_at_frame
+
+        edges = [out_point[k] + scale * (g.crop[side] - src_point[k]) for side, k in ((0, 0), (1, 1), (2, 0), (3, 1))]
+        cut_at_frame(placed if placed.ndim == 3 else placed[..., None], float(g.ox), float(g.oy), *m.frame, *edges)
         return placed
     for axis, (lo, hi), origin, k in ((1, (0, 2), g.ox, 0), (0, (1, 3), g.oy, 1)):
         start = np.arange(placed.shape[axis], dtype=np.float64) + origin  # pixel i covers [start, start + 1]

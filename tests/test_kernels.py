@@ -142,6 +142,32 @@ def test_ring_median_with_no_ring_and_clipped_slices():
     assert found and value == np.partition(values, values.size // 2)[values.size // 2]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 60), st.integers(1, 60), st.sampled_from(["spread", "ties", "narrow", "special"]))
+def test_ring_median_radix_select_is_np_partition(seed, h, w, kind):
+    """The radix select gives np.partition's k-th value: values over many exponents, many ties, values
+    that share their top bits (only the last pass tells them apart), zeros, inf and NaN (ordered last)."""
+    rng = np.random.default_rng(seed)
+    if kind == "spread":
+        gray = (rng.standard_normal((h, w)) * 10.0 ** rng.uniform(-6, 4, (h, w))).astype(np.float32)
+    elif kind == "ties":
+        gray = rng.integers(-3, 4, (h, w)).astype(np.float32)
+    elif kind == "narrow":
+        gray = (1.0 + rng.integers(0, 50, (h, w)) * np.float32(2.0 ** -23)).astype(np.float32)
+    else:
+        gray = rng.choice(np.array([0.0, -0.0, 1.5, -2.0, np.inf, -np.inf, np.nan], np.float32), (h, w))
+    blurred = (rng.standard_normal((h, w)) * (kind == "spread")).astype(np.float32)
+    y0, y1, x0, x1 = (int(v) for v in rng.integers(-2, max(h, w) + 2, 4))
+    found, value = ring_median(gray, blurred, y0, y1, x0, x1)
+    ring = np.ones((h, w), bool)
+    ring[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = False
+    values = np.abs(gray - blurred)[ring]
+    assert found == bool(values.size)
+    if values.size:
+        expected = np.partition(values, values.size // 2)[values.size // 2]
+        assert np.array_equal(np.float32(value), expected, equal_nan=True) and np.float32(value).dtype == expected.dtype
+
+
 def numpy_sharpened(p, canvas, amount):
     """grain.sharpened before the kernels."""
     alpha = p.alpha
@@ -165,3 +191,132 @@ def test_sharpened_and_grain_noise_are_the_numpy_arithmetic_bit_for_bit(seed, h,
     scale = np.float32(amount * 3.7)
     expected = p.color + (alpha * (noise * scale))[..., None]  # Grain.match's noise: noise *= s; colour + alpha * noise
     assert np.array_equal(grain.add_luma(p.color, alpha, noise, noise, scale, False), expected)
+
+
+def numpy_over(below, alpha, colour):
+    """render._over before the kernel."""
+    return np.clip(below * (1.0 - alpha[..., None]) + colour + 0.5, 0, 255).astype(np.uint8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 40), st.integers(1, 40), st.floats(0.0, 1.5))
+def test_over_is_the_numpy_composite_bit_for_bit(seed, h, w, gain):
+    """Over 8-bit pixels, premultiplied colour that over- and undershoots (grain, sharpening), alpha 0..1
+    and exactly 0 or 1; the canvas cut as render cuts it (a strided window)."""
+    from smplus.kernels import over
+
+    rng, alpha = patch(seed, h, w)
+    canvas = rng.integers(0, 256, (h + 4, w + 6, 3), dtype=np.uint8)
+    below = canvas[2:2 + h, 3:3 + w]
+    colour = (alpha[..., None] * rng.uniform(-40, 300, (h, w, 3)) * gain).astype(np.float32)
+    colour[rng.random((h, w)) < 0.1] = 127.5  # exactly on a rounding edge with alpha 0
+    alpha[rng.random((h, w)) < 0.1] = 0.0
+    got = over(below, alpha, colour)
+    assert got.dtype == np.uint8 and np.array_equal(got, numpy_over(below, alpha, colour))
+    p = PastedInstance(3, 2, colour, alpha)
+    from smplus.render import _over
+
+    assert np.array_equal(_over(below, p), numpy_over(below, alpha, colour))
+
+
+def numpy_hold_frame(premult, colour, soft, frame, k):
+    """separate._hold_frame before the kernel."""
+    near = np.zeros(soft.shape, bool)
+    near[:, :k] |= frame[0]
+    near[:k] |= frame[1]
+    near[:, -k:] |= frame[2]
+    near[-k:] |= frame[3]
+    raise_ = near & (soft > premult[..., 3])
+    premult[raise_, 3] = soft[raise_]
+    premult[raise_, :3] = colour[raise_] * soft[raise_, None]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 30), st.integers(0, 40),
+       st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()))
+def test_hold_frame_is_the_numpy_rule_bit_for_bit(seed, h, w, k, frame):
+    """Every combination of frame sides, a band k from none (k = 0: numpy's [-0:] is everything) to wider
+    than the matte; a colour crop cut from a larger image (strided) as separate cuts it."""
+    from smplus.separate import _hold_frame
+
+    rng, alpha = patch(seed, h, w)
+    premult = np.dstack([alpha[..., None] * rng.uniform(0, 255, (h, w, 3)), alpha]).astype(np.float32)
+    image = rng.integers(0, 256, (h + 3, w + 5, 3), dtype=np.uint8)
+    colour = image[1:1 + h, 2:2 + w]
+    soft = np.clip(alpha + rng.normal(0, 0.3, (h, w)), 0, 1).astype(np.float32)
+    expected = premult.copy()
+    numpy_hold_frame(expected, colour, soft, frame, k)
+    _hold_frame(premult, colour, soft, frame, k)
+    assert np.array_equal(premult, expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 30))
+def test_opaque_colour_is_the_numpy_copyto_bit_for_bit(seed, h, w):
+    """Alpha on either side of OPAQUE and exactly at it (float32(0.98) and the float32 just under it),
+    over 1; the crop a strided view of the image, as separate cuts it."""
+    from smplus.separate import OPAQUE, _opaque_colour
+
+    rng, alpha = patch(seed, h, w)
+    alpha = np.where(rng.random((h, w)) < 0.2, np.float32(OPAQUE), alpha)
+    alpha = np.where(rng.random((h, w)) < 0.1, np.nextafter(np.float32(OPAQUE), np.float32(0)), alpha)
+    alpha = np.where(rng.random((h, w)) < 0.1, np.float32(1.01), alpha).astype(np.float32)
+    alpha.flat[0], alpha.flat[-1] = np.float32(OPAQUE), np.nextafter(np.float32(OPAQUE), np.float32(0))
+    premult = np.dstack([alpha[..., None] * rng.uniform(0, 255, (h, w, 3)), alpha]).astype(np.float32)
+    crop = rng.integers(0, 256, (h + 2, w + 3, 3), dtype=np.uint8)[1:1 + h, 2:2 + w]
+    expected = premult.copy()
+    np.copyto(expected[..., :3], crop * expected[..., 3:], where=expected[..., 3:] >= OPAQUE)
+    _opaque_colour(premult, crop)
+    assert np.array_equal(premult, expected)
+
+
+def numpy_cut_at_frame(placed, frame, ox, oy, crop, scale, src_point, out_point):
+    """separate._cut_at_frame before the kernel."""
+    for axis, (lo, hi), origin, k in ((1, (0, 2), ox, 0), (0, (1, 3), oy, 1)):
+        start = np.arange(placed.shape[axis], dtype=np.float64) + origin
+        cover = np.ones(placed.shape[axis])
+        if frame[lo]:
+            cover = np.minimum(cover, np.clip(start + 1 - (out_point[k] + scale * (crop[lo] - src_point[k])), 0, 1))
+        if frame[hi]:
+            cover = np.minimum(cover, np.clip(out_point[k] + scale * (crop[hi] - src_point[k]) - start, 0, 1))
+        shape = [1] * placed.ndim
+        shape[axis] = -1
+        placed *= cover.reshape(shape).astype(np.float32)
+    return placed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 30), st.sampled_from([0, 4]),
+       st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()).filter(any))
+def test_cut_at_frame_is_the_numpy_cover_bit_for_bit(seed, h, w, channels, frame):
+    """An alpha (2-D) and a four-channel patch, cut by every combination of frame sides at sub-pixel
+    places, inside the patch, beyond it, and at whole pixels (cover exactly 0 or 1)."""
+    from smplus.separate import Matte, _cut_at_frame, _Geometry
+
+    rng, alpha = patch(seed, h, w)
+    placed = alpha if channels == 0 else np.dstack([alpha] * 4) * rng.uniform(0, 255, 4).astype(np.float32)
+    ox, oy = (int(v) for v in rng.integers(-20, 20, 2))
+    scale = float(rng.choice([0.25, 0.5, 1.0, rng.uniform(0.05, 2.0)]))
+    src_point = tuple(float(v) for v in rng.uniform(0, 50, 2))
+    out_point = tuple(float(v) for v in np.round(rng.uniform(-10, 30, 2), int(rng.integers(0, 3))))
+    crop = tuple(float(v) for v in np.round(rng.uniform(-10, 80, 4), int(rng.integers(0, 3))))
+    m = Matte(0, 0, 1.0, 1.0, np.zeros((1, 1, 4), np.float32), frame)
+    g = _Geometry(1.0, 1.0, ox, oy, w, h, np.zeros((2, 3)), m.premult, crop)
+    expected = numpy_cut_at_frame(placed.copy(), frame, ox, oy, crop, scale, src_point, out_point)
+    got = _cut_at_frame(placed.copy(), m, g, scale, src_point, out_point)
+    assert np.array_equal(got, expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 40), st.integers(1, 40), st.floats(0, 1.2))
+def test_support_mask_is_the_numpy_threshold_bit_for_bit(seed, h, w, faint):
+    """Alpha at float32(SUPPORT) and the float32 just under it, NaN, nothing at SUPPORT."""
+    from smplus.kernels import support_mask
+
+    _, alpha = patch(seed, h, w, faint)
+    alpha.flat[0] = np.float32(SUPPORT)
+    alpha.flat[-1] = np.nextafter(np.float32(SUPPORT), np.float32(0))
+    alpha.flat[alpha.size // 2] = np.nan
+    mask, count = support_mask(alpha, SUPPORT)
+    binary = alpha >= SUPPORT
+    assert mask.dtype == np.uint8 and np.array_equal(mask, binary.astype(np.uint8)) and count == binary.sum()
