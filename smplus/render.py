@@ -88,8 +88,9 @@ class UnfillableHoles(Exception):
 
 
 def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
-         method: str = DEFAULT_FILL) -> Tuple[np.ndarray, float]:
-    """The image with the masks (`rles`) inpainted by `method` (background.FILLS), and the share of it that was filled.
+         method: str = DEFAULT_FILL, with_hole: bool = False):
+    """The image with the masks (`rles`) inpainted by `method` (background.FILLS), and the share of it that was filled;
+    with `with_hole`, also the hole filled (background.hole_mask: uint8, 1 = filled), which render_image needs again.
 
     Raises UnfillableHoles when the holes cover more than `max_hole` of the
     image ("hole_above_max") or leave Telea no known pixel ("no_known_pixel").
@@ -101,7 +102,7 @@ def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
     filled = inpaint_holes(image, hole, fill=method)
     if filled is None:
         raise UnfillableHoles("no_known_pixel", fraction)
-    return filled, fraction
+    return (filled, fraction, hole) if with_hole else (filled, fraction)
 
 
 class ErasedBackgrounds:
@@ -363,16 +364,17 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     erased = [r for r in (instance_rle(anns[i], H, W) for i in plan.crowd + plan.removed) if r is not None]
 
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
-    bg_erased = 0
+    bg_erased, holes = 0, None
     if plan.background == "new":
         bh, bw = background.shape[:2]
         to_erase = set(plan.background_erased)
-        erase = [a for a in background_anns if a.get("iscrowd") or a["id"] in to_erase]
-        bg_rles = [r for r in (instance_rle(a, bh, bw) for a in erase) if r is not None]
-        bg_erased = sum(1 for a in erase if not a.get("iscrowd") and instance_rle(a, bh, bw) is not None)
+        erase = [(a, instance_rle(a, bh, bw)) for a in background_anns if a.get("iscrowd") or a["id"] in to_erase]
+        bg_rles = [r for _, r in erase if r is not None]
+        bg_erased = sum(1 for a, r in erase if not a.get("iscrowd") and r is not None)
         canvas, hole_fraction = ERASED.erased(plan.background_image_id, background, bg_rles, fill_method)
     else:
-        canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole, fill_method)
+        canvas, hole_fraction, holes = fill(image, list(rles.values()) + erased, max_hole, fill_method, with_hole=True)
+        holes = holes if plan.kept else None  # plan.kept's labels lose what it covers (below)
     out_h, out_w = canvas.shape[:2]
 
     # Larger instances first, so smaller ones end on top (as nearer objects would).
@@ -409,7 +411,8 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         annotations_bg = _occluded_labels(plan.image_id, background_anns, set(plan.background_labels), pasted,
                                           out_w, out_h, {"from_background": True})
     if plan.kept:  # left in place: what neither a hole nor a paste covers is still theirs
-        holes = hole_mask(list(rles.values()) + erased, image.shape, fill_method)  # the holes fill() made
+        if holes is None:  # (planning keeps them on an inpainted image only, whose fill made its holes)
+            holes = hole_mask(list(rles.values()) + erased, image.shape, fill_method)
         annotations_kept = _occluded_labels(plan.image_id, [anns[i] for i in plan.kept], set(plan.kept), pasted,
                                             out_w, out_h, {}, holes)
     rank = {ip.ann_id: k for k, ip in enumerate(plan.instances)}  # output in source order
