@@ -1,6 +1,6 @@
 """Where the fast fill's time goes, and what the hole mask's dilation in strips saves (docs/fills.md).
 
-    python scripts/fill_overhead.py [--what steps|dilate] [--source ANN --images DIR --target T] [--repeat N]
+    python scripts/fill_overhead.py [--what steps|dilate|journal] [--source ANN --images DIR --target T] [--repeat N]
 
 One SM+ run (MSM+, PSI p=0.4, one worker) on coco_tiny val2017 records every render.fill call (the image
 and the masks it fills), then replays them on their own, on this process's CPU clock (best of --repeat):
@@ -9,7 +9,10 @@ and the masks it fills), then replays them on their own, on this process's CPU c
   the function of smplus.background that makes it; the rest is Python and numpy;
 - dilate (--fill telea and the default): per radius, cv2.dilate with the ellipse against
   background.dilate_disc on the same groups of holes (the masks' union in each box hole_mask dilates);
-  then per fill, the dilation's ms per call both ways at the radii that fill uses.
+  then per fill, the dilation's ms per call both ways at the radii that fill uses;
+- journal: the wall time of one journal commit (fsync'd) on this machine's temporary directory (give
+  --out-dir for OUT's file system), and the share of a run's wall time the render loop waits on commits
+  made every 0.5 s (before) and every journal.COMMIT_SECONDS.
 """
 
 import argparse
@@ -169,9 +172,27 @@ def dilate(args):
         print(f"| {fill} | {len(calls)} | {p[0]} / {p[1]} / {p[2]} | {t_cv * 1000 / n:.2f} | {t_strips * 1000 / n:.2f} |")
 
 
+def journal(args):
+    from smplus.journal import COMMIT_SECONDS, Journal
+
+    entry = b'{"image_id": 1, "annotations": [' + b", ".join([b'{"bbox": [1.5, 2.5, 3.0, 4.0]}'] * 10) + b"]}"
+    with tempfile.TemporaryDirectory(dir=args.out_dir) as tmp, Journal(tmp) as j:
+        walls = []
+        for k in range(30):
+            j._pending.extend((k * 20 + i, 1, entry) for i in range(20))  # ~20 images a commit
+            t = time.perf_counter()
+            j.commit()
+            walls.append(time.perf_counter() - t)
+    ms = float(np.median(walls)) * 1000
+    print(f"\none journal commit: {ms:.1f} ms wall (median of 30; p90 {np.percentile(walls, 90) * 1000:.1f} ms)")
+    for every in (0.5, COMMIT_SECONDS):
+        print(f"committing every {every} s: the render loop waits {ms / (every * 1000 + ms):.1%} of a run's wall time")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--what", choices=("steps", "dilate"), default="steps")
+    ap.add_argument("--what", choices=("steps", "dilate", "journal"), default="steps")
+    ap.add_argument("--out-dir", help="--what journal: commit in a temporary directory here (default: the system's)")
     ap.add_argument("--source", default=os.path.join(DATA, "coco_tiny", "annotations", "instances_val2017.json"))
     ap.add_argument("--images", default=os.path.join(DATA, "coco_tiny", "val2017"))
     ap.add_argument("--target", default=os.path.join(DATA, "tinyperson_like", "tiny_set_train_like.json"))
@@ -180,7 +201,7 @@ def main():
     import cv2
 
     cv2.setNumThreads(1)  # as a worker runs
-    {"steps": steps, "dilate": dilate}[args.what](args)
+    {"steps": steps, "dilate": dilate, "journal": journal}[args.what](args)
 
 
 if __name__ == "__main__":

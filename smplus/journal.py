@@ -33,7 +33,10 @@ from .task import output_image_path
 
 JOURNAL_FILE = "journal.sqlite"
 COMMIT_EVERY = 256      # entries
-COMMIT_SECONDS = 0.5    # a kill loses at most this much rendering (a commit costs ~ms)
+# A kill loses at most this much rendering. A commit is fsync'd: 13-16 ms on a loaded dev machine, so
+# committing every 0.5 s held the render loop ~3 % of a run's wall time; every 2 s, ~0.8 %
+# (scripts/fill_overhead.py --what journal).
+COMMIT_SECONDS = 2.0
 
 
 class Journal:
