@@ -1,6 +1,7 @@
 """Where the fast fill's time goes, and what the hole mask's dilation in strips saves (docs/fills.md).
 
-    python scripts/fill_overhead.py [--what steps|dilate|journal] [--source ANN --images DIR --target T] [--repeat N]
+    python scripts/fill_overhead.py [--what steps|dilate|journal|labels] [--source ANN --images DIR --target T]
+                                    [--repeat N] [--baseline CHECKOUT]
 
 One SM+ run (MSM+, PSI p=0.4, one worker) on coco_tiny val2017 records every render.fill call (the image
 and the masks it fills), then replays them on their own, on this process's CPU clock (best of --repeat):
@@ -12,7 +13,10 @@ and the masks it fills), then replays them on their own, on this process's CPU c
   then per fill, the dilation's ms per call both ways at the radii that fill uses;
 - journal: the wall time of one journal commit (fsync'd) on this machine's temporary directory (give
   --out-dir for OUT's file system), and the share of a run's wall time the render loop waits on commits
-  made every 0.5 s (before) and every journal.COMMIT_SECONDS.
+  made every 0.5 s (before) and every journal.COMMIT_SECONDS;
+- labels: the runs that keep labels in place, cp+ and --categories person (--fill telea, one worker), CPU
+  ms per image for this checkout and --baseline's, each run in a fresh process, interleaved; the median
+  of --repeat rounds (their range).
 """
 
 import argparse
@@ -189,9 +193,50 @@ def journal(args):
         print(f"committing every {every} s: the render loop waits {ms / (every * 1000 + ms):.1%} of a run's wall time")
 
 
+LABELS_RUN = """
+import sys, tempfile, time
+sys.path.insert(0, sys.argv[1])
+import cv2
+cv2.setNumThreads(1)
+from smplus.matting import warm_up
+warm_up()
+from smplus.pipeline import RunOptions, transform
+from smplus.plan import TransformOptions
+extra = {"categories": (1,)} if sys.argv[6] == "categories" else {"mode": "cp+"}
+with tempfile.TemporaryDirectory() as tmp:
+    t = time.process_time()
+    rep = transform(sys.argv[2], sys.argv[3], tmp + "/out", sys.argv[4], run=RunOptions(workers=1, progress=False,
+                    allow_skips=True), options=TransformOptions(fill=sys.argv[5], **extra)).report
+    print((time.process_time() - t) * 1000 / rep["counts"]["images"])
+"""
+
+
+def labels(args):
+    import subprocess
+
+    checkouts = [("this checkout", ROOT)] + ([("baseline", os.path.abspath(args.baseline))] if args.baseline else [])
+    runs = [(name, root, kind) for kind in ("cp+", "categories") for name, root in checkouts]
+    ms = {r: [] for r in runs}
+    for k in range(args.repeat):
+        for r in runs if k % 2 == 0 else runs[::-1]:
+            out = subprocess.run([sys.executable, "-c", LABELS_RUN, r[1], args.source, args.images, args.target, "telea",
+                                  r[2]], capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{r} failed:\n{out.stderr.strip()}")
+            ms[r].append(float(out.stdout.split()[-1]))
+    print(f"\none worker, --fill telea, CPU ms per image, median of {args.repeat} rounds (range)\n")
+    print("| run | " + " | ".join(name for name, _ in checkouts) + " |")
+    print("|---|" + "---|" * len(checkouts))
+    for kind, label in (("cp+", "--mode cp+"), ("categories", "--categories person")):
+        cells = [f"{np.median(ms[(n, r, kind)]):.1f} ({min(ms[(n, r, kind)]):.1f}-{max(ms[(n, r, kind)]):.1f})"
+                 for n, r in checkouts]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--what", choices=("steps", "dilate", "journal"), default="steps")
+    ap.add_argument("--what", choices=("steps", "dilate", "journal", "labels"), default="steps")
+    ap.add_argument("--baseline", metavar="CHECKOUT", help="--what labels: also another checkout, interleaved")
     ap.add_argument("--out-dir", help="--what journal: commit in a temporary directory here (default: the system's)")
     ap.add_argument("--source", default=os.path.join(DATA, "coco_tiny", "annotations", "instances_val2017.json"))
     ap.add_argument("--images", default=os.path.join(DATA, "coco_tiny", "val2017"))
@@ -201,7 +246,7 @@ def main():
     import cv2
 
     cv2.setNumThreads(1)  # as a worker runs
-    {"steps": steps, "dilate": dilate, "journal": journal}[args.what](args)
+    {"steps": steps, "dilate": dilate, "journal": journal, "labels": labels}[args.what](args)
 
 
 if __name__ == "__main__":
