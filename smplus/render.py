@@ -95,6 +95,8 @@ def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
     Raises UnfillableHoles when the holes cover more than `max_hole` of the
     image ("hole_above_max") or leave Telea no known pixel ("no_known_pixel").
     """
+    if not rles and not with_hole:  # nothing to fill (most new backgrounds): the image as it is
+        return image.copy(), 0.0
     hole = hole_mask(rles, image.shape, method)
     fraction = float(np.count_nonzero(hole)) / hole.size
     if fraction > max_hole:
