@@ -1,6 +1,6 @@
 """Where the fast fill's time goes, and what the hole mask's dilation in strips saves (docs/fills.md).
 
-    python scripts/fill_overhead.py [--what steps|dilate|journal|labels] [--source ANN --images DIR --target T]
+    python scripts/fill_overhead.py [--what steps|dilate|journal|labels|replay] [--source ANN --images DIR --target T]
                                     [--repeat N] [--baseline CHECKOUT]
 
 One SM+ run (MSM+, PSI p=0.4, one worker) on coco_tiny val2017 records every render.fill call (the image
@@ -16,7 +16,10 @@ and the masks it fills), then replays them on their own, on this process's CPU c
   made every 0.5 s (before) and every journal.COMMIT_SECONDS;
 - labels: the runs that keep labels in place, cp+ and --categories person (--fill telea, one worker), CPU
   ms per image for this checkout and --baseline's, each run in a fresh process, interleaved; the median
-  of --repeat rounds (their range).
+  of --repeat rounds (their range);
+- replay: the render.fill calls of a --fill telea run replayed by this checkout's smplus and by --baseline's,
+  each in a fresh process, alternated --repeat times: CPU ms a call (best of 3 passes in each process), and
+  whether both gave the same bytes.
 """
 
 import argparse
@@ -233,10 +236,58 @@ def labels(args):
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+REPLAY_RUN = """
+import hashlib, pickle, sys, time
+sys.path.insert(0, sys.argv[1])
+import cv2
+cv2.setNumThreads(1)
+from smplus.render import UnfillableHoles, fill
+calls = pickle.load(open(sys.argv[2], "rb"))
+digest, best = hashlib.sha1(), float("inf")
+for k in range(4):
+    t = time.process_time()
+    for image, rles, max_hole, method in calls:
+        try:
+            out = fill(image, rles, max_hole, method)
+        except UnfillableHoles as e:
+            out = (e.reason, e.fraction)
+        if k == 0:
+            digest.update(out[0].tobytes() if hasattr(out[0], "tobytes") else repr(out).encode())
+            digest.update(repr(out[1]).encode())
+    if k:  # the first pass also hashes
+        best = min(best, time.process_time() - t)
+print(best * 1000 / len(calls), digest.hexdigest())
+"""
+
+
+def replay_ab(args):
+    import pickle
+    import subprocess
+
+    checkouts = [("this checkout", ROOT)] + ([("baseline", os.path.abspath(args.baseline))] if args.baseline else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "calls.pickle")
+        with open(path, "wb") as f:
+            pickle.dump(recorded_fills(args, "telea"), f)
+        ms, digests = {name: [] for name, _ in checkouts}, set()
+        for k in range(args.repeat):
+            for name, root in checkouts if k % 2 == 0 else checkouts[::-1]:
+                out = subprocess.run([sys.executable, "-c", REPLAY_RUN, root, path], capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"{root} failed:\n{out.stderr.strip()}")
+                value, digest = out.stdout.split()[-2:]
+                ms[name].append(float(value))
+                digests.add(digest)
+    print(f"\nrender.fill calls of a --fill telea run, replayed; CPU ms a call, {args.repeat} alternations: "
+          f"median (range); same bytes: {'yes' if len(digests) == 1 else 'NO'}\n")
+    for name, _ in checkouts:
+        print(f"| {name} | {np.median(ms[name]):.2f} ({min(ms[name]):.2f}-{max(ms[name]):.2f}) |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--what", choices=("steps", "dilate", "journal", "labels"), default="steps")
-    ap.add_argument("--baseline", metavar="CHECKOUT", help="--what labels: also another checkout, interleaved")
+    ap.add_argument("--what", choices=("steps", "dilate", "journal", "labels", "replay"), default="steps")
+    ap.add_argument("--baseline", metavar="CHECKOUT", help="--what labels, replay: also another checkout, interleaved")
     ap.add_argument("--out-dir", help="--what journal: commit in a temporary directory here (default: the system's)")
     ap.add_argument("--source", default=os.path.join(DATA, "coco_tiny", "annotations", "instances_val2017.json"))
     ap.add_argument("--images", default=os.path.join(DATA, "coco_tiny", "val2017"))
@@ -246,7 +297,7 @@ def main():
     import cv2
 
     cv2.setNumThreads(1)  # as a worker runs
-    {"steps": steps, "dilate": dilate, "journal": journal, "labels": labels}[args.what](args)
+    {"steps": steps, "dilate": dilate, "journal": journal, "labels": labels, "replay": replay_ab}[args.what](args)
 
 
 if __name__ == "__main__":
