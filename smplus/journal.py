@@ -1,8 +1,8 @@
 """The journal of a run: what has been rendered, in OUT/.smplus/journal.sqlite.
 
 One writer, the driver: workers write only their image (atomically, fsync'd)
-and return its entry; the driver records entries here and commits the first at
-once, then every few hundred (or every two seconds). An entry is the whole JSON object
+and return its entry; the driver records entries here and commits every few
+hundred (or every few seconds). An entry is the whole JSON object
 render_task returned, so keys added by later versions are kept as they are.
 Entries are keyed by the image's position in the source, so reading them in
 key order is reading them in source order, and the journals of several shards
@@ -33,10 +33,7 @@ from .task import output_image_path
 
 JOURNAL_FILE = "journal.sqlite"
 COMMIT_EVERY = 256      # entries
-# A kill loses at most this much rendering. A commit is fsync'd: 13-16 ms on a loaded dev machine, so
-# committing every 0.5 s held the render loop ~3 % of a run's wall time; every 2 s, ~0.8 %
-# (scripts/fill_overhead.py --what journal).
-COMMIT_SECONDS = 2.0
+COMMIT_SECONDS = 0.5    # a kill loses at most this much rendering (a commit costs ~ms)
 
 
 class Journal:
@@ -46,7 +43,6 @@ class Journal:
         self.path = os.path.join(state_dir, JOURNAL_FILE)
         self._pending: List[Tuple[int, int, str]] = []
         self._last_commit = time.monotonic()
-        self._first = True  # the first entry is committed at once: a run shows progress (and keeps it) from its first image
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -66,7 +62,7 @@ class Journal:
 
     def record(self, position: int, entry: dict) -> None:
         self._pending.append((position, entry["image_id"], dumps(entry)))
-        if self._first or len(self._pending) >= COMMIT_EVERY or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
+        if len(self._pending) >= COMMIT_EVERY or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
             self.commit()
 
     def commit(self) -> None:
@@ -76,7 +72,7 @@ class Journal:
             self._db.commit()
         except sqlite3.Error as e:
             raise OutputError.writing(self.path, str(e)) from None
-        self._last_commit, self._first = time.monotonic(), False
+        self._last_commit = time.monotonic()
 
     def close(self) -> None:
         try:
