@@ -17,8 +17,9 @@ follows the holes.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -106,10 +107,47 @@ def hole_mask(rles: Sequence[dict], shape, fill: str = "telea") -> np.ndarray:
     rles = list(rles)
     union = mask_utils.decode(mask_utils.merge(rles, intersect=False))  # column-major, like the RLE
     r = dilation_radius(rles, fill)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     for roi in _regions(mask_utils.toBbox(rles).astype(int), r, shape):
-        hole[roi] = cv2.dilate(np.ascontiguousarray(union[roi]), kernel)
+        hole[roi] = dilate_disc(np.ascontiguousarray(union[roi]), r)
     return hole
+
+
+# From this radius on, dilate_disc works in strips: 1.1x as fast at 8 px, 1.8x at 12, 2.6x at 16 (slower
+# below 7: more passes over the mask; measured on the holes of a coco_tiny run, docs/fills.md).
+DISC_STRIPS_FROM = 8
+
+
+@functools.lru_cache(maxsize=None)
+def _disc(r: int) -> Tuple[np.ndarray, Optional[Tuple[Tuple[int, int], ...]]]:
+    """The disc hole_mask dilates by (OpenCV's ellipse of side 2r + 1) and the same disc as a union of
+    centred rectangles, (half-width, half-height), widths rising and heights falling (None if it is not one)."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    half = [int(np.count_nonzero(row)) // 2 for row in kernel]  # each row a centred run
+    stairs = tuple((d, max(abs(i - r) for i, h in enumerate(half) if h >= d)) for d in sorted(set(half)))
+    union = np.zeros_like(kernel)
+    for d, e in stairs:
+        union[r - e:r + e + 1, r - d:r + d + 1] = 1
+    return kernel, (stairs if np.array_equal(union, kernel) else None)
+
+
+def dilate_disc(mask: np.ndarray, r: int) -> np.ndarray:
+    """cv2.dilate(mask, OpenCV's ellipse of radius r), byte for byte, in fewer operations for a large r.
+
+    The disc is a union of centred rectangles (d_k, e_k), d rising and e falling; a dilation by a union is
+    the union of the dilations, and dilations add: so it is V(e_n)[...V(e_2 - e_3)[V(e_1 - e_2) H(d_1)
+    | H(d_2)] | H(d_3)...], H(d) the row-wise dilation by 2d + 1 px, V(e) the column-wise one. Each pass
+    is a strip a few px long, against a (2r + 1)^2 disc (OpenCV's cost grows with the kernel's pixels).
+    """
+    kernel, stairs = _disc(r)
+    if stairs is None or r < DISC_STRIPS_FROM:
+        return cv2.dilate(mask, kernel)
+    grown, wide, d0, e0 = None, mask, 0, 0
+    for d, e in stairs:
+        if d > d0:
+            wide = cv2.dilate(wide, np.ones((1, 2 * (d - d0) + 1), np.uint8))  # H(d), from H(d0)
+        grown = wide if grown is None else cv2.max(cv2.dilate(grown, np.ones((2 * (e0 - e) + 1, 1), np.uint8)), wide)
+        d0, e0 = d, e
+    return cv2.dilate(grown, np.ones((2 * e0 + 1, 1), np.uint8)) if e0 else grown
 
 
 def dilation_radius(rles: Sequence[dict], fill: str = "telea") -> int:

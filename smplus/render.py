@@ -88,12 +88,15 @@ class UnfillableHoles(Exception):
 
 
 def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
-         method: str = DEFAULT_FILL) -> Tuple[np.ndarray, float]:
-    """The image with the masks (`rles`) inpainted by `method` (background.FILLS), and the share of it that was filled.
+         method: str = DEFAULT_FILL, with_hole: bool = False):
+    """The image with the masks (`rles`) inpainted by `method` (background.FILLS), and the share of it that was filled;
+    with `with_hole`, also the hole filled (background.hole_mask: uint8, 1 = filled), which render_image needs again.
 
     Raises UnfillableHoles when the holes cover more than `max_hole` of the
     image ("hole_above_max") or leave Telea no known pixel ("no_known_pixel").
     """
+    if not rles and not with_hole:  # nothing to fill (most new backgrounds): the image as it is
+        return image.copy(), 0.0
     hole = hole_mask(rles, image.shape, method)
     fraction = float(np.count_nonzero(hole)) / hole.size
     if fraction > max_hole:
@@ -101,7 +104,7 @@ def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
     filled = inpaint_holes(image, hole, fill=method)
     if filled is None:
         raise UnfillableHoles("no_known_pixel", fraction)
-    return filled, fraction
+    return (filled, fraction, hole) if with_hole else (filled, fraction)
 
 
 class NewBackground:
@@ -400,19 +403,20 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
     erased = [r for r in (instance_rle(anns[i], H, W) for i in plan.crowd + plan.removed) if r is not None]
 
     # PSI: the holes of this image inpainted, or another image (crowds erased too).
-    bg_erased = 0
+    bg_erased, holes = 0, None
     if plan.background == "new":
         if not isinstance(background, NewBackground):
             background = NewBackground.of_pixels(background)
         bh, bw = background.shape[:2]
         to_erase = set(plan.background_erased)
-        erase = [a for a in background_anns if a.get("iscrowd") or a["id"] in to_erase]
-        bg_rles = [r for r in (instance_rle(a, bh, bw) for a in erase) if r is not None]
-        bg_erased = sum(1 for a in erase if not a.get("iscrowd") and instance_rle(a, bh, bw) is not None)
+        erase = [(a, instance_rle(a, bh, bw)) for a in background_anns if a.get("iscrowd") or a["id"] in to_erase]
+        bg_rles = [r for _, r in erase if r is not None]
+        bg_erased = sum(1 for a, r in erase if not a.get("iscrowd") and r is not None)
         canvas, hole_fraction = ERASED.erased(plan.background_image_id, background, bg_rles, fill_method)
         grain = Grain(None, plan.image_id, plan.background_image_id, measured=background.grain)
     else:
-        canvas, hole_fraction = fill(image, list(rles.values()) + erased, max_hole, fill_method)
+        canvas, hole_fraction, holes = fill(image, list(rles.values()) + erased, max_hole, fill_method, with_hole=True)
+        holes = holes if plan.kept else None  # plan.kept's labels lose what it covers (below)
         grain = Grain(image, plan.image_id, plan.background_image_id)
     out_h, out_w = canvas.shape[:2]
 
@@ -449,7 +453,8 @@ def render_image(plan: ImagePlan, image: np.ndarray, anns: Dict[int, dict],
         annotations_bg = _occluded_labels(plan.image_id, background_anns, set(plan.background_labels), pasted,
                                           out_w, out_h, {"from_background": True})
     if plan.kept:  # left in place: what neither a hole nor a paste covers is still theirs
-        holes = hole_mask(list(rles.values()) + erased, image.shape, fill_method)  # the holes fill() made
+        if holes is None:  # (planning keeps them on an inpainted image only, whose fill made its holes)
+            holes = hole_mask(list(rles.values()) + erased, image.shape, fill_method)
         annotations_kept = _occluded_labels(plan.image_id, [anns[i] for i in plan.kept], set(plan.kept), pasted,
                                             out_w, out_h, {}, holes)
     rank = {ip.ann_id: k for k, ip in enumerate(plan.instances)}  # output in source order
@@ -494,18 +499,24 @@ def _occluded_labels(image_id: int, anns: Sequence[dict], keep: set, pasted, wid
     for a in anns:
         if a["id"] not in keep:
             continue
-        m = decode_mask(a, height, width)
-        if m is None:
+        rle = instance_rle(a, height, width)
+        if rle is None:
             continue
-        visible = (m > 0) & (covered < SUPPORT)
+        # Worked out in the mask's box (its pixels' extent), not the whole image: a label cost
+        # ~1.5 ms of whole-image passes, most of a cp+ render's labels (docs/fills.md).
+        x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
+        box = (slice(y, y + h), slice(x, x + w))
+        visible = (decode_rle(rle)[box] > 0) & (covered[box] < SUPPORT)
         if holes is not None:
-            visible &= holes == 0
+            visible &= holes[box] == 0
         if not visible.any():
             continue  # fully covered: dropped
         ys, xs = np.nonzero(visible)
         out.append({"image_id": image_id, "category_id": a["category_id"],
-                    "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
-                    "area": int(visible.sum()), "segmentation": mask_to_rle(visible), "iscrowd": 0,
+                    "bbox": [int(xs.min()) + x, int(ys.min()) + y, int(xs.max() - xs.min() + 1),
+                             int(ys.max() - ys.min() + 1)],
+                    "area": int(np.count_nonzero(visible)),
+                    "segmentation": patch_to_rle(visible.astype(np.uint8), x, y, height, width), "iscrowd": 0,
                     "source_ann_id": a["id"], **extra})
     return out
 

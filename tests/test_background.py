@@ -105,6 +105,26 @@ def test_hole_mask_dilated_per_group_equals_the_whole_image_dilation():
         assert np.array_equal(hole, expected)
 
 
+def test_dilate_disc_is_opencvs_ellipse_dilation_byte_for_byte():
+    """The dilation in strips (from DISC_STRIPS_FROM px on) against cv2.dilate with the ellipse itself:
+    every radius a fill uses and more, on real unions (cut by the frame) and on scattered pixels."""
+    rng = np.random.default_rng(0)
+    masks = [np.ascontiguousarray(mask_utils.decode(mask_utils.merge(rles, intersect=False)))
+             for _, rles in _fixture_images()]
+    masks += [(rng.random((h, w)) < p).astype(np.uint8) for h, w, p in ((1, 90, 0.05), (70, 1, 0.05), (61, 83, 0.01),
+                                                                        (40, 40, 0.0), (33, 47, 0.9))]
+    assert max(bg.HOLE_DILATE_WIDE) >= bg.DISC_STRIPS_FROM  # the strips are what the texture fill's holes use
+    for r in range(0, 31):
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        for m in masks:
+            assert np.array_equal(bg.dilate_disc(m, r), cv2.dilate(m, kernel)), (r, m.shape)
+    for image, rles in _fixture_images():  # the texture fill's wider holes, group by group
+        union = np.ascontiguousarray(mask_utils.decode(mask_utils.merge(rles, intersect=False)))
+        r = bg.dilation_radius(rles, "patchmatch")
+        expected = cv2.dilate(union, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        assert np.array_equal(hole_mask(rles, image.shape, "patchmatch"), expected)
+
+
 def _squares(shape, *corners, size=30):
     hole = np.zeros(shape[:2], np.uint8)
     for x, y in corners:

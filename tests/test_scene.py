@@ -127,3 +127,55 @@ def test_other_categories_on_a_new_background_are_dropped_and_counted(tmp_path, 
     car_place[int(120 * 428 / 240):int(200 * 428 / 240), int(150 * 2):int(260 * 2)] = True  # where it would land
     car_place[190:310, 290:350] = False  # the background's own person, erased
     assert (np.abs(out - other).max(axis=2) <= 12)[car_place].mean() > 0.95  # no car there
+
+
+def test_labels_left_in_place_are_the_whole_image_computation_worked_in_each_masks_box(coco_raw):
+    """cp+'s background labels and the other categories' labels (render._occluded_labels) are worked out
+    in each mask's box: the same labels, byte for byte, as the whole-image computation they replaced, on
+    real masks (polygons, crowd RLE, cut by the frame) under pastes and holes at random places."""
+    from smplus.coco import decode_rle, mask_to_rle
+    from smplus.render import SUPPORT, _occluded_labels, instance_rle
+    from smplus.separate import PastedInstance
+
+    def whole_image(anns, pasted, width, height, holes):  # the computation before, kept as the reference
+        covered = np.zeros((height, width), np.float32)
+        for p in pasted:
+            h, w = p.alpha.shape
+            roi = covered[p.y0:p.y0 + h, p.x0:p.x0 + w]
+            roi += p.alpha * (1.0 - roi)
+        out = []
+        for a in anns:
+            rle = instance_rle(a, height, width)
+            if rle is None:
+                continue
+            visible = (decode_rle(rle) > 0) & (covered < SUPPORT)
+            if holes is not None:
+                visible &= holes == 0
+            if visible.any():
+                ys, xs = np.nonzero(visible)
+                out.append({"image_id": 5, "category_id": a["category_id"],
+                            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                                     int(ys.max() - ys.min() + 1)],
+                            "area": int(visible.sum()), "segmentation": mask_to_rle(visible), "iscrowd": 0,
+                            "source_ann_id": a["id"], "from_background": True})
+        return out
+
+    rng = np.random.default_rng(0)
+    images = {im["id"]: im for im in coco_raw["images"]}
+    checked = 0
+    for image_id, im in images.items():
+        anns = [a for a in coco_raw["annotations"] if a["image_id"] == image_id]
+        H, W = im["height"], im["width"]
+        for _ in range(3):
+            pasted = []
+            for _ in range(int(rng.integers(0, 6))):
+                h, w = (int(v) for v in rng.integers(1, 120, 2))
+                x0, y0 = int(rng.integers(0, W - w + 1)) if w <= W else 0, int(rng.integers(0, H - h + 1)) if h <= H else 0
+                alpha = np.clip(rng.random((h, w), dtype=np.float32) * 1.6 - 0.3, 0, 1).astype(np.float32)
+                pasted.append(PastedInstance(x0, y0, np.zeros((h, w, 3), np.float32), alpha))
+            holes = None if rng.random() < 0.5 else (rng.random((H, W)) < 0.2).astype(np.uint8)
+            got = _occluded_labels(5, anns, {a["id"] for a in anns}, [(0, p) for p in pasted], W, H,
+                                   {"from_background": True}, holes)
+            assert got == whole_image(anns, pasted, W, H, holes)
+            checked += len(got)
+    assert checked > 20  # labels were left, so the comparison saw some
