@@ -632,7 +632,8 @@ def fill_rows(source, images, target, n, rounds, baseline=None):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-STEPS_RUN = """
+# The start of a child that times another checkout (argv[2]) with this checkout's scripts (argv[1]).
+CHECKOUT_CHILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import bench  # (puts this checkout first on the path: its smplus is dropped, the measured checkout's loaded)
@@ -643,6 +644,9 @@ import cv2
 cv2.setNumThreads(1)  # as a worker process runs
 from smplus.matting import warm_up
 warm_up()
+"""
+
+STEPS_RUN = CHECKOUT_CHILD + """
 bench.CLOCK = time.process_time if sys.argv[7] == "cpu" else time.perf_counter
 rows, total = bench.profile_rows(sys.argv[3], sys.argv[4], sys.argv[6], sys.argv[5])
 print(json.dumps({"rows": rows, "total": total}))

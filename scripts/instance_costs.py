@@ -18,6 +18,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import CHECKOUT_CHILD  # noqa: E402
 
 # (row, module, function): timed inclusively, in this order
 ROWS = [
@@ -41,18 +43,8 @@ ROWS = [
     ("render_image (the whole render, shared out per instance)", "smplus.render", "render_image"),
 ]
 
-RUN = """
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
-import bench  # (puts the scripts' checkout first on the path: its smplus is dropped, the measured checkout's loaded)
-for name in [m for m in sys.modules if m == "smplus" or m.startswith("smplus.")]:
-    del sys.modules[name]
-sys.path.insert(0, sys.argv[2])
+RUN = CHECKOUT_CHILD + """
 import importlib
-import cv2
-cv2.setNumThreads(1)  # as a worker process runs
-from smplus.matting import warm_up
-warm_up()
 import instance_costs
 spent, counts = {}, {}
 def timed(f, key):

@@ -201,8 +201,13 @@ def _hold_frame(premult: np.ndarray, colour: np.ndarray, soft: np.ndarray, frame
     if colour.dtype == np.uint8 and soft.dtype == np.float32 and premult.dtype == np.float32:
         from .kernels import hold_frame
 
-        hold_frame(premult, colour, soft, *(bool(f) for f in frame), k)  # the numpy below in one call (~25x faster)
+        hold_frame(premult, colour, soft, *(bool(f) for f in frame), k)  # _hold_frame_numpy in one call (~25x faster)
         return
+    _hold_frame_numpy(premult, colour, soft, frame, k)
+
+
+def _hold_frame_numpy(premult: np.ndarray, colour: np.ndarray, soft: np.ndarray, frame, k: int) -> None:
+    """_hold_frame for any dtypes (and the reference tests hold kernels.hold_frame to)."""
     near = np.zeros(soft.shape, bool)
     near[:, :k] |= frame[0]
     near[:k] |= frame[1]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from smplus import grain
 from smplus.kernels import fringe_colour, ring_median, shrunk_colour
 from smplus.render import SUPPORT, alpha_box, edge_crossings
-from smplus.separate import SHARP_ALPHA, PastedInstance
+from smplus.separate import SHARP_ALPHA, PastedInstance, _hold_frame_numpy
 
 
 def numpy_alpha_box(alpha):
@@ -219,18 +219,6 @@ def test_over_is_the_numpy_composite_bit_for_bit(seed, h, w, gain):
     assert np.array_equal(_over(below, p), numpy_over(below, alpha, colour))
 
 
-def numpy_hold_frame(premult, colour, soft, frame, k):
-    """separate._hold_frame before the kernel."""
-    near = np.zeros(soft.shape, bool)
-    near[:, :k] |= frame[0]
-    near[:k] |= frame[1]
-    near[:, -k:] |= frame[2]
-    near[-k:] |= frame[3]
-    raise_ = near & (soft > premult[..., 3])
-    premult[raise_, 3] = soft[raise_]
-    premult[raise_, :3] = colour[raise_] * soft[raise_, None]
-
-
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 10**6), st.integers(1, 30), st.integers(1, 30), st.integers(0, 40),
        st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()))
@@ -245,7 +233,7 @@ def test_hold_frame_is_the_numpy_rule_bit_for_bit(seed, h, w, k, frame):
     colour = image[1:1 + h, 2:2 + w]
     soft = np.clip(alpha + rng.normal(0, 0.3, (h, w)), 0, 1).astype(np.float32)
     expected = premult.copy()
-    numpy_hold_frame(expected, colour, soft, frame, k)
+    _hold_frame_numpy(expected, colour, soft, frame, k)
     _hold_frame(premult, colour, soft, frame, k)
     assert np.array_equal(premult, expected)
 
