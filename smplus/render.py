@@ -109,21 +109,29 @@ def fill(image: np.ndarray, rles: Sequence[dict], max_hole: float = 1.0,
 
 class NewBackground:
     """A new background: its pixels decoded on first use, and what names them in ErasedBackgrounds'
-    keys. From a file (`of_file`) its bytes name it, so a kept erasure spares its decode too."""
+    keys. From a file (`of_file`) its bytes name it, so a kept erasure spares its decode too; handed
+    over as pixels (`of_pixels`), a digest of them, taken only when a key is needed."""
 
-    def __init__(self, shape: Tuple[int, ...], key: tuple, decode: Callable[[], np.ndarray]):
-        self.shape, self.key, self._decode = shape, key, decode
+    def __init__(self, shape: Tuple[int, ...], decode: Callable[[], np.ndarray], key: Optional[tuple] = None):
+        self.shape, self._decode, self._key = shape, decode, key
+        self.from_file = key is not None
         self._pixels: Optional[np.ndarray] = None
         self._grain: Optional[Tuple[float, float]] = None
 
     @classmethod
     def of_pixels(cls, pixels: np.ndarray) -> "NewBackground":
-        return cls(pixels.shape, ("pixels", hashlib.sha1(np.ascontiguousarray(pixels)).digest()), lambda: pixels)
+        return cls(pixels.shape, lambda: pixels)
 
     @classmethod
     def of_file(cls, data: np.ndarray, height: int, width: int, decode: Callable[[], np.ndarray]) -> "NewBackground":
         """`data`: the file's bytes; `decode`: its pixels, checked to be height x width (else SmplusError)."""
-        return cls((height, width, 3), ("file", hashlib.sha1(data).digest()), decode)
+        return cls((height, width, 3), decode, ("file", hashlib.sha1(data).digest()))
+
+    @property
+    def key(self) -> tuple:
+        if self._key is None:
+            self._key = ("pixels", hashlib.sha1(np.ascontiguousarray(self.pixels)).digest())
+        return self._key
 
     @property
     def pixels(self) -> np.ndarray:
@@ -154,9 +162,9 @@ class ErasedBackgrounds:
         """fill(background's pixels, rles, method=method), a copy of it if it was kept (`background`:
         a NewBackground, or its pixels); a NewBackground also gets its grain range from the kept one."""
         if not isinstance(background, NewBackground):
-            if not rles:  # decoded, and nothing to erase: nothing to keep
-                return fill(background, rles, method=method)
             background = NewBackground.of_pixels(background)
+        if not rles and not background.from_file:  # decoded already, and nothing to erase: nothing to keep
+            return fill(background.pixels, rles, method=method)
         key = (image_id, background.shape, background.key, method, tuple((tuple(r["size"]), r["counts"]) for r in rles))
         with self._lock:  # (threads of one process, e.g. a loader's, share it)
             kept = self._kept.get(key)

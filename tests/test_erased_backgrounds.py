@@ -155,3 +155,12 @@ def test_threads_sharing_the_kept_backgrounds_get_the_fill(photo):
         t.join()
     assert not failed and not wrong
     assert kept.hits + kept.misses == 80 and kept.hits > 0 and len(kept._kept) == 3
+
+
+def test_pixels_handed_over_with_nothing_to_erase_are_not_kept(photo):
+    """A caller handing pixels (SMPlus per sample) with nothing to erase gets a copy: no digest, nothing kept."""
+    image, _ = photo
+    kept = ErasedBackgrounds()
+    canvas, fraction = kept.erased(7, image, [], "telea")
+    assert np.array_equal(canvas, image) and canvas is not image and fraction == 0.0
+    assert (kept.hits, kept.misses, len(kept._kept)) == (0, 0, 0)
