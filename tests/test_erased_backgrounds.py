@@ -161,6 +161,7 @@ def test_pixels_handed_over_with_nothing_to_erase_are_not_kept(photo):
     """A caller handing pixels (SMPlus per sample) with nothing to erase gets a copy: no digest, nothing kept."""
     image, _ = photo
     kept = ErasedBackgrounds()
-    canvas, fraction = kept.erased(7, image, [], "telea")
-    assert np.array_equal(canvas, image) and canvas is not image and fraction == 0.0
+    for background in (image, NewBackground.of_pixels(image)):  # (render_image hands the latter)
+        canvas, fraction = kept.erased(7, background, [], "telea")
+        assert np.array_equal(canvas, image) and canvas is not image and fraction == 0.0
     assert (kept.hits, kept.misses, len(kept._kept)) == (0, 0, 0)
